@@ -1,0 +1,142 @@
+"""HostBuilder: collects the app, middleware and plugins, then builds the Host once."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from hostkit.asgi import Receive, Scope, Send
+from hostkit.claims import ClaimsTransformation, claims_transformation_middleware
+from hostkit.configuration import Configuration, Source
+from hostkit.environment import HostEnvironment
+from hostkit.errors import InvalidOperationError, ServerSelectionError
+from hostkit.pipeline import AsgiMiddlewareFactory, Middleware, Pipeline, Stage, as_terminal_app
+from hostkit.plugins import Plugins
+from hostkit.server import Server
+from hostkit.settings import SettingsTable
+
+if TYPE_CHECKING:
+    from hostkit.host import Host
+
+
+async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
+    """The terminal app when ``use_app`` was never called: 404 for every request."""
+    if scope["type"] == "http":
+        await send({"type": "http.response.start", "status": 404,
+                    "headers": [(b"content-length", b"0")]})
+        await send({"type": "http.response.body", "body": b""})
+    elif scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 1000})
+
+
+class HostBuilder:
+    """Builds a :class:`Host`. Methods append and return the builder; :meth:`build` runs once.
+
+    Usually made by ``Host.create_default_builder(args)``.
+    """
+
+    def __init__(self, configuration: Configuration, plugins: Plugins | None = None):
+        self._configuration = configuration
+        self.plugins = plugins if plugins is not None else Plugins()
+        self.pipeline = Pipeline()
+        self._app: Any = None
+        self._claims_transformations: list[ClaimsTransformation] = []
+        self._built = False
+        #: True when this process is an out-of-process child serving behind the module; set
+        #: by the out-of-process integration plugin from the module's environment contract.
+        self.behind_module = False
+
+    @property
+    def configuration(self) -> Configuration:
+        """The merged configuration, readable before :meth:`build`."""
+        return self._configuration
+
+    @property
+    def environment(self) -> HostEnvironment:
+        return HostEnvironment(self._configuration.environment_name,
+                               self._configuration.content_root)
+
+    def set_configuration(self, values: Mapping[str, Any], source: str) -> HostBuilder:
+        """Set configuration values from code, validated; ``source`` names who set them."""
+        self._configuration = self._configuration.with_values(values, Source("code", source))
+        return self
+
+    def use_app(self, app: Any) -> HostBuilder:
+        """Set the terminal app: an ASGI 3 app or ``async def handler(context)``."""
+        as_terminal_app(app)  # TypeError now, where the mistake is, not at build()
+        self._app = app
+        return self
+
+    def use(self, middleware: Middleware) -> HostBuilder:
+        """Append ``async def middleware(context, call_next)``; earlier calls are outer layers."""
+        self.pipeline.use(middleware, Stage.APP)
+        return self
+
+    def use_asgi_middleware(self, factory: AsgiMiddlewareFactory, **options: Any) -> HostBuilder:
+        """Append an ASGI middleware: ``factory(app, **options)`` returns the wrapped app."""
+        self.pipeline.use_asgi_middleware(factory, Stage.APP, **options)
+        return self
+
+    def add_claims_transformation(self, transformation: ClaimsTransformation) -> HostBuilder:
+        """Add ``fn(principal, context) -> ClaimsPrincipal`` (sync or async), run per request."""
+        if not callable(transformation):
+            raise TypeError(f"add_claims_transformation() expected a callable, "
+                            f"got {transformation!r}")
+        self._claims_transformations.append(transformation)
+        return self
+
+    def add_plugin(self, plugin: object, name: str | None = None) -> HostBuilder:
+        """Register a pluggy plugin (module or object) for this host only."""
+        self.plugins.register(plugin, name)
+        return self
+
+    def build(self) -> Host:
+        """Validate, configure the pipeline, choose the server; returns the :class:`Host`.
+
+        Raises :class:`hostkit.ConfigurationError` for bad plugin settings or hooks,
+        :class:`hostkit.ServerSelectionError` when no plugin serves the configuration, and
+        :class:`hostkit.InvalidOperationError` when called twice.
+        """
+        from hostkit.host import Host
+
+        if self._built:
+            raise InvalidOperationError("HostBuilder.build() can be called only once")
+        self._built = True
+        hook = self.plugins.hook
+
+        for tables in hook.hostkit_add_settings_tables():
+            for table in tables or ():
+                if not isinstance(table, SettingsTable):
+                    raise TypeError(f"hostkit_add_settings_tables returned {table!r}, "
+                                    "expected SettingsTable instances")
+                self._configuration.bind(table)
+        hook.hostkit_configure_builder(builder=self)
+        self.plugins.check_pending()
+        hook.hostkit_configure_pipeline(pipeline=self.pipeline, configuration=self._configuration)
+        transform = claims_transformation_middleware(self.plugins.manager,
+                                                     self._claims_transformations)
+        if transform is not None:
+            self.pipeline.use(transform, Stage.AUTHENTICATION)
+
+        terminal = as_terminal_app(self._app) if self._app is not None else _not_found
+        app = self.pipeline.build(terminal)
+        server = self._create_server()
+        return Host(self._configuration, self.plugins, server, app, self.behind_module)
+
+    def _create_server(self) -> Server:
+        options = self._configuration.options
+        name = options.server.lower()
+        server = self.plugins.hook.hostkit_create_server(
+            hosting_model=options.hosting_model, server_name=name,
+            configuration=self._configuration, behind_module=self.behind_module)
+        if server is None:
+            role = " behind the module" if self.behind_module else ""
+            raise ServerSelectionError(
+                f"no plugin serves hosting model {options.hosting_model.value!r} with server "
+                f"{name!r}{role}; loaded plugins: {', '.join(self.plugins.names()) or 'none'}"
+                + ("" if os.environ.get("HOSTKIT_DISABLE_PLUGIN_AUTOLOAD") is None else
+                   " (HOSTKIT_DISABLE_PLUGIN_AUTOLOAD is set)"))
+        if not isinstance(server, Server):
+            raise TypeError(f"hostkit_create_server returned {server!r}, which is not a Server")
+        return server

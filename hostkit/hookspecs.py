@@ -1,0 +1,132 @@
+"""Every hook a hostkit plugin can implement (SPEC §7).
+
+A plugin is a module or object with functions named like these hooks and marked with
+``@hostkit.hookimpl``. It is registered from the ``hostkit`` entry-point group, from the
+``plugins`` setting, or with ``HostBuilder.add_plugin``. Each host has its own plugin manager,
+so plugins never leak from one host into another.
+
+Hooks are synchronous; per-request async work belongs in pipeline layers a plugin adds
+through :func:`hostkit_configure_pipeline`, not in hooks.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from hostkit.builder import HostBuilder
+    from hostkit.configuration import Configuration
+    from hostkit.context import HttpContext
+    from hostkit.host import Host
+    from hostkit.identity import ClaimsPrincipal
+    from hostkit.pipeline import Pipeline
+    from hostkit.server import Server
+    from hostkit.settings import HostingModel, SettingsTable
+
+PROJECT_NAME = "hostkit"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+@hookspec
+def hostkit_add_settings_tables() -> list[SettingsTable]:
+    """Contribute tables of settings that belong to this plugin.
+
+    Called once per host, when the host is built, before any other hook of this module.
+
+    :returns: a list of :class:`hostkit.settings.SettingsTable`. Each table's keys are then
+        validated like hostkit's own (unknown keys and bad values raise
+        ``ConfigurationError`` naming the source). Read them with
+        ``configuration.bind(table)``.
+    """
+
+
+@hookspec
+def hostkit_configure_builder(builder: HostBuilder) -> None:
+    """Adjust the builder before the host is built.
+
+    Called once by ``HostBuilder.build()``, after settings tables are validated and before
+    the server is chosen. A plugin may change configuration values with
+    ``builder.set_configuration(...)`` or add pipeline layers; this is how the out-of-process
+    integration switches a child into its role.
+
+    :param builder: the builder being built.
+    """
+
+
+@hookspec
+def hostkit_configure_pipeline(pipeline: Pipeline, configuration: Configuration) -> None:
+    """Add layers to the shared request pipeline.
+
+    Called once by ``HostBuilder.build()`` after :func:`hostkit_configure_builder`. Add
+    layers with ``pipeline.use(middleware, stage=...)`` or
+    ``pipeline.use_asgi_middleware(factory, stage=...)``; the stage (``Stage.INTEGRATION``,
+    ``Stage.AUTHENTICATION``, ``Stage.APP``) fixes where a layer runs, whatever the order in
+    which plugins are called.
+
+    :param pipeline: the pipeline being built.
+    :param configuration: the effective configuration.
+    """
+
+
+@hookspec(firstresult=True)
+def hostkit_create_server(hosting_model: HostingModel, server_name: str,
+                          configuration: Configuration, behind_module: bool) -> Server | None:
+    """Create the server that serves this host.
+
+    Called once by ``HostBuilder.build()``. Stops at the first non-``None`` result; when no
+    plugin answers, building fails with an error naming the model, the server name and the
+    loaded plugins.
+
+    :param hosting_model: ``HostingModel.IN_PROCESS`` or ``HostingModel.OUT_OF_PROCESS``.
+    :param server_name: the ``server`` setting, lower-cased.
+    :param configuration: the effective configuration (urls, tls, limits, backend).
+    :param behind_module: true when this process is an out-of-process child serving the
+        pipeline on loopback behind the module; false when it owns the public ``urls``. An
+        embedded server answers for InProcess, and for OutOfProcess only behind the module;
+        the module answers for OutOfProcess when not behind it.
+    :returns: a :class:`hostkit.server.Server`, or ``None`` to let another plugin answer. To
+        refuse a combination it does not support (e.g. an async backend), raise
+        ``hostkit.ServerSelectionError`` saying what is supported instead of returning None.
+    """
+
+
+@hookspec
+def hostkit_transform_claims(principal: ClaimsPrincipal,
+                             context: HttpContext) -> ClaimsPrincipal | None:
+    """Transform the request's principal after authentication, once per request.
+
+    Called for every HTTP request in the process that runs the pipeline (InProcess: the
+    server; OutOfProcess: the child), before the functions given to
+    ``HostBuilder.add_claims_transformation``. Implementations are called in pluggy's order
+    (last registered first, ``tryfirst``/``trylast`` respected), each receiving the principal
+    the previous one returned.
+
+    :param principal: the current principal (anonymous when nobody authenticated).
+    :param context: the request.
+    :returns: the principal to use from now on, or ``None`` to keep ``principal``.
+    """
+
+
+@hookspec
+def hostkit_host_started(host: Host) -> None:
+    """The host listens on every address and serves requests.
+
+    Called once, after the server reported it is ready and the app's lifespan started.
+    """
+
+
+@hookspec
+def hostkit_host_stopping(host: Host) -> None:
+    """The host was asked to stop (signal or ``Host.stop()``) and starts draining.
+
+    Called once, before the server stops accepting connections.
+    """
+
+
+@hookspec
+def hostkit_host_stopped(host: Host) -> None:
+    """The host has drained, the app's lifespan has shut down, and ``run`` is returning."""

@@ -1,0 +1,247 @@
+"""Host: runs the server, the app's lifespan and the host lifecycle in one task tree.
+
+``run_async`` is the whole life of a host::
+
+    lifespan startup (a failure switches every request to the 500.30 page)
+    → server.serve started (every address bound)  → "started" hook
+    → wait for SIGINT/SIGTERM or Host.stop()       → "stopping" hook
+    → server drains, under a deadline of shutdown_timeout (a second signal cuts it short)
+    → lifespan shutdown                             → "stopped" hook
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import anyio
+import sniffio
+from anyio.abc import TaskGroup, TaskStatus
+
+from hostkit.asgi import ASGIApp
+from hostkit.configuration import Configuration, load_configuration
+from hostkit.context import Features
+from hostkit.environment import HostEnvironment
+from hostkit.errors import HostkitError, InvalidOperationError
+from hostkit.lifespan import Lifespan, StartupFailure
+from hostkit.plugins import Plugins
+from hostkit.server import Server
+from hostkit.server_stage import ServerStage
+from hostkit.settings import HostingModel
+
+if TYPE_CHECKING:
+    from hostkit.builder import HostBuilder
+
+logger = logging.getLogger("hostkit.host")
+
+# Extra seconds past shutdown_timeout before the host cancels a server that did not return.
+_DRAIN_GRACE = 2.0
+
+
+def _process_name() -> str:
+    return Path(sys.executable).name
+
+
+def configure_default_logging() -> None:
+    """Log INFO and above to stderr unless the program configured logging itself."""
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(levelname)s: %(name)s: %(message)s")
+    # hypercorn repeats "Running on …" after hostkit's "Now listening on: …".
+    logging.getLogger("hypercorn.error").setLevel(logging.WARNING)
+
+
+def _single_error(error: BaseException) -> BaseException:
+    """The one exception inside nested single-member exception groups, else ``error``."""
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error
+
+
+class Host:
+    """A built host. Call :meth:`run` (blocking) or ``await`` :meth:`run_async`."""
+
+    def __init__(self, configuration: Configuration, plugins: Plugins, server: Server,
+                 app: ASGIApp, behind_module: bool = False):
+        self.configuration = configuration
+        self.plugins = plugins
+        self.server = server
+        self.app = app
+        self.behind_module = behind_module
+        #: the URLs the server listens on, known once the host has started.
+        self.urls: list[str] = []
+        self._stop_requested: anyio.Event | None = None
+        self._stop_pending = False
+        self._start_failure: StartupFailure | None = None
+        self._server_scope: anyio.CancelScope | None = None
+        self._running = False
+
+    @staticmethod
+    def create_default_builder(args: Sequence[str] | None = None) -> HostBuilder:
+        """A :class:`HostBuilder` with hostkit's defaults, applied in this order:
+
+        1. configuration from ``hostkit.toml``, ``hostkit.{environment}.toml``, ``HOSTKIT_*``
+           environment variables and ``args`` (default ``sys.argv[1:]``), later ones winning;
+        2. plugins from the ``hostkit`` entry points (built-ins always;
+           others unless ``HOSTKIT_DISABLE_PLUGIN_AUTOLOAD``), then the ``plugins`` setting;
+        3. at ``build()``: plugin settings tables, ``hostkit_configure_builder`` (e.g. the
+           out-of-process child role), pipeline layers, and the server chosen by
+           ``hostkit_create_server``.
+        """
+        from hostkit.builder import HostBuilder
+
+        configuration = load_configuration(sys.argv[1:] if args is None else args)
+        plugins = Plugins()
+        plugins.load_entry_points()
+        plugins.load_modules(configuration.options.plugins,
+                             str(configuration.source_of("plugins") or "plugins"))
+        return HostBuilder(configuration, plugins)
+
+    @property
+    def hosting_model(self) -> HostingModel:
+        return self.configuration.options.hosting_model
+
+    @property
+    def environment(self) -> HostEnvironment:
+        return HostEnvironment(self.configuration.environment_name,
+                               self.configuration.content_root)
+
+    def fail_startup(self, error: BaseException) -> None:
+        """Serve "500.30 In-Process Start Failure" to every request instead of the app.
+
+        For a program whose own setup failed after ``build()``: the error is logged and the
+        host still runs, so the failure is visible to clients instead of a silent exit.
+        """
+        detail = "".join(traceback.format_exception(error))
+        self._start_failure = StartupFailure(f"{type(error).__name__}: {error}", detail)
+
+    def stop(self) -> None:
+        """Ask the running host to stop gracefully; :meth:`run_async` then drains and returns.
+
+        Call it from the host's event loop (a task or a hook). Before the host runs, the
+        request is kept and the host stops as soon as it has started.
+        """
+        if self._stop_requested is None:
+            self._stop_pending = True
+        else:
+            self._stop_requested.set()
+
+    def run(self) -> None:
+        """Serve until SIGINT/SIGTERM or :meth:`stop`, then drain and return.
+
+        This is a program's main loop, so a startup error the user must fix (an address in
+        use, no server for the configuration) ends the process like ``uvicorn.run`` does:
+        one line on stderr and exit status 1, no traceback. Use :meth:`run_async` to handle
+        :class:`hostkit.HostkitError` yourself.
+        """
+        configure_default_logging()
+        try:
+            anyio.run(self.run_async, backend=self.configuration.options.async_backend)
+        except HostkitError as error:
+            raise SystemExit(f"hostkit: error: {error}") from None
+        except BaseExceptionGroup as group:
+            error = _single_error(group)
+            if isinstance(error, HostkitError):
+                raise SystemExit(f"hostkit: error: {error}") from None
+            raise
+
+    async def run_async(self) -> None:
+        """:meth:`run` as a coroutine, on asyncio or trio; errors propagate as raised."""
+        if self._running:
+            raise InvalidOperationError("this host is already running")
+        self._running = True
+        options = self.configuration.options
+        self._stop_requested = anyio.Event()
+        self._server_scope = anyio.CancelScope()
+        if self._stop_pending:
+            self._stop_requested.set()
+        stage = ServerStage(
+            self.app,
+            Features(options.hosting_model.value, os.getpid(), _process_name(),
+                     self.server.name),
+            max_request_body_size=options.server_options.max_request_body_size,
+            allow_synchronous_io=options.server_options.allow_synchronous_io,
+            show_details=self.environment.is_development(),
+            bare_error_pages=options.module.disable_startup_error_page,
+        )
+        try:
+            async with anyio.create_task_group() as task_group:
+                await self._serve(task_group, stage)
+        except BaseExceptionGroup as group:
+            error = _single_error(group)
+            if error is group:
+                raise
+            raise error from None
+
+    async def _serve(self, task_group: TaskGroup, stage: ServerStage) -> None:
+        assert self._stop_requested is not None and self._server_scope is not None
+        stop_requested = self._stop_requested
+        server_scope = self._server_scope
+        options = self.configuration.options
+        stage.task_group = task_group
+        task_group.start_soon(self._watch_signals)
+
+        lifespan = Lifespan(self.app)
+        failure = self._start_failure or await lifespan.startup(task_group)
+        if failure is not None:
+            logger.error("the app failed to start; every request gets 500.30: %s",
+                         failure.detail.rstrip())
+            stage.start_failure = failure
+        stage.lifespan_state = lifespan.state
+
+        stopping = anyio.Event()
+        server_done = anyio.Event()
+
+        async def serve(*, task_status: TaskStatus[list[str]]) -> None:
+            try:
+                with server_scope:
+                    await self.server.serve(stage, stopping, task_status=task_status)
+            finally:
+                server_done.set()
+                stop_requested.set()  # a server that returns on its own stops the host
+
+        self.urls = list(await task_group.start(serve))
+        for url in self.urls:
+            logger.info("Now listening on: %s", url)
+        logger.info("Hosting model: %s; server: %s; async backend: %s",
+                    options.hosting_model.value, self.server.name,
+                    sniffio.current_async_library())
+        logger.info("Hosting environment: %s", self.configuration.environment_name)
+        logger.info("Content root path: %s", self.configuration.content_root)
+        logger.info("Application started. Press Ctrl+C to shut down.")
+        self.plugins.hook.hostkit_host_started(host=self)
+
+        await stop_requested.wait()
+        logger.info("Application is shutting down...")
+        self.plugins.hook.hostkit_host_stopping(host=self)
+        stopping.set()
+        server_scope.deadline = (anyio.current_time() + options.shutdown_timeout
+                                       + _DRAIN_GRACE)
+        await server_done.wait()
+        with anyio.CancelScope(shield=True), anyio.move_on_after(options.shutdown_timeout):
+            await lifespan.shutdown()
+        logger.info("Application stopped.")
+        self.plugins.hook.hostkit_host_stopped(host=self)
+        task_group.cancel_scope.cancel()
+
+    async def _watch_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signals reach only the main thread; the embedding program handles them
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                name = signal.Signals(signum).name
+                if self._stop_requested is not None and not self._stop_requested.is_set():
+                    logger.info("%s received: stopping gracefully (again to stop at once)", name)
+                    self._stop_requested.set()
+                elif self._server_scope is not None:
+                    logger.warning("%s received again: stopping now", name)
+                    self._server_scope.cancel()

@@ -1,0 +1,159 @@
+"""What a server plugin implements, and the listen-address helpers every server shares.
+
+A server plugin answers ``hostkit_create_server`` with an object that follows
+:class:`Server`. The host calls :meth:`Server.serve` once, in its task group, and waits for
+``task_status.started(addresses)`` before it reports the host started.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import os
+import socket
+import stat
+import urllib.parse
+from typing import Protocol, runtime_checkable
+
+import anyio
+from anyio.abc import TaskStatus
+
+from hostkit.asgi import ASGIApp
+from hostkit.errors import AddressInUseError, ConfigurationError, HostkitError
+
+BACKLOG = 1024
+
+
+@runtime_checkable
+class Server(Protocol):
+    """A server that serves the host: the embedded server, or the out-of-process module."""
+
+    #: the name users put in the ``server`` setting, e.g. ``"hypercorn"``.
+    name: str
+
+    async def serve(self, app: ASGIApp, stopping: anyio.Event, *,
+                    task_status: TaskStatus[list[str]] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Serve ``app`` until ``stopping`` is set, then drain and return.
+
+        Binds every address before calling ``task_status.started(urls)`` with the URLs it
+        really listens on (a port of 0 resolved); raises :class:`hostkit.AddressInUseError`
+        (or another :class:`hostkit.HostkitError`) before that when it cannot listen. Once
+        ``stopping`` is set: stop accepting, let in-flight requests finish within
+        ``shutdown_timeout``, close idle connections, and return. The host may cancel it past
+        that deadline.
+        """
+        ...
+
+
+@dataclasses.dataclass(frozen=True)
+class ListenAddress:
+    """One entry of ``urls``: ``scheme`` is http, https or unix."""
+
+    url: str
+    scheme: str
+    host: str = ""
+    port: int = 0
+    path: str = ""
+
+    @property
+    def is_secure(self) -> bool:
+        return self.scheme == "https"
+
+    def display(self, bound: socket.socket | None = None) -> str:
+        """The URL as it is served; with ``bound``, the real port of a port-0 address."""
+        if self.scheme == "unix":
+            return f"unix:{self.path}"
+        port = bound.getsockname()[1] if bound is not None else self.port
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{port}"
+
+
+def parse_url(url: str) -> ListenAddress:
+    """Parse one ``urls`` entry. Raises :class:`ConfigurationError` when it is not one."""
+    if url.lower().startswith("unix:"):
+        return ListenAddress(url, "unix", path=url[len("unix:"):])
+    parsed = urllib.parse.urlsplit(url)
+    scheme = parsed.scheme.lower()
+    try:
+        port = parsed.port
+    except ValueError:
+        port = None
+        scheme = ""
+    if scheme not in ("http", "https") or not parsed.hostname or parsed.path not in ("", "/"):
+        raise ConfigurationError(
+            f"urls: {url!r} is not a listen address; allowed: http://HOST:PORT, "
+            "https://HOST:PORT or unix:/PATH")
+    host = parsed.hostname
+    if host in ("*", "+"):
+        host = "0.0.0.0"
+    if host == "localhost":
+        host = "127.0.0.1"
+    return ListenAddress(url, scheme, host, port if port is not None else
+                         (443 if scheme == "https" else 80))
+
+
+def bind(address: ListenAddress) -> socket.socket:
+    """A listening socket for ``address``.
+
+    Raises :class:`AddressInUseError` naming the address when it is taken, and
+    :class:`HostkitError` for other failures, so the user sees one clear line.
+    """
+    if address.scheme == "unix":
+        return _bind_unix(address)
+    family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((address.host, address.port))
+        sock.listen(BACKLOG)
+    except OSError as error:
+        sock.close()
+        if error.errno == errno.EADDRINUSE:
+            raise AddressInUseError(
+                f"cannot listen on {address.url}: address already in use") from None
+        raise HostkitError(f"cannot listen on {address.url}: {error.strerror}") from None
+    sock.setblocking(False)
+    return sock
+
+
+def _bind_unix(address: ListenAddress) -> socket.socket:
+    path = address.path
+    try:
+        if stat.S_ISSOCK(os.stat(path).st_mode):
+            # A socket file left behind by a server that is gone; a live one refuses us below.
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                probe.connect(path)
+            except OSError:
+                os.unlink(path)
+            else:
+                raise AddressInUseError(f"cannot listen on {address.url}: address already in use")
+            finally:
+                probe.close()
+    except FileNotFoundError:
+        pass
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        sock.listen(BACKLOG)
+    except OSError as error:
+        sock.close()
+        if error.errno == errno.EADDRINUSE:
+            raise AddressInUseError(f"cannot listen on {address.url}: address already in use")
+        raise HostkitError(f"cannot listen on {address.url}: {error.strerror}") from None
+    sock.setblocking(False)
+    return sock
+
+
+def bind_all(urls: tuple[str, ...] | list[str]) -> list[tuple[ListenAddress, socket.socket]]:
+    """Bind every URL, or none: on a failure the sockets bound so far are closed."""
+    bound: list[tuple[ListenAddress, socket.socket]] = []
+    try:
+        for url in urls:
+            address = parse_url(url)
+            bound.append((address, bind(address)))
+    except BaseException:
+        for _, sock in bound:
+            sock.close()
+        raise
+    return bound

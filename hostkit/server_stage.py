@@ -1,0 +1,226 @@
+"""The outermost layer of the pipeline: what hostkit does for every request, under every server.
+
+A server plugin hands each ASGI call to :class:`ServerStage`, which
+
+- answers ``lifespan`` itself (the host runs the app's lifespan, see ``hostkit/lifespan.py``);
+- puts the features, an anonymous user and the lifespan state in the scope;
+- answers every request with "500.30 In-Process Start Failure" while the app failed to start;
+- enforces ``server.max_request_body_size`` (413), declared or counted while reading;
+- sets ``request_aborted`` when the client goes away;
+- turns an exception from the app into a logged 500 (or an aborted connection once the
+  response has started), so the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import anyio
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from hostkit import error_pages
+from hostkit.asgi import ASGIApp, Message, Receive, Scope, Send
+from hostkit.context import (
+    REQUEST_STATE_KEY,
+    ClientDisconnected,
+    Features,
+    RequestAborted,
+    RequestState,
+)
+from hostkit.errors import RequestBodyTooLargeError
+from hostkit.identity import ClaimsPrincipal
+from hostkit.lifespan import StartupFailure
+
+logger = logging.getLogger("hostkit.request")
+
+_DISCONNECT: Message = {"type": "http.disconnect"}
+# Messages the disconnect watcher may read ahead of the app before it waits for the app.
+_READ_AHEAD = 8
+
+
+class _Exchange:
+    """``receive`` and ``send`` of one request as the server stage wraps them."""
+
+    __slots__ = ("_receive", "_send", "state", "_limit", "_received", "_ahead",
+                 "_task_group", "_watch_scope", "finished", "response_started")
+
+    def __init__(self, receive: Receive, send: Send, limit: int, task_group: TaskGroup | None,
+                 allow_synchronous_io: bool):
+        self._receive = receive
+        self._send = send
+        self.state = RequestState(RequestAborted(self.watch), allow_synchronous_io)
+        self._limit = limit
+        self._received = 0
+        self._ahead: MemoryObjectReceiveStream[Message] | None = None
+        self._task_group = task_group
+        self._watch_scope: anyio.CancelScope | None = None
+        self.finished = False
+        self.response_started = False
+
+    async def receive(self) -> Message:
+        if self._ahead is None:
+            message = await self._receive()
+        else:
+            try:
+                message = await self._ahead.receive()
+            except anyio.EndOfStream:
+                message = _DISCONNECT
+        kind = message["type"]
+        if kind == "http.request":
+            if self._limit:
+                self._received += len(message.get("body", b""))
+                if self._received > self._limit:
+                    self.state.body_too_large = True
+                    raise RequestBodyTooLargeError(
+                        f"the request body is larger than {self._limit} bytes "
+                        "(server.max_request_body_size)")
+        elif kind == "http.disconnect":
+            self.state.aborted.set()
+        return message
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.response_started = True
+        await self._send(message)
+
+    def watch(self) -> None:
+        """Start reading ahead of the app so a disconnect is seen while it is busy."""
+        if self._task_group is None or self.finished:
+            return
+        sink, self._ahead = anyio.create_memory_object_stream[Message](_READ_AHEAD)
+        self._task_group.start_soon(self._read_ahead, sink)
+
+    async def _read_ahead(self, sink: MemoryObjectSendStream[Message]) -> None:
+        with anyio.CancelScope() as scope, sink:
+            self._watch_scope = scope
+            if self.finished:
+                return
+            while True:
+                message = await self._receive()
+                await sink.send(message)
+                if message["type"] == "http.disconnect":
+                    self.state.aborted.set()
+                    return
+
+    def finish(self) -> None:
+        """The request is over: stop the read-ahead, if it runs."""
+        self.finished = True
+        if self._watch_scope is not None:
+            self._watch_scope.cancel()
+
+
+def _declared_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name.lower() == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+async def _answer(send: Send, status: int, body: bytes = b"",
+                  content_type: bytes = b"text/plain; charset=utf-8") -> None:
+    headers = [(b"content-length", str(len(body)).encode())]
+    if body:
+        headers.append((b"content-type", content_type))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def _answer_lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+class ServerStage:
+    """The ASGI app a server plugin serves: the pipeline behind hostkit's per-request duties.
+
+    ``task_group`` (set by the host while it runs) owns the disconnect watchers;
+    ``lifespan_state`` is copied into every request; ``start_failure`` switches every request
+    to the 500.30 page; ``show_details`` puts the failure's traceback in that page.
+    """
+
+    def __init__(self, app: ASGIApp, features: Features, *, max_request_body_size: int,
+                 allow_synchronous_io: bool, show_details: bool, bare_error_pages: bool):
+        self.app = app
+        self.features = features
+        self.max_request_body_size = max_request_body_size
+        self.allow_synchronous_io = allow_synchronous_io
+        self.show_details = show_details
+        self.bare_error_pages = bare_error_pages
+        self.task_group: TaskGroup | None = None
+        self.lifespan_state: dict[str, object] | None = None
+        self.start_failure: StartupFailure | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await _answer_lifespan(receive, send)
+            return
+        scope["hostkit"] = self.features
+        scope["user"] = ClaimsPrincipal.anonymous()
+        if self.lifespan_state:
+            scope["state"] = self.lifespan_state.copy()
+        if kind == "http":
+            await self._serve_http(scope, receive, send)
+        elif self.start_failure is not None:
+            await send({"type": "websocket.close", "code": 1011})
+        else:
+            await self.app(scope, receive, send)
+
+    async def _serve_http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.start_failure is not None:
+            await self._answer_start_failure(send)
+            return
+        limit = self.max_request_body_size
+        if limit:
+            declared = _declared_length(scope)
+            if declared is not None and declared > limit:
+                await _answer(send, 413)
+                return
+        exchange = _Exchange(receive, send, limit, self.task_group, self.allow_synchronous_io)
+        state = scope[REQUEST_STATE_KEY] = exchange.state
+        try:
+            await self.app(scope, exchange.receive, exchange.send)
+        except ClientDisconnected:
+            return
+        except RequestBodyTooLargeError:
+            if not exchange.response_started:
+                await _answer(send, 413)
+            return
+        except Exception:
+            if state.body_too_large and not exchange.response_started:
+                await _answer(send, 413)
+                return
+            logger.exception("unhandled exception while serving %s %s",
+                             scope.get("method"), scope.get("path"))
+            if exchange.response_started:
+                raise  # the server aborts the connection: never a made-up end of body
+            await _answer(send, 500)
+            return
+        finally:
+            exchange.finish()
+        if not exchange.response_started:
+            if state.body_too_large:
+                await _answer(send, 413)
+            else:
+                logger.error("the app returned without a response to %s %s",
+                             scope.get("method"), scope.get("path"))
+                await _answer(send, 500)
+
+    async def _answer_start_failure(self, send: Send) -> None:
+        failure = self.start_failure
+        if self.bare_error_pages or failure is None:
+            await _answer(send, 500)
+            return
+        page = error_pages.start_failure_page(failure.detail if self.show_details else None)
+        await _answer(send, 500, page, b"text/html; charset=utf-8")
+
+

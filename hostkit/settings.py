@@ -1,0 +1,369 @@
+"""The schema of hostkit's own configuration keys: one source of truth for every setting.
+
+Each setting is a dataclass field whose metadata holds its :class:`Kind` (how a value is
+validated and converted, from TOML or from text) and its documentation. The configuration
+loader, ``hostkit config``, ``hostkit.toml.example`` and the docs all read this module, so a
+key is added in exactly one place.
+
+Plugins contribute tables of their own through the ``hostkit_add_settings`` hook with the same
+:class:`SettingsTable` type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Generic, TypeVar
+
+from hostkit._compat import tomllib
+
+T = TypeVar("T")
+
+
+class HostingModel(str, enum.Enum):
+    """Where the app runs: in the serving process, or in a child behind the module."""
+
+    IN_PROCESS = "InProcess"
+    OUT_OF_PROCESS = "OutOfProcess"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class InvalidValue(ValueError):
+    """A value does not fit its setting; the message says what is allowed."""
+
+
+class Kind(Generic[T]):
+    """How one setting's values are checked and converted.
+
+    ``convert`` takes a value parsed from TOML; ``from_text`` takes the string of an
+    environment variable or command-line argument. Both raise :class:`InvalidValue` whose
+    message describes what is allowed.
+    """
+
+    allowed: str = "a value"
+
+    def convert(self, value: Any) -> T:
+        raise NotImplementedError
+
+    def from_text(self, text: str) -> T:
+        return self.convert(text)
+
+    def to_toml(self, value: T) -> str:
+        """The value written as TOML, for ``hostkit.toml.example`` and ``hostkit config``."""
+        return _toml_literal(value)
+
+    def fail(self) -> InvalidValue:
+        return InvalidValue(f"allowed: {self.allowed}")
+
+
+def _toml_literal(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, enum.Enum):
+        return _toml_literal(value.value)
+    if isinstance(value, str):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{escaped}"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_literal(item) for item in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k} = {_toml_literal(v)}" for k, v in value.items()) + "}"
+    if value is None:
+        return '""'
+    return repr(value)
+
+
+class Boolean(Kind[bool]):
+    allowed = "true or false"
+    _TEXT = {"true": True, "1": True, "yes": True, "on": True,
+             "false": False, "0": False, "no": False, "off": False}
+
+    def convert(self, value: Any) -> bool:
+        if isinstance(value, bool):
+            return value
+        raise self.fail()
+
+    def from_text(self, text: str) -> bool:
+        try:
+            return self._TEXT[text.strip().lower()]
+        except KeyError:
+            raise self.fail() from None
+
+
+class Number(Kind[float]):
+    """A number of seconds or similar, with an optional inclusive range."""
+
+    def __init__(self, minimum: float = 0, maximum: float | None = None, integer: bool = False):
+        self.minimum = minimum
+        self.maximum = maximum
+        self.integer = integer
+        noun = "a whole number" if integer else "a number"
+        upper = f" and at most {maximum:g}" if maximum is not None else ""
+        self.allowed = f"{noun} at least {minimum:g}{upper}"
+
+    def convert(self, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.fail()
+        if self.integer and not (isinstance(value, int) or float(value).is_integer()):
+            raise self.fail()
+        if value < self.minimum or (self.maximum is not None and value > self.maximum):
+            raise self.fail()
+        return int(value) if self.integer else value
+
+    def from_text(self, text: str) -> Any:
+        try:
+            value: float = int(text.strip())
+        except ValueError:
+            try:
+                value = float(text.strip())
+            except ValueError:
+                raise self.fail() from None
+        return self.convert(value)
+
+
+class Text(Kind[str]):
+    def __init__(self, allowed: str = "a string", non_empty: bool = False,
+                 check: Callable[[str], bool] | None = None):
+        self.allowed = allowed
+        self.non_empty = non_empty
+        self.check = check
+
+    def convert(self, value: Any) -> str:
+        if not isinstance(value, str) or (self.non_empty and not value):
+            raise self.fail()
+        if self.check is not None and not self.check(value):
+            raise self.fail()
+        return value
+
+
+class Choice(Kind[Any]):
+    """One of a fixed set of words, matched case-insensitively."""
+
+    def __init__(self, *choices: Any):
+        self.choices = choices
+        self.allowed = " or ".join(f'"{c}"' for c in choices)
+
+    def convert(self, value: Any) -> Any:
+        if isinstance(value, str):
+            for choice in self.choices:
+                if str(choice).lower() == value.strip().lower():
+                    return choice
+        raise self.fail()
+
+
+class TextList(Kind[tuple[str, ...]]):
+    """A list of strings. From text: a TOML array, or items separated by ';' or ','."""
+
+    def __init__(self, allowed: str = "a list of strings", non_empty: bool = False,
+                 item_check: Callable[[str], bool] | None = None):
+        self.allowed = allowed
+        self.non_empty = non_empty
+        self.item_check = item_check
+
+    def convert(self, value: Any) -> tuple[str, ...]:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise self.fail()
+        if self.non_empty and not value:
+            raise self.fail()
+        if self.item_check is not None and not all(self.item_check(v) for v in value):
+            raise self.fail()
+        return tuple(value)
+
+    def from_text(self, text: str) -> tuple[str, ...]:
+        stripped = text.strip()
+        if stripped.startswith("["):
+            return self.convert(_parse_toml_value(stripped, self))
+        items = [item.strip() for item in stripped.replace(",", ";").split(";")]
+        return self.convert([item for item in items if item])
+
+
+class TextTable(Kind[Mapping[str, str]]):
+    """A table of string values, e.g. extra environment variables. From text: an inline table."""
+
+    def __init__(self, allowed: str = "a table of strings", reserved: frozenset[str] = frozenset()):
+        self.reserved = reserved
+        suffix = f" (not {', '.join(sorted(reserved))})" if reserved else ""
+        self.allowed = allowed + suffix
+
+    def convert(self, value: Any) -> Mapping[str, str]:
+        if not isinstance(value, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        ):
+            raise self.fail()
+        if any(k.upper() in self.reserved for k in value):
+            raise self.fail()
+        return dict(value)
+
+    def from_text(self, text: str) -> Mapping[str, str]:
+        return self.convert(_parse_toml_value(text.strip(), self))
+
+
+def _parse_toml_value(text: str, kind: Kind[Any]) -> Any:
+    try:
+        return tomllib.loads(f"value = {text}")["value"]
+    except tomllib.TOMLDecodeError:
+        raise kind.fail() from None
+
+
+def _is_url(value: str) -> bool:
+    lowered = value.lower()
+    if lowered.startswith("unix:"):
+        return len(value) > len("unix:")
+    return lowered.startswith(("http://", "https://")) and len(value.split("://", 1)[1]) > 0
+
+
+def setting(default: Any, kind: Kind[Any], doc: str, *, secret: bool = False) -> Any:
+    """Declare one setting as a dataclass field."""
+    factory = (lambda: dict(default)) if isinstance(default, dict) else None
+    metadata = {"kind": kind, "doc": doc, "secret": secret}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+@dataclasses.dataclass(frozen=True)
+class SettingsTable:
+    """A table of settings: a frozen dataclass type whose fields were declared with :func:`setting`.
+
+    ``name`` is the TOML table (``None`` for the top level); ``doc`` is one line for the docs.
+    """
+
+    name: str | None
+    options: type[Any]
+    doc: str = ""
+
+    def fields(self) -> Iterator[dataclasses.Field[Any]]:
+        yield from (f for f in dataclasses.fields(self.options) if "kind" in f.metadata)
+
+
+RESERVED_CHILD_VARIABLES = frozenset({"HOSTKIT_PORT", "HOSTKIT_TOKEN", "HOSTKIT_PATH_BASE"})
+
+
+@dataclasses.dataclass(frozen=True)
+class TlsOptions:
+    certificate: str = setting("", Text("a path to a PEM certificate file"),
+                               "PEM certificate (chain) for https:// urls")
+    private_key: str = setting("", Text("a path to a PEM private key file"),
+                               "PEM private key of the certificate")
+    client_certificate_mode: str = setting(
+        "none", Choice("none", "optional", "required"),
+        "ask clients for a certificate: none, optional or required")
+    client_ca: str = setting("", Text("a path to a PEM file of CA certificates"),
+                             "CA certificates that client certificates must chain to")
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerOptions:
+    max_request_body_size: int = setting(
+        30_000_000, Number(0, integer=True),
+        "bytes; a larger request body gets 413 before the app reads past the limit (0: no limit)")
+    allow_synchronous_io: bool = setting(
+        False, Boolean(), "allow request.body_sync() / response.write_sync()")
+    request_header_timeout: float = setting(
+        30, Number(0.001), "seconds a connection may take to deliver a whole request head")
+    keep_alive_timeout: float = setting(
+        5, Number(0), "seconds an idle keep-alive connection stays open")
+
+
+@dataclasses.dataclass(frozen=True)
+class AuthenticationOptions:
+    automatic_authentication: bool = setting(
+        True, Boolean(), "server authentication sets context.user on every request")
+    authentication_display_name: str = setting(
+        "", Text(), "display name of the server's authentication scheme")
+    schemes: tuple[str, ...] = setting(
+        (), TextList("a list of scheme names, e.g. [\"basic\", \"certificate\"]"),
+        "server-level authentication schemes run by the process that owns the public listener")
+
+
+@dataclasses.dataclass(frozen=True)
+class IntegrationOptions:
+    forward_client_certificate: bool = setting(
+        True, Boolean(),
+        "child side: fill context.connection.client_certificate from the module's header")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModuleOptions:
+    process_path: str = setting("", Text("a path to an executable"),
+                                "executable for the child (empty: the current interpreter)")
+    arguments: tuple[str, ...] = setting(
+        (), TextList(), "arguments for the child (empty: the current program's argv)")
+    environment_variables: Mapping[str, str] = setting(
+        {}, TextTable(reserved=RESERVED_CHILD_VARIABLES),
+        "extra environment for the child; wins over the inherited environment", secret=True)
+    eager_start: bool = setting(False, Boolean(),
+                                "start the child when the front starts, not on the first request")
+    startup_time_limit: float = setting(
+        120, Number(0.1), "seconds for the child to accept connections on its port")
+    shutdown_time_limit: float = setting(
+        10, Number(0), "seconds between asking the child to stop and killing it")
+    rapid_fails_per_minute: int = setting(
+        10, Number(0, integer=True), "child failures allowed per rolling minute")
+    request_timeout: float = setting(
+        120, Number(0.001), "seconds for the child to answer a forwarded request")
+    stdout_log_enabled: bool = setting(False, Boolean(), "log child stdout and stderr to a file")
+    stdout_log_file: str = setting(
+        "logs/stdout", Text("a file path prefix", non_empty=True),
+        "prefix of {stdout_log_file}_{yyyymmddHHMMSS}_{pid}.log")
+    forward_identity: bool = setting(True, Boolean(),
+                                     "forward the front's authenticated identity to the child")
+    disable_startup_error_page: bool = setting(
+        False, Boolean(), "bare status codes instead of hostkit's error pages")
+    path_base: str = setting("/", Text("a path starting with '/'",
+                                       check=lambda v: v.startswith("/")),
+                             "the app's base path, applied as request.path_base")
+    processes_per_application: int = setting(
+        1, Number(1, 100, integer=True), "number of child processes, load-balanced")
+    restart_on_config_change: bool = setting(
+        True, Boolean(), "a change to the configuration files drains the child")
+    app_offline_file: str = setting(
+        "app_offline.htm", Text("a file name", non_empty=True),
+        "while this file exists in the content root, the module answers 503 with its content")
+
+
+@dataclasses.dataclass(frozen=True)
+class HostOptions:
+    """hostkit's own settings, typed. ``Configuration.options`` holds the effective ones."""
+
+    hosting_model: HostingModel = setting(
+        HostingModel.IN_PROCESS, Choice(HostingModel.IN_PROCESS, HostingModel.OUT_OF_PROCESS),
+        "InProcess or OutOfProcess (case-insensitive)")
+    urls: tuple[str, ...] = setting(
+        ("http://127.0.0.1:5000",),
+        TextList("a non-empty list of http://HOST:PORT, https://HOST:PORT or unix:/PATH",
+                 non_empty=True, item_check=_is_url),
+        "public listen addresses; https:// needs [tls]; unix:/path allowed")
+    async_backend: str = setting("asyncio", Choice("asyncio", "trio"),
+                                 "the event loop: asyncio or trio")
+    server: str = setting("hypercorn", Text("a server plugin name", non_empty=True),
+                          "which server plugin serves the pipeline")
+    shutdown_timeout: float = setting(30, Number(0),
+                                      "seconds the host drains in-flight requests on stop")
+    plugins: tuple[str, ...] = setting((), TextList("a list of importable module names"),
+                                       "extra plugin modules to import and register")
+    tls: TlsOptions = dataclasses.field(default_factory=TlsOptions)
+    server_options: ServerOptions = dataclasses.field(default_factory=ServerOptions)
+    authentication: AuthenticationOptions = dataclasses.field(
+        default_factory=AuthenticationOptions)
+    integration: IntegrationOptions = dataclasses.field(default_factory=IntegrationOptions)
+    module: ModuleOptions = dataclasses.field(default_factory=ModuleOptions)
+
+
+# The tables of hostkit's own schema, in documentation order, with the HostOptions attribute
+# that holds each. ``[server]`` lives in ``server_options`` because the top-level ``server`` key
+# names the server plugin.
+HOST_TABLES: tuple[tuple[SettingsTable, str], ...] = (
+    (SettingsTable(None, HostOptions, "Host"), ""),
+    (SettingsTable("tls", TlsOptions, "TLS on the public listener"), "tls"),
+    (SettingsTable("server", ServerOptions, "Server limits"), "server_options"),
+    (SettingsTable("authentication", AuthenticationOptions, "Server authentication"),
+     "authentication"),
+    (SettingsTable("integration", IntegrationOptions, "Child-side integration"), "integration"),
+    (SettingsTable("module", ModuleOptions, "The out-of-process module"), "module"),
+)

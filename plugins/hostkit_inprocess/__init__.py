@@ -1,0 +1,28 @@
+"""hostkit's built-in embedded server: hypercorn, on asyncio and trio.
+
+Serves the shared pipeline InProcess on the public ``urls``, and in an out-of-process child on
+its loopback port. Registered through the ``hostkit`` entry-point group like any third-party
+plugin, and uses only public hostkit names.
+"""
+
+from __future__ import annotations
+
+import hostkit
+from hostkit import HostingModel
+
+from hostkit_inprocess.server import HypercornServer
+
+__version__ = hostkit.__version__
+SERVER_NAME = "hypercorn"
+
+
+@hostkit.hookimpl
+def hostkit_create_server(hosting_model: HostingModel, server_name: str,
+                          configuration: hostkit.Configuration,
+                          behind_module: bool) -> hostkit.Server | None:
+    """Answer for ``server = "hypercorn"``: InProcess, or OutOfProcess behind the module."""
+    if server_name != SERVER_NAME:
+        return None
+    if hosting_model is HostingModel.OUT_OF_PROCESS and not behind_module:
+        return None  # the public side of OutOfProcess is the module's job
+    return HypercornServer(configuration)
