@@ -422,7 +422,7 @@ def _merge(raws: Sequence[_Raw], entries: dict[tuple[str, ...], Entry]
         path, field = _resolve(raw)
         value = raw.value
         if field is not None:
-            value = _convert(field, raw.value, raw.source, raw.key, raw.is_text)
+            value = _convert(field, raw.value, raw.source, ".".join(path), raw.is_text)
         else:
             # An app value set as a whole table replaces what an earlier source set below it.
             for existing in [p for p in entries if p[:len(path)] == path and p != path]:

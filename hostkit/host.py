@@ -19,6 +19,7 @@ import threading
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from types import TracebackType
 from typing import TYPE_CHECKING
 
 import anyio
@@ -60,6 +61,28 @@ def configure_default_logging() -> None:
     logging.getLogger("hypercorn.error").setLevel(logging.WARNING)
 
 
+def install_error_hook() -> None:
+    """Print an uncaught :class:`HostkitError` as one line instead of a traceback.
+
+    Errors a user must fix (a bad setting, an address in use, no server for the model) say
+    all there is to say in their message; any other exception keeps its traceback. The exit
+    status stays 1, as for every uncaught exception. Installed once, chaining to the hook
+    that was there before.
+    """
+    previous = sys.excepthook
+    if getattr(previous, "hostkit_error_hook", False):
+        return
+
+    def hook(kind: type[BaseException], error: BaseException, tb: TracebackType | None) -> None:
+        if isinstance(error, HostkitError):
+            print(f"hostkit: error: {error}", file=sys.stderr)
+        else:
+            previous(kind, error, tb)
+
+    hook.hostkit_error_hook = True  # type: ignore[attr-defined]
+    sys.excepthook = hook
+
+
 def _single_error(error: BaseException) -> BaseException:
     """The one exception inside nested single-member exception groups, else ``error``."""
     while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
@@ -95,10 +118,13 @@ class Host:
            others unless ``HOSTKIT_DISABLE_PLUGIN_AUTOLOAD``), then the ``plugins`` setting;
         3. at ``build()``: plugin settings tables, ``hostkit_configure_builder`` (e.g. the
            out-of-process child role), pipeline layers, and the server chosen by
-           ``hostkit_create_server``.
+           ``hostkit_create_server``;
+        4. an uncaught :class:`hostkit.HostkitError` prints as one line, not a traceback
+           (:func:`install_error_hook`).
         """
         from hostkit.builder import HostBuilder
 
+        install_error_hook()
         configuration = load_configuration(sys.argv[1:] if args is None else args)
         plugins = Plugins()
         plugins.load_entry_points()
@@ -138,21 +164,18 @@ class Host:
     def run(self) -> None:
         """Serve until SIGINT/SIGTERM or :meth:`stop`, then drain and return.
 
-        This is a program's main loop, so a startup error the user must fix (an address in
-        use, no server for the configuration) ends the process like ``uvicorn.run`` does:
-        one line on stderr and exit status 1, no traceback. Use :meth:`run_async` to handle
-        :class:`hostkit.HostkitError` yourself.
+        Raises :class:`hostkit.HostkitError` for a startup error the user must fix (an
+        address in use, say); left uncaught in a program made with
+        ``create_default_builder``, it prints as one line and the process exits with 1.
         """
         configure_default_logging()
         try:
             anyio.run(self.run_async, backend=self.configuration.options.async_backend)
-        except HostkitError as error:
-            raise SystemExit(f"hostkit: error: {error}") from None
         except BaseExceptionGroup as group:
             error = _single_error(group)
-            if isinstance(error, HostkitError):
-                raise SystemExit(f"hostkit: error: {error}") from None
-            raise
+            if error is group:
+                raise
+            raise error from None
 
     async def run_async(self) -> None:
         """:meth:`run` as a coroutine, on asyncio or trio; errors propagate as raised."""

@@ -53,24 +53,24 @@ class Kind(Generic[T]):
 
     def to_toml(self, value: T) -> str:
         """The value written as TOML, for ``hostkit.toml.example`` and ``hostkit config``."""
-        return _toml_literal(value)
+        return toml_literal(value)
 
     def fail(self) -> InvalidValue:
         return InvalidValue(f"allowed: {self.allowed}")
 
 
-def _toml_literal(value: Any) -> str:
+def toml_literal(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, enum.Enum):
-        return _toml_literal(value.value)
+        return toml_literal(value.value)
     if isinstance(value, str):
         escaped = value.replace("\\", "\\\\").replace('"', '\\"')
         return f'"{escaped}"'
     if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_literal(item) for item in value) + "]"
+        return "[" + ", ".join(toml_literal(item) for item in value) + "]"
     if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{k} = {_toml_literal(v)}" for k, v in value.items()) + "}"
+        return "{" + ", ".join(f"{k} = {toml_literal(v)}" for k, v in value.items()) + "}"
     if value is None:
         return '""'
     return repr(value)

@@ -1,0 +1,312 @@
+"""Reusable pieces for hostkit's benchmarks: servers as subprocesses, wrk, and results.
+
+Everything here talks to 127.0.0.1 only, and every wait has a timeout, so a benchmark built
+from these pieces always ends by itself.
+
+- :func:`free_port` and :func:`loopback_url`: where a server listens;
+- :func:`start_server`: start a server program and wait for the line it logs when ready;
+  :meth:`ServerProcess.stop` ends it (SIGTERM, bounded wait, then SIGKILL);
+- :func:`fetch`: one GET, to check a server answers what it should before loading it;
+- :func:`ensure_wrk`, :func:`run_wrk` and :func:`parse_wrk`: the load generator.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import http.client
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+
+LOOPBACK = "127.0.0.1"
+#: The repository root: benchmarks put it on PYTHONPATH so servers can import ``bench``.
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Lines of a server's stderr kept for error messages.
+_LOG_TAIL = 200
+
+
+class BenchmarkError(RuntimeError):
+    """A benchmark could not run: a server did not start, wrk failed or printed nonsense."""
+
+
+# --- addresses -----------------------------------------------------------------------------
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now (the kernel picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+def loopback_url(port: int, path: str = "/") -> str:
+    """``http://127.0.0.1:PORT/path``: the only kind of address benchmarks send traffic to."""
+    return f"http://{LOOPBACK}:{port}{path}"
+
+
+def _require_loopback(url: str) -> None:
+    if not url.startswith(f"http://{LOOPBACK}:"):
+        raise ValueError(f"benchmarks only send traffic to {LOOPBACK}, not to {url!r}")
+
+
+# --- server processes ----------------------------------------------------------------------
+
+def server_environment(extra: Mapping[str, str] | None = None,
+                       drop_prefixes: Sequence[str] = ()) -> dict[str, str]:
+    """This process's environment for a server: ``bench`` importable, output unbuffered.
+
+    Variables starting with any of ``drop_prefixes`` (e.g. ``"HOSTKIT_"``) are removed, so
+    the caller's shell cannot change what is measured; ``extra`` is applied last.
+    """
+    env = {name: value for name, value in os.environ.items()
+           if not any(name.startswith(prefix) for prefix in drop_prefixes)}
+    python_path = [str(REPO_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env["PYTHONPATH"] = os.pathsep.join(python_path)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
+    return env
+
+
+class ServerProcess:
+    """A server program running as a subprocess; its stderr is read by a thread.
+
+    The thread keeps the last lines for error messages and keeps draining the pipe for the
+    whole life of the process, so a chatty server never blocks on a full pipe. Use it as a
+    context manager (or call :meth:`stop`) so the server always ends.
+    """
+
+    def __init__(self, name: str, argv: Sequence[str], ready_marker: str, *,
+                 env: Mapping[str, str], cwd: str | Path):
+        self.name = name
+        self.argv = list(argv)
+        self.ready_marker = ready_marker
+        self.ready_line: str | None = None
+        self.log: collections.deque[str] = collections.deque(maxlen=_LOG_TAIL)
+        self._settled = threading.Event()  # set on the ready line, or when stderr closes
+        self.popen = subprocess.Popen(
+            self.argv, cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace",
+            bufsize=1, start_new_session=True)
+        self._reader = threading.Thread(target=self._read_stderr, name=f"{name}-stderr",
+                                        daemon=True)
+        self._reader.start()
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def _read_stderr(self) -> None:
+        assert self.popen.stderr is not None
+        with self.popen.stderr:
+            for raw in self.popen.stderr:
+                line = raw.rstrip("\n")
+                self.log.append(line)
+                if self.ready_line is None and self.ready_marker in line:
+                    self.ready_line = line
+                    self._settled.set()
+        self._settled.set()
+
+    def wait_ready(self, timeout: float) -> str:
+        """Block until the server logs its ready line; returns that line.
+
+        Raises :class:`BenchmarkError` (after stopping the server) when it exits first or
+        does not get ready within ``timeout`` seconds.
+        """
+        settled = self._settled.wait(timeout)
+        if self.ready_line is not None:
+            return self.ready_line
+        self.stop(timeout=5)
+        why = ("exited before it was ready" if settled
+               else f"logged no {self.ready_marker!r} within {timeout:g} s")
+        raise BenchmarkError(f"{self.name} {why} (exit status {self.popen.returncode}); "
+                             f"command: {' '.join(self.argv)}\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The last ``lines`` lines the server wrote to stderr."""
+        return "\n".join(list(self.log)[-lines:])
+
+    def stop(self, timeout: float = 10.0) -> int:
+        """SIGTERM, wait up to ``timeout`` seconds, then SIGKILL. Returns the exit status."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                print(f"{self.name} (pid {self.pid}) ignored SIGTERM for {timeout:g} s: "
+                      "SIGKILL", file=sys.stderr)
+                self.popen.kill()
+                self.popen.wait(5)
+        self._reader.join(5)
+        return self.popen.returncode
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.stop()
+
+
+def start_server(name: str, argv: Sequence[str], ready_marker: str, *,
+                 env: Mapping[str, str], cwd: str | Path,
+                 timeout: float = 30.0) -> ServerProcess:
+    """Start ``argv`` and wait (up to ``timeout`` s) for ``ready_marker`` on its stderr."""
+    server = ServerProcess(name, argv, ready_marker, env=env, cwd=cwd)
+    server.wait_ready(timeout)
+    return server
+
+
+# --- one request -------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Reply:
+    """What :func:`fetch` got back."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def fetch(url: str, timeout: float = 5.0) -> Reply:
+    """GET ``url`` (on 127.0.0.1) once; header names in lower case."""
+    _require_loopback(url)
+    host_port, _, path = url[len("http://"):].partition("/")
+    host, _, port = host_port.partition(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        connection.request("GET", "/" + path)
+        response = connection.getresponse()
+        body = response.read()
+        headers = {name.lower(): value for name, value in response.getheaders()}
+        return Reply(response.status, headers, body)
+    finally:
+        connection.close()
+
+
+# --- wrk -----------------------------------------------------------------------------------
+
+_APT_TIMEOUT = 600.0
+
+
+def ensure_wrk() -> str:
+    """The path of ``wrk``; installs the Debian package when missing and running as root.
+
+    Exits with status 2 and says how to install it when that is not possible.
+    """
+    path = shutil.which("wrk")
+    if path is not None:
+        return path
+    if os.geteuid() == 0 and shutil.which("apt-get") is not None:
+        print("wrk is not on PATH: installing the Debian package (apt-get install -y wrk)",
+              file=sys.stderr)
+        if not _apt_get("install", "-y", "wrk"):
+            _apt_get("update")
+            _apt_get("install", "-y", "wrk")
+        path = shutil.which("wrk")
+        if path is not None:
+            return path
+    raise SystemExit("wrk is required but not on PATH. Install it, e.g.\n"
+                     "    sudo apt-get update && sudo apt-get install -y wrk   # Debian/Ubuntu\n"
+                     "    brew install wrk                                     # macOS")
+
+
+def _apt_get(*args: str) -> bool:
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    try:
+        done = subprocess.run(["apt-get", *args], env=env, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              timeout=_APT_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        print(f"apt-get {' '.join(args)} took more than {_APT_TIMEOUT:g} s", file=sys.stderr)
+        return False
+    if done.returncode != 0:
+        print(f"apt-get {' '.join(args)} failed:\n{done.stderr.strip()}", file=sys.stderr)
+    return done.returncode == 0
+
+
+def wrk_version(wrk: str) -> str:
+    """The first line of ``wrk -v`` (wrk prints it and exits with status 1)."""
+    done = subprocess.run([wrk, "-v"], capture_output=True, text=True, timeout=10)
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    return lines[0] if lines else ""
+
+
+@dataclasses.dataclass(frozen=True)
+class WrkResult:
+    """One wrk run: throughput, latency percentiles in milliseconds, and error counts."""
+
+    requests_per_sec: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    socket_errors: int
+    non_2xx_3xx: int
+
+    @property
+    def errors(self) -> int:
+        return self.socket_errors + self.non_2xx_3xx
+
+
+_TIME_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
+_NUMBER_UNIT = r"([\d.]+)(us|ms|s|m|h)\b"
+
+
+def _to_ms(value: str, unit: str) -> float:
+    return float(value) * _TIME_UNITS_MS[unit]
+
+
+def _search(pattern: str, text: str) -> re.Match[str] | None:
+    return re.search(pattern, text, re.MULTILINE)
+
+
+def parse_wrk(output: str) -> WrkResult:
+    """Parse the text ``wrk --latency`` prints. Raises :class:`BenchmarkError` if it cannot."""
+    rate = _search(r"^Requests/sec:\s+([\d.]+)", output)
+    p50 = _search(r"^\s+50%\s+" + _NUMBER_UNIT, output)
+    p99 = _search(r"^\s+99%\s+" + _NUMBER_UNIT, output)
+    total = _search(r"^\s+(\d+) requests in ", output)
+    if rate is None or p50 is None or p99 is None or total is None:
+        raise BenchmarkError(f"cannot parse wrk's output (was --latency given?):\n{output}")
+    sockets = _search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
+                      output)
+    non_2xx = _search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return WrkResult(
+        requests_per_sec=float(rate.group(1)),
+        p50_ms=_to_ms(p50.group(1), p50.group(2)),
+        p99_ms=_to_ms(p99.group(1), p99.group(2)),
+        requests=int(total.group(1)),
+        socket_errors=sum(int(n) for n in sockets.groups()) if sockets else 0,
+        non_2xx_3xx=int(non_2xx.group(1)) if non_2xx else 0,
+    )
+
+
+def wrk_command(wrk: str, url: str, *, threads: int, connections: int,
+                duration_s: int) -> list[str]:
+    """``wrk -tT -cC -dDs --latency URL``."""
+    return [wrk, f"-t{threads}", f"-c{connections}", f"-d{duration_s}s", "--latency", url]
+
+
+def run_wrk(wrk: str, url: str, *, threads: int, connections: int,
+            duration_s: int) -> WrkResult:
+    """Load ``url`` (on 127.0.0.1) for ``duration_s`` seconds and parse the result."""
+    _require_loopback(url)
+    command = wrk_command(wrk, url, threads=threads, connections=connections,
+                          duration_s=duration_s)
+    try:
+        done = subprocess.run(command, capture_output=True, text=True,
+                              timeout=duration_s + 30)
+    except subprocess.TimeoutExpired as error:
+        raise BenchmarkError(f"wrk did not finish: {' '.join(command)}") from error
+    if done.returncode != 0:
+        raise BenchmarkError(f"wrk failed ({done.returncode}): {' '.join(command)}\n"
+                             f"{done.stdout}{done.stderr}")
+    return parse_wrk(done.stdout)

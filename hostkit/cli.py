@@ -1,0 +1,135 @@
+"""The ``hostkit`` command line: ``run``, ``plugins`` and ``config``.
+
+Every subcommand takes the configuration arguments of SPEC §3 after its own
+(``--key=value``, ``--table:key=value``, ``--environment=``, ``--content_root=``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from hostkit.builder import HostBuilder
+from hostkit.configuration import Entry
+from hostkit.errors import HostkitError
+from hostkit.host import Host, configure_default_logging
+from hostkit.pipeline import as_terminal_app
+from hostkit.settings import toml_literal
+
+REDACTED = "<redacted>"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hostkit", description="Host a Python web app InProcess or OutOfProcess.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = commands.add_parser(
+        "run", help="run MODULE:ATTR (a HostBuilder, a function returning one, or an ASGI app)")
+    run.add_argument("target", metavar="MODULE:ATTR")
+    commands.add_parser("plugins", help="list the installed plugins, their versions and hooks")
+    commands.add_parser(
+        "config", help="print the effective configuration with the source of every value")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``hostkit`` console script and ``python -m hostkit``."""
+    parser = _parser()
+    arguments, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    try:
+        if arguments.command == "run":
+            run(arguments.target, rest)
+        elif arguments.command == "plugins":
+            print_plugins(rest)
+        else:
+            print_config(rest)
+    except HostkitError as error:
+        print(f"hostkit: error: {error}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # `hostkit config | head`
+        sys.stderr.close()
+        return 0
+    return 0
+
+
+def load_target(target: str, args: list[str]) -> HostBuilder:
+    """Import ``MODULE:ATTR`` and turn it into a builder, as ``hostkit run`` does.
+
+    ATTR may be a :class:`HostBuilder`, a function returning one (called with ``args`` when
+    it takes a parameter), or an ASGI app / handler (served by a default builder).
+    """
+    module_name, _, attribute = target.partition(":")
+    if not module_name or not attribute:
+        raise HostkitError(f"run: expected MODULE:ATTR, got {target!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    module = importlib.import_module(module_name)
+    value: Any = module
+    for part in attribute.split("."):
+        value = getattr(value, part)
+    if isinstance(value, HostBuilder):
+        return value
+    if inspect.isfunction(value) and not inspect.iscoroutinefunction(value):
+        takes_args = len(inspect.signature(value).parameters) >= 1
+        result = value(args) if takes_args else value()
+        if isinstance(result, HostBuilder):
+            return result
+        raise HostkitError(f"run: {target} returned {type(result).__name__}, not a HostBuilder")
+    as_terminal_app(value)
+    return Host.create_default_builder(args).use_app(value)
+
+
+def run(target: str, args: list[str]) -> None:
+    """``hostkit run``: build and run the target.
+
+    When importing or calling the target fails, the host still starts on the configured
+    ``urls`` and answers "500.30 In-Process Start Failure", as ANCM does when an app's
+    startup throws, instead of leaving clients with a refused connection.
+    """
+    configure_default_logging()
+    try:
+        builder = load_target(target, args)
+    except HostkitError:
+        raise
+    except Exception as error:  # the app's own code failed: report it on every request
+        host = Host.create_default_builder(args).build()
+        host.fail_startup(error)
+        host.run()
+        return
+    builder.build().run()
+
+
+def print_plugins(args: list[str]) -> None:
+    """``hostkit plugins``: name, version and hooks of every registered plugin."""
+    builder = Host.create_default_builder(args)
+    infos = builder.plugins.describe()
+    if not infos:
+        print("no plugins")
+        return
+    for info in infos:
+        origin = f"{info.distribution} " if info.distribution else ""
+        print(f"{info.name} ({origin}{info.version or 'unknown version'})")
+        for hook in info.hooks:
+            print(f"    {hook}")
+
+
+def format_entry(entry: Entry) -> str:
+    """One line of ``hostkit config``: ``key = value  # source``, secrets redacted."""
+    value = REDACTED if entry.secret and entry.value else toml_literal(entry.value)
+    return f"{entry.key} = {value}  # {entry.source}"
+
+
+def print_config(args: list[str]) -> None:
+    """``hostkit config``: every effective value with its source."""
+    configuration = Host.create_default_builder(args).configuration
+    print(f"# environment: {configuration.environment_name}")
+    print(f"# content root: {configuration.content_root}")
+    for path in configuration.files:
+        print(f"# file: {path}")
+    for entry in configuration.effective_entries():
+        print(format_entry(entry))
