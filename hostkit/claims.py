@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Union
+from typing import Union, cast
 
 import pluggy
 
@@ -28,7 +28,8 @@ ClaimsTransformation = Callable[
 def _hook_transformations(manager: pluggy.PluginManager) -> list[ClaimsTransformation]:
     caller = manager.hook.hostkit_transform_claims
     # pluggy calls implementations from the end of this list to its start.
-    return [impl.function for impl in reversed(caller.get_hookimpls())]
+    return [cast(ClaimsTransformation, impl.function)
+            for impl in reversed(caller.get_hookimpls())]
 
 
 def claims_transformation_middleware(

@@ -7,9 +7,7 @@ A test checks the committed file equals this output, so the example never drifts
 
 from __future__ import annotations
 
-import dataclasses
-
-from hostkit.settings import HOST_TABLES, toml_literal
+from hostkit.settings import HOST_TABLES, field_default, toml_literal
 
 HEADER = """\
 # hostkit.toml: every setting hostkit reads, with its default (generated from hostkit/settings.py
@@ -25,12 +23,6 @@ HEADER = """\
 """
 
 
-def _default(field: dataclasses.Field[object]) -> object:
-    if field.default is not dataclasses.MISSING:
-        return field.default
-    return field.default_factory()  # type: ignore[misc]
-
-
 def render_example() -> str:
     """The text of ``hostkit.toml.example``: every key commented out at its default."""
     lines = [HEADER]
@@ -41,7 +33,7 @@ def render_example() -> str:
             kind = field.metadata["kind"]
             lines.append(f"# {field.metadata['doc']}")
             lines.append(f"#   allowed: {kind.allowed}")
-            lines.append(f"# {field.name} = {toml_literal(_default(field))}")
+            lines.append(f"# {field.name} = {toml_literal(field_default(field))}")
     return "\n".join(lines) + "\n"
 
 

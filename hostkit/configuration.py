@@ -24,7 +24,14 @@ from typing import Any, TypeVar
 
 from hostkit._compat import tomllib
 from hostkit.errors import ConfigurationError
-from hostkit.settings import HOST_TABLES, HostOptions, InvalidValue, SettingsTable, TextTable
+from hostkit.settings import (
+    HOST_TABLES,
+    HostOptions,
+    InvalidValue,
+    SettingsTable,
+    TextTable,
+    field_default,
+)
 
 T = TypeVar("T")
 
@@ -446,8 +453,6 @@ def default_entries() -> list[Entry]:
     """Every hostkit setting at its default, in schema order."""
     result = []
     for path, field in _host_fields().items():
-        default = (field.default if field.default is not dataclasses.MISSING
-                   else field.default_factory())  # type: ignore[misc]
-        result.append(Entry(".".join(path), default, DEFAULT_SOURCE,
+        result.append(Entry(".".join(path), field_default(field), DEFAULT_SOURCE,
                             bool(field.metadata.get("secret"))))
     return result

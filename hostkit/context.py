@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -275,7 +276,6 @@ class Connection:
         first = chain[0]
         if isinstance(first, bytes):
             return first
-        import ssl
         return ssl.PEM_cert_to_DER_cert(first)
 
 

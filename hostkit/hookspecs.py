@@ -32,13 +32,13 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 
 @hookspec
-def hostkit_add_settings_tables() -> list[SettingsTable]:
+def hostkit_add_settings_tables() -> list[SettingsTable] | None:
     """Contribute tables of settings that belong to this plugin.
 
     Called once per host, when the host is built, before any other hook of this module.
 
-    :returns: a list of :class:`hostkit.settings.SettingsTable`. Each table's keys are then
-        validated like hostkit's own (unknown keys and bad values raise
+    :returns: a list of :class:`hostkit.settings.SettingsTable` (``None``: none). Each
+        table's keys are then validated like hostkit's own (unknown keys and bad values raise
         ``ConfigurationError`` naming the source). Read them with
         ``configuration.bind(table)``.
     """

@@ -226,6 +226,13 @@ def setting(default: Any, kind: Kind[Any], doc: str, *, secret: bool = False) ->
     return dataclasses.field(default=default, metadata=metadata)
 
 
+def field_default(field: dataclasses.Field[Any]) -> Any:
+    """The default value of a setting declared with :func:`setting`."""
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    return field.default_factory()  # type: ignore[misc,operator]
+
+
 @dataclasses.dataclass(frozen=True)
 class SettingsTable:
     """A table of settings: a frozen dataclass type whose fields were declared with :func:`setting`.

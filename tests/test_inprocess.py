@@ -303,3 +303,19 @@ async def test_out_of_process_is_a_clear_error_until_its_plugin_exists(
     assert "hostkit_inprocess" in program.output
     assert "Traceback" not in program.output
 
+
+
+async def test_program_setup_failure_after_build_serves_500_30(
+        anyio_backend: str, tmp_path: Path) -> None:
+    program = Program(python(str(PROGRAMS / "setup_failure.py"), "--urls=http://127.0.0.1:0",
+                             f"--async_backend={anyio_backend}", "--environment=Development"),
+                      cwd=tmp_path)
+    try:
+        (url,) = program.wait_started()
+        async with httpx.AsyncClient(timeout=TIMEOUT) as client:
+            response = await client.get(url + "/")
+        assert response.status_code == 500
+        assert "500.30 In-Process Start Failure" in response.text
+        assert "settings.json is missing" in response.text
+    finally:
+        program.stop()

@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import ssl
+from typing import Any, cast
 
 import anyio
 import sniffio
@@ -64,7 +65,7 @@ class HypercornServer:
             quic_sockets=[],
         )
         urls = [address.display(sock) for address, sock in bound]
-        wrapped = wrap_app(app, config.wsgi_max_body_size, "asgi")
+        wrapped = wrap_app(cast(Any, app), config.wsgi_max_body_size, "asgi")
         try:
             if sniffio.current_async_library() == "trio":
                 from hypercorn.trio.run import worker_serve as trio_serve
