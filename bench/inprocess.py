@@ -63,7 +63,9 @@ class Target:
     runs: list[WrkResult] = dataclasses.field(default_factory=list)
 
     def median(self, field: str) -> float:
-        return statistics.median(getattr(run, field) for run in self.runs)
+        """The median of one :class:`WrkResult` field over the measured runs."""
+        values: list[float] = [getattr(run, field) for run in self.runs]
+        return statistics.median(values)
 
 
 # --- command line --------------------------------------------------------------------------

@@ -47,13 +47,14 @@ class RequestAborted:
 
     Watching costs nothing until first asked: the first :meth:`is_set` or :meth:`wait` starts
     a watcher that reads ahead of the app, so a disconnect is seen even while the app is not
-    reading the body.
+    reading the body. The event to wait on is made only when someone waits.
     """
 
-    __slots__ = ("_event", "_watch")
+    __slots__ = ("_set", "_event", "_watch")
 
     def __init__(self, watch: Callable[[], None] | None = None):
-        self._event = anyio.Event()
+        self._set = False
+        self._event: anyio.Event | None = None
         self._watch = watch
 
     def _start_watching(self) -> None:
@@ -63,37 +64,71 @@ class RequestAborted:
 
     def is_set(self) -> bool:
         self._start_watching()
-        return self._event.is_set()
+        return self._set
 
     async def wait(self) -> None:
         self._start_watching()
+        if self._set:
+            return
+        if self._event is None:
+            self._event = anyio.Event()
         await self._event.wait()
 
     def set(self) -> None:
-        self._event.set()
+        self._set = True
+        if self._event is not None:
+            self._event.set()
 
 
 class RequestState:
-    """What every layer of one request shares. Made by the server stage, one per request."""
+    """What every layer of one request shares; one per request, made by the server stage.
 
-    __slots__ = ("items", "aborted", "allow_synchronous_io", "body_too_large",
-                 "authenticate", "challenge")
+    ``aborted`` and ``items`` are made on first use, so a request that never asks for them
+    does not pay for them.
+    """
 
-    def __init__(self, aborted: RequestAborted, allow_synchronous_io: bool):
-        self.items: dict[str, Any] = {}
-        self.aborted = aborted
+    __slots__ = ("allow_synchronous_io", "body_too_large", "disconnected", "_aborted",
+                 "_items", "authenticate", "challenge")
+
+    def __init__(self, allow_synchronous_io: bool = False):
         self.allow_synchronous_io = allow_synchronous_io
         self.body_too_large = False
+        self.disconnected = False
+        self._aborted: RequestAborted | None = None
+        self._items: dict[str, Any] | None = None
         # Set by the authentication stage; None means no server authentication is configured.
         self.authenticate: Callable[[HttpContext, str | None], Awaitable[ClaimsPrincipal]] | None = None
         self.challenge: Callable[[HttpContext, str | None], Awaitable[None]] | None = None
+
+    @property
+    def aborted(self) -> RequestAborted:
+        if self._aborted is None:
+            self._aborted = RequestAborted(self.watch)
+            if self.disconnected:
+                self._aborted.set()
+        return self._aborted
+
+    @property
+    def items(self) -> dict[str, Any]:
+        if self._items is None:
+            self._items = {}
+        return self._items
+
+    def mark_disconnected(self) -> None:
+        """The client went away: sets ``request_aborted``."""
+        self.disconnected = True
+        if self._aborted is not None:
+            self._aborted.set()
+
+    def watch(self) -> None:
+        """Start watching for a disconnect while the app is busy; a server stage overrides it."""
 
 
 def request_state(scope: Scope) -> RequestState:
     """The shared state of the request; a fresh one when no server stage made it (tests)."""
     state = scope.get(REQUEST_STATE_KEY)
     if state is None:
-        state = scope[REQUEST_STATE_KEY] = RequestState(RequestAborted(), False)
+        state = scope[REQUEST_STATE_KEY] = RequestState()
     return state  # type: ignore[no-any-return]
 
 

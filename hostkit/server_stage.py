@@ -21,13 +21,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from hostkit import error_pages
 from hostkit.asgi import ASGIApp, Message, Receive, Scope, Send
-from hostkit.context import (
-    REQUEST_STATE_KEY,
-    ClientDisconnected,
-    Features,
-    RequestAborted,
-    RequestState,
-)
+from hostkit.context import REQUEST_STATE_KEY, ClientDisconnected, Features, RequestState
 from hostkit.errors import RequestBodyTooLargeError
 from hostkit.identity import ClaimsPrincipal
 from hostkit.lifespan import StartupFailure
@@ -39,17 +33,19 @@ _DISCONNECT: Message = {"type": "http.disconnect"}
 _READ_AHEAD = 8
 
 
-class _Exchange:
-    """``receive`` and ``send`` of one request as the server stage wraps them."""
+class _Exchange(RequestState):
+    """One request as the server stage sees it: the shared request state, and ``receive``
+    and ``send`` wrapped to count the body, notice disconnects and note the response start.
+    """
 
-    __slots__ = ("_receive", "_send", "state", "_limit", "_received", "_ahead",
-                 "_task_group", "_watch_scope", "finished", "response_started")
+    __slots__ = ("_receive", "_send", "_limit", "_received", "_ahead", "_task_group",
+                 "_watch_scope", "finished", "response_started")
 
     def __init__(self, receive: Receive, send: Send, limit: int, task_group: TaskGroup | None,
                  allow_synchronous_io: bool):
+        super().__init__(allow_synchronous_io)
         self._receive = receive
         self._send = send
-        self.state = RequestState(RequestAborted(self.watch), allow_synchronous_io)
         self._limit = limit
         self._received = 0
         self._ahead: MemoryObjectReceiveStream[Message] | None = None
@@ -71,12 +67,12 @@ class _Exchange:
             if self._limit:
                 self._received += len(message.get("body", b""))
                 if self._received > self._limit:
-                    self.state.body_too_large = True
+                    self.body_too_large = True
                     raise RequestBodyTooLargeError(
                         f"the request body is larger than {self._limit} bytes "
                         "(server.max_request_body_size)")
         elif kind == "http.disconnect":
-            self.state.aborted.set()
+            self.mark_disconnected()
         return message
 
     async def send(self, message: Message) -> None:
@@ -86,7 +82,7 @@ class _Exchange:
 
     def watch(self) -> None:
         """Start reading ahead of the app so a disconnect is seen while it is busy."""
-        if self._task_group is None or self.finished:
+        if self._task_group is None or self.finished or self._ahead is not None:
             return
         sink, self._ahead = anyio.create_memory_object_stream[Message](_READ_AHEAD)
         self._task_group.start_soon(self._read_ahead, sink)
@@ -100,7 +96,7 @@ class _Exchange:
                 message = await self._receive()
                 await sink.send(message)
                 if message["type"] == "http.disconnect":
-                    self.state.aborted.set()
+                    self.mark_disconnected()
                     return
 
     def finish(self) -> None:
@@ -186,7 +182,7 @@ class ServerStage:
                 await _answer(send, 413)
                 return
         exchange = _Exchange(receive, send, limit, self.task_group, self.allow_synchronous_io)
-        state = scope[REQUEST_STATE_KEY] = exchange.state
+        scope[REQUEST_STATE_KEY] = exchange
         try:
             await self.app(scope, exchange.receive, exchange.send)
         except ClientDisconnected:
@@ -196,7 +192,7 @@ class ServerStage:
                 await _answer(send, 413)
             return
         except Exception:
-            if state.body_too_large and not exchange.response_started:
+            if exchange.body_too_large and not exchange.response_started:
                 await _answer(send, 413)
                 return
             logger.exception("unhandled exception while serving %s %s",
@@ -208,7 +204,7 @@ class ServerStage:
         finally:
             exchange.finish()
         if not exchange.response_started:
-            if state.body_too_large:
+            if exchange.body_too_large:
                 await _answer(send, 413)
             else:
                 logger.error("the app returned without a response to %s %s",

@@ -40,8 +40,12 @@ class HypercornServer:
         """hypercorn's Config from hostkit's settings (timeouts, TLS, logging)."""
         options = self.options
         config = Config()
-        config.keep_alive_timeout = options.server_options.keep_alive_timeout
-        config.read_timeout = int(options.server_options.request_header_timeout) or None
+        limits = options.server_options
+        # hypercorn has one idle timer: it runs from the moment a connection is accepted (or a
+        # response ends) until a whole request head has arrived, and data does not reset it.
+        # It is both the keep-alive timeout and the request-head deadline, so it takes the
+        # smaller of the two settings.
+        config.keep_alive_timeout = min(limits.keep_alive_timeout, limits.request_header_timeout)
         config.graceful_timeout = options.shutdown_timeout
         config.accesslog = None
         config.errorlog = logging.getLogger("hypercorn.error")
