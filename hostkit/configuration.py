@@ -22,6 +22,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from hostkit import child_contract
 from hostkit._compat import tomllib
 from hostkit.errors import ConfigurationError
 from hostkit.settings import (
@@ -43,8 +44,8 @@ CONFIG_FILE = "hostkit.toml"
 # from, control plugin loading, or carry the module's contract with its child.
 NON_CONFIGURATION_VARIABLES = frozenset({
     "HOSTKIT_ENVIRONMENT", "HOSTKIT_CONTENT_ROOT", "HOSTKIT_DISABLE_PLUGIN_AUTOLOAD",
-    "HOSTKIT_TRACE_PLUGINS", "HOSTKIT_PORT", "HOSTKIT_TOKEN", "HOSTKIT_PATH_BASE",
-})
+    "HOSTKIT_TRACE_PLUGINS",
+}) | child_contract.VARIABLES
 
 # Settings that choose the content root and environment are arguments, not keys.
 HOST_ARGUMENTS = ("content_root", "environment")

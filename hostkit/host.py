@@ -214,7 +214,9 @@ class Host:
         task_group.start_soon(self._watch_signals)
 
         lifespan = Lifespan(self.app)
-        failure = self._start_failure or await lifespan.startup(task_group)
+        failure = self._start_failure
+        if failure is None and getattr(self.server, "runs_pipeline", True):
+            failure = await lifespan.startup(task_group)
         if failure is not None:
             logger.error("the app failed to start; every request gets 500.30: %s",
                          failure.detail.rstrip())

@@ -30,6 +30,8 @@ class Server(Protocol):
 
     #: the name users put in the ``server`` setting, e.g. ``"hypercorn"``.
     name: str
+    # Optional: ``runs_pipeline = False`` on a server that runs the app elsewhere (the
+    # out-of-process module); the host then does not run the app's lifespan in this process.
 
     async def serve(self, app: ASGIApp, stopping: anyio.Event, *,
                     task_status: TaskStatus[list[str]] = anyio.TASK_STATUS_IGNORED) -> None:

@@ -16,6 +16,7 @@ import enum
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
+from hostkit import child_contract
 from hostkit._compat import tomllib
 
 T = TypeVar("T")
@@ -248,7 +249,7 @@ class SettingsTable:
         yield from (f for f in dataclasses.fields(self.options) if "kind" in f.metadata)
 
 
-RESERVED_CHILD_VARIABLES = frozenset({"HOSTKIT_PORT", "HOSTKIT_TOKEN", "HOSTKIT_PATH_BASE"})
+RESERVED_CHILD_VARIABLES = child_contract.VARIABLES
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,107 @@
+"""Which headers cross the module, in each direction (SPEC §4).
+
+Request (client → child): every header in the reserved ``hostkit-`` namespace, every
+forwarding header (``X-Forwarded-*``, ``Forwarded``, ``X-Real-IP``) and every hop-by-hop header
+(including those named in ``Connection``) is dropped, matching names case-insensitively and with
+``_`` read as ``-``, so no spelling of them reaches the child. Then the module adds its own
+``X-Forwarded-For``, ``X-Forwarded-Proto`` and ``Hostkit-Token``. ``Host`` is kept.
+
+Response (child → client): hop-by-hop headers are dropped; framing is re-done by h11.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from hostkit.child_contract import RESERVED_HEADER_PREFIX, TOKEN_HEADER
+
+Header = tuple[bytes, bytes]
+
+HOP_BY_HOP = frozenset({
+    b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
+    b"transfer-encoding", b"upgrade", b"proxy-authenticate", b"proxy-authorization",
+})
+_FORWARDING = frozenset({b"forwarded", b"x-real-ip"})
+_FORWARDING_PREFIX = b"x-forwarded-"
+_RESERVED_PREFIX = RESERVED_HEADER_PREFIX.encode("ascii")
+# The module answers "Expect: 100-continue" itself and frames the body itself.
+_HANDLED_BY_MODULE = frozenset({b"expect", b"content-length"})
+IDEMPOTENT_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+
+
+def canonical(name: bytes) -> bytes:
+    """A header name as the module compares it: lower case, ``_`` read as ``-``."""
+    return name.lower().replace(b"_", b"-")
+
+
+def connection_tokens(headers: Iterable[Header]) -> frozenset[bytes]:
+    """The header names listed in ``Connection`` (canonical), which are hop-by-hop too."""
+    tokens: set[bytes] = set()
+    for name, value in headers:
+        if canonical(name) == b"connection":
+            tokens.update(canonical(token.strip()) for token in value.split(b",") if token.strip())
+    return frozenset(tokens)
+
+
+def is_websocket_upgrade(headers: Sequence[Header]) -> bool:
+    """True for a WebSocket handshake; other upgrades (``h2c`` …) are never forwarded."""
+    upgrade = b",".join(value for name, value in headers if name == b"upgrade").lower()
+    return b"websocket" in [token.strip() for token in upgrade.split(b",")] and \
+        b"upgrade" in connection_tokens(headers)
+
+
+def request_headers(headers: Sequence[Header], *, client_ip: str | None, scheme: str,
+                    token: bytes,
+                    framing: Header | None, websocket: bool) -> list[Header]:
+    """The headers of the request the module sends to the child.
+
+    ``framing`` is the body framing header to send (Content-Length or Transfer-Encoding), or
+    ``None`` for no body; ``websocket`` keeps the handshake's ``Upgrade``/``Connection``;
+    ``client_ip`` is ``None`` on a unix socket, where there is no client address to forward.
+    """
+    named = connection_tokens(headers)
+    result: list[Header] = []
+    for name, value in headers:
+        key = canonical(name)
+        if (key in HOP_BY_HOP or key in named or key in _FORWARDING or key in _HANDLED_BY_MODULE
+                or key.startswith(_RESERVED_PREFIX) or key.startswith(_FORWARDING_PREFIX)):
+            continue
+        result.append((name, value))
+    if websocket:
+        result.append((b"connection", b"upgrade"))
+        result.append((b"upgrade", b"websocket"))
+    if framing is not None:
+        result.append(framing)
+    if client_ip is not None:
+        result.append((b"x-forwarded-for", client_ip.encode("ascii")))
+    result.append((b"x-forwarded-proto", scheme.encode("ascii")))
+    result.append((TOKEN_HEADER, token))
+    return result
+
+
+def response_headers(headers: Sequence[Header]) -> list[Header]:
+    """The child's response headers the client gets: hop-by-hop ones removed."""
+    named = connection_tokens(headers)
+    return [(name, value) for name, value in headers
+            if (key := canonical(name)) not in HOP_BY_HOP and key not in named]
+
+
+def ambiguous_framing(raw_head: bytes) -> str | None:
+    """Why a request head's body framing is ambiguous, or ``None`` when it is not.
+
+    h11 merges repeated identical ``Content-Length`` headers and lets ``Transfer-Encoding``
+    win over ``Content-Length``; a proxy must refuse both (request smuggling), so the raw
+    head is checked before h11's view of it is trusted.
+    """
+    head = raw_head.lower()
+    lengths = head.count(b"\ncontent-length:")
+    encodings = head.count(b"\ntransfer-encoding:")
+    if lengths > 1:
+        return "more than one Content-Length header"
+    if lengths and encodings:
+        return "both Content-Length and Transfer-Encoding"
+    if lengths:
+        start = head.index(b"\ncontent-length:") + len(b"\ncontent-length:")
+        if b"," in head[start:head.find(b"\n", start)]:
+            return "a Content-Length with more than one value"
+    return None

@@ -1,0 +1,451 @@
+"""Child processes: start, wait until listening, watch, stop, and the rapid-fail budget.
+
+One :class:`ProcessManager` per module owns ``processes_per_application`` slots; each slot runs
+at most one :class:`Child` at a time and starts a new one when a request needs it. All child
+work runs in the manager's task group, so nothing outlives the module.
+
+No orphans, even when the module is killed with SIGKILL: every child is started through a
+tiny launcher that asks the kernel for SIGKILL when its parent dies (``PR_SET_PDEATHSIG``,
+kept across ``exec``), checks the parent is still there, and then ``exec``s the real command,
+so the same holds for programs that are not hostkit at all. Each child leads its own process
+group, so stopping it reaches whatever it started too.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import IO
+
+import anyio
+from anyio.abc import Process, TaskGroup
+
+from hostkit.child_contract import ChildContract
+from hostkit.settings import ModuleOptions
+
+logger = logging.getLogger("hostkit.module")
+
+# Runs in the child before the real program: parent-death signal, then exec. `-S` skips site
+# so the launcher costs a few milliseconds.
+_LAUNCHER = (
+    "import ctypes,os,signal,sys\n"
+    "try:\n"
+    "    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)\n"
+    "except (OSError, AttributeError):\n"
+    "    pass\n"
+    "if os.getppid() != int(sys.argv[1]):\n"
+    "    os._exit(70)\n"
+    "os.execvp(sys.argv[2], sys.argv[2:])\n"
+)
+#: How much of a child's latest output is kept for error pages and crash logs.
+OUTPUT_TAIL_BYTES = 16 * 1024
+_RAPID_FAIL_WINDOW = 60.0
+# Connect attempts while a child starts back off from the first to the last delay.
+_PROBE_FIRST_DELAY = 0.005
+_PROBE_LAST_DELAY = 0.1
+
+
+class ChildUnavailable(Exception):
+    """No child can serve right now; the module answers ``status`` (with the page fields)."""
+
+    status = 502
+
+    def __init__(self, message: str, output: str = ""):
+        super().__init__(message)
+        self.output = output
+
+
+class StartupFailure(ChildUnavailable):
+    """The child exited while starting, or did not listen within ``startup_time_limit``."""
+
+    status = 502
+
+
+class RapidFailLimit(ChildUnavailable):
+    """Too many failures in the rolling minute: no spawn until ``retry_after`` seconds pass."""
+
+    status = 503
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class AppOffline(ChildUnavailable):
+    """``app_offline_file`` exists: ``content`` is served with 503."""
+
+    status = 503
+
+    def __init__(self, content: bytes):
+        super().__init__("the app is offline")
+        self.content = content
+
+
+def free_loopback_port() -> int:
+    """A TCP port on 127.0.0.1 the kernel says is free now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def default_command() -> list[str]:
+    """The command that started this program: the same interpreter, flags and arguments."""
+    return [sys.executable, *sys.orig_argv[1:]]
+
+
+@dataclasses.dataclass(frozen=True)
+class ChildSettings:
+    """How to start a child: everything a slot needs, read once from the configuration."""
+
+    command: Sequence[str]
+    cwd: Path
+    environment: Mapping[str, str]
+    path_base: str
+    startup_time_limit: float
+    shutdown_time_limit: float
+    rapid_fails_per_minute: int
+    log_prefix: Path | None
+
+    @classmethod
+    def from_options(cls, options: ModuleOptions, content_root: Path,
+                     environ: Mapping[str, str] | None = None) -> ChildSettings:
+        command = ([options.process_path or sys.executable, *options.arguments]
+                   if options.process_path or options.arguments else default_command())
+        inherited = os.environ if environ is None else environ
+        log_prefix = None
+        if options.stdout_log_enabled:
+            log_prefix = Path(options.stdout_log_file)
+            if not log_prefix.is_absolute():
+                log_prefix = content_root / log_prefix
+        return cls(command, content_root, {**inherited, **options.environment_variables},
+                   options.path_base, options.startup_time_limit, options.shutdown_time_limit,
+                   options.rapid_fails_per_minute, log_prefix)
+
+
+class Child:
+    """One started child process with its contract (port, token) and latest output."""
+
+    def __init__(self, process: Process, contract: ChildContract, log_path: Path | None = None):
+        self.process = process
+        self.contract = contract
+        #: the stdout log file when ``stdout_log_enabled``, else output is kept in memory.
+        self.log_path = log_path
+        self.pid = process.pid
+        self.exited = anyio.Event()
+        self.returncode: int | None = None
+        self.stopping = False
+        self.tail = collections.deque[bytes]()
+        self._tail_size = 0
+
+    @property
+    def port(self) -> int:
+        return self.contract.port
+
+    @property
+    def running(self) -> bool:
+        return not self.exited.is_set()
+
+    def output(self) -> str:
+        """The latest output of the child, up to :data:`OUTPUT_TAIL_BYTES`."""
+        if self.log_path is not None:
+            try:
+                with open(self.log_path, "rb") as log:
+                    log.seek(max(0, log.seek(0, os.SEEK_END) - OUTPUT_TAIL_BYTES))
+                    return log.read().decode("utf-8", "replace")
+            except OSError:
+                return ""
+        return b"".join(self.tail).decode("utf-8", "replace")
+
+    def _keep(self, chunk: bytes) -> None:
+        self.tail.append(chunk)
+        self._tail_size += len(chunk)
+        while self._tail_size > OUTPUT_TAIL_BYTES and len(self.tail) > 1:
+            self._tail_size -= len(self.tail.popleft())
+
+    def describe_exit(self) -> str:
+        code = self.returncode
+        if code is not None and code < 0:
+            name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ \
+                else str(-code)
+            hint = " (perhaps out of memory?)" if -code == signal.SIGKILL else ""
+            return f"killed by {name}{hint}"
+        return f"exited with code {code}"
+
+    def signal_group(self, signum: int) -> None:
+        """Send ``signum`` to the child's process group (it leads one)."""
+        try:
+            os.killpg(self.pid, signum)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            self.process.send_signal(signal.Signals(signum))
+
+
+class _Slot:
+    """One of ``processes_per_application`` places a child runs in."""
+
+    def __init__(self, index: int):
+        self.index = index
+        self.child: Child | None = None
+        self.starting: anyio.Event | None = None
+        self.start_error: ChildUnavailable | None = None
+
+
+class ProcessManager:
+    """Starts children on demand, restarts them after a crash, stops them all on shutdown.
+
+    Call :meth:`run` in a task group (it reports started at once, or after the eager start);
+    requests call :meth:`acquire` for a listening child; the module calls :meth:`recycle` on
+    a configuration change, :meth:`set_offline` for ``app_offline_file``, and cancels
+    :meth:`run` to stop, which stops every child within ``shutdown_time_limit``.
+    """
+
+    def __init__(self, settings: ChildSettings, processes: int, *, eager_start: bool = False):
+        self.settings = settings
+        self.eager_start = eager_start
+        self._slots = [_Slot(i) for i in range(processes)]
+        self._next_slot = 0
+        self._failures: collections.deque[float] = collections.deque()
+        self._task_group: TaskGroup | None = None
+        self._offline: bytes | None = None
+        self._drained: dict[int, anyio.Event] = {}
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+                  ) -> None:
+        """Own the children until cancelled, then stop them all (shielded, bounded)."""
+        try:
+            async with anyio.create_task_group() as task_group:
+                self._task_group = task_group
+                if self.eager_start:
+                    for slot in self._slots:
+                        try:
+                            await self._acquire_slot(slot)
+                        except ChildUnavailable as error:
+                            logger.error("eager start failed: %s", error)
+                task_status.started()
+                await anyio.sleep_forever()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.stop_all()
+
+    async def stop_all(self) -> None:
+        """Ask every child to stop, kill those still running after the time limit, reap."""
+        async with anyio.create_task_group() as task_group:
+            for slot in self._slots:
+                if slot.child is not None:
+                    task_group.start_soon(self._stop_child, slot.child)
+                    slot.child = None
+
+    async def recycle(self) -> None:
+        """Drain the running children; the next request starts new ones."""
+        await self.stop_all()
+
+    async def set_offline(self, content: bytes | None) -> None:
+        """With ``content``: stop the children and answer 503 with it. ``None``: online again."""
+        self._offline = content
+        if content is not None:
+            await self.stop_all()
+
+    # -- serving ----------------------------------------------------------------------------
+
+    async def acquire(self) -> Child:
+        """A listening child for the next request, starting one if its slot has none.
+
+        Requests arriving while a child starts wait for that start. Raises
+        :class:`AppOffline`, :class:`RapidFailLimit` or :class:`StartupFailure`.
+        """
+        slot = self._slots[self._next_slot]
+        self._next_slot = (self._next_slot + 1) % len(self._slots)
+        return await self._acquire_slot(slot)
+
+    async def wait_exit(self, child: Child, timeout: float) -> bool:
+        """Wait up to ``timeout`` for ``child`` to exit; True if it has."""
+        with anyio.move_on_after(timeout):
+            await child.exited.wait()
+        return not child.running
+
+    def children(self) -> list[Child]:
+        """The children running now."""
+        return [s.child for s in self._slots if s.child is not None and s.child.running]
+
+    async def _acquire_slot(self, slot: _Slot) -> Child:
+        while True:
+            if self._offline is not None:
+                raise AppOffline(self._offline)
+            child = slot.child
+            if child is not None and child.running:
+                return child
+            if slot.starting is not None:
+                await slot.starting.wait()
+                if slot.start_error is not None:
+                    raise slot.start_error
+                continue
+            self._check_budget()
+            slot.starting = done = anyio.Event()
+            slot.start_error = None
+            try:
+                slot.child = await self._start(slot)
+            except ChildUnavailable as error:
+                slot.start_error = error
+                raise
+            finally:
+                slot.starting = None
+                done.set()
+
+    def _check_budget(self) -> None:
+        now = time.monotonic()
+        while self._failures and self._failures[0] <= now - _RAPID_FAIL_WINDOW:
+            self._failures.popleft()
+        if len(self._failures) > self.settings.rapid_fails_per_minute:
+            retry_after = max(1, math.ceil(self._failures[0] + _RAPID_FAIL_WINDOW - now))
+            raise RapidFailLimit(
+                f"{len(self._failures)} child failures in the last minute (more than "
+                f"module.rapid_fails_per_minute = {self.settings.rapid_fails_per_minute})",
+                retry_after)
+
+    def _record_failure(self) -> None:
+        self._failures.append(time.monotonic())
+
+    async def _start(self, slot: _Slot) -> Child:
+        assert self._task_group is not None, "ProcessManager.run() is not running"
+        settings = self.settings
+        contract = ChildContract.new(free_loopback_port(), settings.path_base)
+        command = [sys.executable, "-S", "-c", _LAUNCHER, str(os.getpid()), *settings.command]
+        log = _PendingLog.open(settings.log_prefix) if settings.log_prefix else None
+        started = time.monotonic()
+        try:
+            process = await anyio.open_process(
+                command, stdin=subprocess.DEVNULL,
+                stdout=log.file if log is not None else subprocess.PIPE,
+                stderr=subprocess.STDOUT, cwd=settings.cwd,
+                env={**settings.environment, **contract.to_environ()},
+                start_new_session=True)
+        except OSError as error:
+            self._record_failure()
+            raise StartupFailure(f"cannot start {settings.command[0]}: {error}") from None
+        finally:
+            if log is not None:
+                log.file.close()  # the child has its own descriptor now
+        child = Child(process, contract, log.name_for(process.pid) if log else None)
+        logger.info("started child pid %d on 127.0.0.1:%d (slot %d)", child.pid, child.port,
+                    slot.index)
+        self._task_group.start_soon(self._watch, slot, child)
+        try:
+            await self._wait_listening(child)
+        except StartupFailure:
+            self._record_failure()
+            raise
+        logger.info("child pid %d listening after %.0f ms", child.pid,
+                    (time.monotonic() - started) * 1000)
+        return child
+
+    async def _wait_listening(self, child: Child) -> None:
+        """Return once the child accepts a connection on its port.
+
+        A child need not be hostkit, so the port itself is the only signal there is (as ANCM
+        does): connect attempts back off from 5 ms to 100 ms, and the child's exit ends the
+        wait at once.
+        """
+        limit = self.settings.startup_time_limit
+        delay = _PROBE_FIRST_DELAY
+        with anyio.move_on_after(limit):
+            while child.running:
+                try:
+                    stream = await anyio.connect_tcp("127.0.0.1", child.port)
+                except OSError:
+                    with anyio.move_on_after(delay):
+                        await child.exited.wait()
+                    delay = min(delay * 2, _PROBE_LAST_DELAY)
+                    continue
+                await stream.aclose()
+                return
+            await self._output_drained(child)
+            raise StartupFailure(f"the child (pid {child.pid}) {child.describe_exit()} while "
+                                 "starting", child.output())
+        child.stopping = True
+        child.signal_group(signal.SIGKILL)
+        await child.exited.wait()
+        raise StartupFailure(
+            f"the child (pid {child.pid}) did not listen on 127.0.0.1:{child.port} within "
+            f"module.startup_time_limit = {limit:g} s; it was killed", child.output())
+
+    async def _output_drained(self, child: Child) -> None:
+        # The exit may be seen before the last output is read: give the reader a moment.
+        with anyio.move_on_after(0.2):
+            await self._drained[child.pid].wait()
+
+    async def _watch(self, slot: _Slot, child: Child) -> None:
+        """Read the child's output until it ends, then reap it and record how it ended."""
+        drained = anyio.Event()
+        self._drained[child.pid] = drained
+        try:
+            if child.process.stdout is not None:
+                async for chunk in child.process.stdout:
+                    child._keep(chunk)
+            drained.set()
+            child.returncode = await child.process.wait()
+        finally:
+            drained.set()
+            child.exited.set()
+            self._drained.pop(child.pid, None)
+        if not child.stopping:
+            self._record_failure()
+            tail = child.output().strip()
+            logger.error("child pid %d %s%s", child.pid, child.describe_exit(),
+                         f"; its last output:\n{tail[-2000:]}" if tail else "")
+        else:
+            logger.info("child pid %d stopped (%s)", child.pid, child.describe_exit())
+        if slot.child is child:
+            slot.child = None
+
+    async def _stop_child(self, child: Child) -> None:
+        """SIGTERM the child's group, SIGKILL after ``shutdown_time_limit``, wait for the reap."""
+        if not child.running:
+            return
+        child.stopping = True
+        child.signal_group(signal.SIGTERM)
+        with anyio.move_on_after(self.settings.shutdown_time_limit):
+            await child.exited.wait()
+        if child.running:
+            logger.warning("child pid %d did not stop within module.shutdown_time_limit = %g s;"
+                           " killing it", child.pid, self.settings.shutdown_time_limit)
+            child.signal_group(signal.SIGKILL)
+            await child.exited.wait()
+
+
+class _PendingLog:
+    """A child's stdout log, opened before the child exists and named after its pid later.
+
+    The child writes to the file directly, so the module copies nothing and a chatty child
+    never waits on it.
+    """
+
+    def __init__(self, path: Path, file: IO[bytes]):
+        self.path = path
+        self.file = file
+
+    @classmethod
+    def open(cls, prefix: Path) -> _PendingLog:
+        prefix.parent.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now().strftime("%Y%m%d%H%M%S")
+        path = prefix.with_name(f"{prefix.name}_{stamp}_starting.log")
+        return cls(path, open(path, "ab", buffering=0))  # noqa: SIM115 - handed to the child
+
+    def name_for(self, pid: int) -> Path:
+        """Rename the file to ``{prefix}_{yyyymmddHHMMSS}_{pid}.log``; returns the new path."""
+        final = self.path.with_name(self.path.name.replace("_starting.log", f"_{pid}.log"))
+        os.replace(self.path, final)
+        return final

@@ -1,0 +1,443 @@
+"""One client connection to the module: parse with h11, forward to a child, relay the answer.
+
+Nothing is relayed as raw bytes while HTTP is spoken: requests and responses are parsed by h11,
+checked, and serialized again (SPEC §4). Bodies stream in both directions, a chunk at a time.
+
+A reader task per connection reads the client's bytes at most one chunk ahead of the handler:
+memory stays bounded for any body size, and a client that goes away while its response is
+still being produced is noticed at once, so the child's connection is closed and the child's
+``request_aborted`` fires.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Protocol
+
+import anyio
+import h11
+from anyio.abc import ByteStream
+
+from hostkit_outofprocess import headers as header_rules
+from hostkit_outofprocess.pages import ErrorPages
+from hostkit_outofprocess.pool import READ_SIZE, ChildConnection, ConnectionPool
+from hostkit_outofprocess.process import ChildUnavailable
+
+logger = logging.getLogger("hostkit.module")
+
+MAX_HEAD_SIZE = 16 * 1024
+_FLUSH_SIZE = 64 * 1024
+_CLIENT_ERRORS = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError,
+                  OSError)
+
+
+class Target(Protocol):
+    """A child ready for a request: its connection pool and token."""
+
+    pool: ConnectionPool
+    token: bytes
+
+    async def unreachable(self) -> None:
+        """A new connection to the child was refused: it is exiting, or exited."""
+
+
+class Upstream(Protocol):
+    """What the proxy needs from the module."""
+
+    request_timeout: float
+
+    async def acquire(self) -> Target:
+        """A child for the next request; raises ``ChildUnavailable`` with the answer to give."""
+
+
+class _Aborted(Exception):
+    """The exchange cannot go on; the client connection is closed without a made-up end."""
+
+
+class _ClientGone(Exception):
+    """The client closed its connection."""
+
+
+class _ClientReader:
+    """Reads the client's bytes into h11 in a task of its own, one chunk ahead at most."""
+
+    def __init__(self, stream: ByteStream, connection: h11.Connection):
+        self.stream = stream
+        self.connection = connection
+        self.gone = False
+        #: called when the client goes away (cancels the exchange in flight, if any).
+        self.on_gone: Callable[[], None] | None = None
+        self.head = bytearray()  # what arrived since the current request began
+        self._ready_tx, self._ready_rx = anyio.create_memory_object_stream[None](1)
+        self._credit_tx, self._credit_rx = anyio.create_memory_object_stream[None](1)
+        self._scope = anyio.CancelScope()
+        self.stopped = anyio.Event()
+
+    async def run(self) -> None:
+        with self._scope, self._ready_tx:
+            try:
+                while True:
+                    try:
+                        data = await self.stream.receive(READ_SIZE)
+                    except _CLIENT_ERRORS:
+                        data = b""
+                    if len(self.head) < MAX_HEAD_SIZE:
+                        self.head += data[:MAX_HEAD_SIZE]
+                    self.connection.receive_data(data)
+                    self._nudge()
+                    if not data:
+                        self.gone = True
+                        if self.on_gone is not None:
+                            self.on_gone()
+                        return
+                    await self._credit_rx.receive()
+            finally:
+                self.stopped.set()
+
+    def _nudge(self) -> None:
+        try:
+            self._ready_tx.send_nowait(None)
+        except anyio.WouldBlock:
+            pass
+
+    def grant(self) -> None:
+        """Everything read so far was used: read the next chunk."""
+        try:
+            self._credit_tx.send_nowait(None)
+        except anyio.WouldBlock:
+            pass
+
+    async def wait_data(self) -> None:
+        """Wait until more bytes (or the end) reached h11."""
+        self.grant()
+        try:
+            await self._ready_rx.receive()
+        except anyio.EndOfStream:
+            pass
+
+    async def stop(self) -> None:
+        """Stop reading (before a protocol switch hands the raw stream to a tunnel)."""
+        self._scope.cancel()
+        await self.stopped.wait()
+
+
+class ClientConnection:
+    """Serves one accepted client connection until it closes, times out or the module stops."""
+
+    def __init__(self, stream: ByteStream, upstream: Upstream, pages: ErrorPages, *,
+                 client_ip: str | None, scheme: str, head_timeout: float,
+                 stopping: anyio.Event):
+        self.stream = stream
+        self.upstream = upstream
+        self.pages = pages
+        self.client_ip = client_ip
+        self.scheme = scheme
+        self.head_timeout = head_timeout
+        self.stopping = stopping
+        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_SIZE)
+        self.reader = _ClientReader(stream, self.h11)
+        self.idle = True
+        self._wait_scope: anyio.CancelScope | None = None
+
+    def close_if_idle(self) -> None:
+        """Called when the module stops: a connection between requests closes now."""
+        if self.idle and self._wait_scope is not None:
+            self._wait_scope.cancel()
+
+    async def serve(self) -> None:
+        try:
+            async with anyio.create_task_group() as task_group:
+                task_group.start_soon(self.reader.run)
+                try:
+                    await self._serve_requests()
+                finally:
+                    task_group.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.stream.aclose()
+
+    async def _serve_requests(self) -> None:
+        while not self.stopping.is_set():
+            self.idle = True
+            with anyio.move_on_after(self.head_timeout) as self._wait_scope:
+                try:
+                    event = await self._next_event()
+                except h11.RemoteProtocolError as error:
+                    await self._answer(error.error_status_hint or 400, close=True)
+                    return
+            self.idle = False
+            if not isinstance(event, h11.Request):
+                return  # closed, timed out, or the module stops
+            head, self.reader.head = bytes(self.reader.head), bytearray()
+            try:
+                keep_alive = await self._exchange(event, head)
+            except (_Aborted, _ClientGone):
+                return
+            except h11.RemoteProtocolError as error:
+                await self._answer(error.error_status_hint or 400, close=True)
+                return
+            if not keep_alive or self.h11.our_state is not h11.DONE \
+                    or self.h11.their_state is not h11.DONE:
+                return
+            self.h11.start_next_cycle()
+
+    async def _next_event(self) -> h11.Event:
+        while True:
+            event = self.h11.next_event()
+            if event is h11.NEED_DATA:
+                if self.reader.gone:
+                    raise _ClientGone()
+                await self.reader.wait_data()
+                continue
+            return event  # type: ignore[return-value]
+
+    # -- one request ------------------------------------------------------------------------
+
+    async def _exchange(self, request: h11.Request, raw_head: bytes) -> bool:
+        """Forward one request and relay its response. Returns whether to keep the connection."""
+        problem = header_rules.ambiguous_framing(raw_head)
+        if problem is not None:
+            await self._answer(400, close=True)
+            return False
+        framing, has_body = _framing(request)
+        websocket = header_rules.is_websocket_upgrade(request.headers)
+        if has_body and self.h11.they_are_waiting_for_100_continue:
+            await self._send(self.h11.send(h11.InformationalResponse(status_code=100,
+                                                                     headers=[])))
+        idempotent = not has_body and request.method in header_rules.IDEMPOTENT_METHODS
+        for attempt in (1, 2):
+            try:
+                target = await self.upstream.acquire()
+            except ChildUnavailable as unavailable:
+                await self._answer_unavailable(unavailable, close=has_body)
+                return not has_body
+            try:
+                child = await target.pool.get()
+            except OSError:
+                await target.unreachable()
+                if attempt == 1:
+                    continue  # nothing reached the child: send it to the next one
+                await self._answer(502, self.pages.for_status(502), close=has_body)
+                return not has_body
+            outcome = await self._forward(request, framing, has_body, websocket, target, child,
+                                          first_attempt=attempt == 1, idempotent=idempotent)
+            if isinstance(outcome, bool):
+                return outcome
+        return False
+
+    async def _forward(self, request: h11.Request, framing: header_rules.Header | None,
+                       has_body: bool, websocket: bool, target: Target, child: ChildConnection,
+                       first_attempt: bool, idempotent: bool) -> bool | object:
+        """Send ``request`` on ``child`` and relay the answer.
+
+        Returns keep-alive, or ``_RETRY`` when a reused (pooled) connection turned out to be
+        stale before the request reached the child: the head could not be written, or (for an
+        idempotent request without a body) the child closed without a byte of answer.
+        """
+        stale_retry = first_attempt and child.reused
+        forwarded = header_rules.request_headers(
+            request.headers, client_ip=self.client_ip, scheme=self.scheme, token=target.token,
+            framing=framing, websocket=websocket)
+        head = child.h11.send(h11.Request(method=request.method, target=request.target,
+                                          headers=forwarded))
+        if not has_body:
+            head += child.h11.send(h11.EndOfMessage())
+        started = False
+        with anyio.CancelScope() as exchange_scope:
+            self.reader.on_gone = exchange_scope.cancel
+            if self.reader.gone:
+                exchange_scope.cancel()
+            try:
+                try:
+                    await child.stream.send(head)
+                except _CLIENT_ERRORS:
+                    await child.aclose()
+                    if stale_retry:
+                        return _RETRY
+                    await self._answer(502, self.pages.for_status(502), close=True)
+                    return False
+                if has_body:
+                    body_sent = await self._send_body(child)
+                else:
+                    body_sent = True
+                    if not websocket:
+                        self.reader.grant()  # keep reading: a client that leaves is seen now
+                try:
+                    with anyio.fail_after(self.upstream.request_timeout):
+                        response = await _response_head(child)
+                except TimeoutError:
+                    await child.aclose()
+                    await self._answer(504, self.pages.for_status(504), close=True)
+                    return False
+                if response is None:  # the child closed before answering
+                    await child.aclose()
+                    if stale_retry and idempotent:
+                        return _RETRY
+                    await self._answer(502, self.pages.for_status(502), close=True)
+                    return False
+                if isinstance(response, h11.InformationalResponse):
+                    started = True
+                    await self._switch_protocols(response, child)
+                    return False
+                started = True
+                keep = await self._relay(response, child)
+                await target.pool.put(child)
+                return keep and body_sent
+            finally:
+                self.reader.on_gone = None
+                if exchange_scope.cancel_called:
+                    await child.aclose()
+        # The client went away: the child's connection is closed above, so it sees it too.
+        if not started:
+            logger.debug("client left before the response to %s %s", request.method,
+                         request.target)
+        return False
+
+    async def _send_body(self, child: ChildConnection) -> bool:
+        """Stream the request body to the child. Returns False if the child stopped taking it."""
+        while True:
+            event = await self._next_event()
+            if isinstance(event, h11.Data):
+                data = child.h11.send(event)
+            elif isinstance(event, h11.EndOfMessage):
+                data = child.h11.send(h11.EndOfMessage())  # client trailers are not forwarded
+            else:
+                raise _ClientGone()
+            try:
+                await child.stream.send(data)
+            except _CLIENT_ERRORS:
+                # The child stopped reading (it may have answered early, e.g. 413).
+                return False
+            if isinstance(event, h11.EndOfMessage):
+                self.reader.grant()
+                return True
+
+    async def _relay(self, response: h11.Response, child: ChildConnection) -> bool:
+        """Send the child's response to the client, a chunk at a time. Returns keep-alive."""
+        response_headers = header_rules.response_headers(response.headers)
+        if self.stopping.is_set():
+            response_headers.append((b"connection", b"close"))
+        out = bytearray(self.h11.send(h11.Response(
+            status_code=response.status_code, headers=response_headers,
+            reason=response.reason)))
+        while True:
+            event = child.h11.next_event()
+            if event is h11.NEED_DATA:
+                if out:
+                    await self._send(out)
+                    out = bytearray()
+                try:
+                    data = await child.stream.receive(READ_SIZE)
+                except (anyio.EndOfStream, anyio.BrokenResourceError):
+                    data = b""
+                try:
+                    child.h11.receive_data(data)
+                except RuntimeError:
+                    raise _Aborted() from None
+                continue
+            if isinstance(event, h11.Data):
+                out += self.h11.send(h11.Data(data=event.data))
+                if len(out) >= _FLUSH_SIZE:
+                    await self._send(out)
+                    out = bytearray()
+            elif isinstance(event, h11.EndOfMessage):
+                out += self.h11.send(h11.EndOfMessage())
+                await self._send(out)
+                return self.h11.our_state is h11.DONE
+            else:
+                # The child died mid-response: abort, never a made-up end of body.
+                await child.aclose()
+                raise _Aborted()
+
+    async def _switch_protocols(self, response: h11.InformationalResponse,
+                                child: ChildConnection) -> None:
+        """After the child's 101: tell the client, then carry bytes both ways until one ends."""
+        await self.reader.stop()
+        await self._send(self.h11.send(h11.InformationalResponse(
+            status_code=response.status_code, headers=response.headers,
+            reason=response.reason)))
+        client_rest = self.h11.trailing_data[0]
+        child_rest = child.h11.trailing_data[0]
+        try:
+            if child_rest:
+                await self._send(child_rest)
+            if client_rest:
+                await child.stream.send(client_rest)
+            async with anyio.create_task_group() as task_group:
+                task_group.start_soon(_copy, self.stream, child.stream, task_group.cancel_scope)
+                task_group.start_soon(_copy, child.stream, self.stream, task_group.cancel_scope)
+        finally:
+            await child.aclose()
+
+    # -- answers from the module itself -----------------------------------------------------
+
+    async def _send(self, data: bytes | bytearray) -> None:
+        try:
+            await self.stream.send(bytes(data))
+        except _CLIENT_ERRORS:
+            raise _ClientGone() from None
+
+    async def _answer(self, status: int, body: bytes = b"",
+                      content_type: bytes = b"text/html; charset=utf-8",
+                      extra: list[tuple[bytes, bytes]] | None = None, close: bool = False) -> None:
+        if self.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            raise _Aborted()
+        response_headers = [(b"content-length", str(len(body)).encode())]
+        if body:
+            response_headers.append((b"content-type", content_type))
+        response_headers += extra or []
+        if close or self.stopping.is_set():
+            response_headers.append((b"connection", b"close"))
+        out = self.h11.send(h11.Response(status_code=status, headers=response_headers))
+        if body:
+            out += self.h11.send(h11.Data(data=body))
+        out += self.h11.send(h11.EndOfMessage())
+        await self._send(out)
+
+    async def _answer_unavailable(self, unavailable: ChildUnavailable, close: bool) -> None:
+        status, body, extra = self.pages.for_unavailable(unavailable)
+        await self._answer(status, body, extra=extra, close=close)
+
+
+_RETRY = object()
+
+
+def _framing(request: h11.Request) -> tuple[header_rules.Header | None, bool]:
+    """The framing header to forward, and whether the request has a body."""
+    for name, value in request.headers:
+        if name == b"transfer-encoding":
+            return (b"transfer-encoding", b"chunked"), True
+    for name, value in request.headers:
+        if name == b"content-length":
+            return (b"content-length", value), value.strip() != b"0"
+    return None, False
+
+
+async def _response_head(child: ChildConnection) -> h11.Response | h11.InformationalResponse | None:
+    """The child's response head (a 101 included); ``None`` if it closed before answering."""
+    while True:
+        try:
+            event = await child.next_event()
+        except h11.RemoteProtocolError:
+            return None
+        if isinstance(event, h11.InformationalResponse):
+            if event.status_code == 101:
+                return event  # only a forwarded WebSocket handshake can switch protocols
+            continue  # 100 Continue and other interim answers were the module's to give
+        if isinstance(event, h11.Response):
+            return event
+        return None
+
+
+async def _copy(source: ByteStream, sink: ByteStream, scope: anyio.CancelScope) -> None:
+    """Copy bytes until ``source`` ends, then end the whole tunnel."""
+    try:
+        while True:
+            data = await source.receive(READ_SIZE)
+            await sink.send(data)
+    except _CLIENT_ERRORS:
+        pass
+    finally:
+        scope.cancel()
+
