@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import hashlib
 import http.client
 import os
 import re
@@ -23,7 +24,8 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -90,6 +92,10 @@ class ServerProcess:
         self.argv = list(argv)
         self.ready_marker = ready_marker
         self.ready_line: str | None = None
+        #: ``time.monotonic()`` just before the process was spawned, and when the ready line
+        #: was read (``None`` until then): for start-up timings.
+        self.started_at = time.monotonic()
+        self.ready_at: float | None = None
         self.log: collections.deque[str] = collections.deque(maxlen=_LOG_TAIL)
         self._settled = threading.Event()  # set on the ready line, or when stderr closes
         self.popen = subprocess.Popen(
@@ -111,6 +117,7 @@ class ServerProcess:
                 line = raw.rstrip("\n")
                 self.log.append(line)
                 if self.ready_line is None and self.ready_marker in line:
+                    self.ready_at = time.monotonic()
                     self.ready_line = line
                     self._settled.set()
         self._settled.set()
@@ -192,6 +199,142 @@ def fetch(url: str, timeout: float = 5.0) -> Reply:
         connection.close()
 
 
+def fetch_with_headers(url: str, headers: Mapping[str, str], timeout: float = 5.0) -> Reply:
+    """:func:`fetch` with request headers (e.g. a child's ``Hostkit-Token``)."""
+    _require_loopback(url)
+    host_port, _, path = url[len("http://"):].partition("/")
+    host, _, port = host_port.partition(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        connection.request("GET", "/" + path, headers=dict(headers))
+        response = connection.getresponse()
+        body = response.read()
+        reply_headers = {name.lower(): value for name, value in response.getheaders()}
+        return Reply(response.status, reply_headers, body)
+    finally:
+        connection.close()
+
+
+def keeps_alive(url: str, timeout: float = 5.0) -> bool:
+    """Whether a second GET can reuse the connection of a first one (HTTP/1.1 keep-alive).
+
+    False when the server closes the connection after the first response; wrk then counts
+    a read error per request and reconnects, so its numbers include a TCP handshake each.
+    """
+    _require_loopback(url)
+    host_port, _, path = url[len("http://"):].partition("/")
+    host, _, port = host_port.partition(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        for attempt in (1, 2):
+            try:
+                connection.request("GET", "/" + path)
+                response = connection.getresponse()
+                response.read()
+            except (http.client.HTTPException, ConnectionError):
+                return False
+            if attempt == 1:
+                first_socket = connection.sock
+                if first_socket is None:  # the server said "Connection: close"
+                    return False
+        return connection.sock is first_socket
+    finally:
+        connection.close()
+
+
+def wait_accepting(port: int, timeout: float, *, alive: Callable[[], bool] | None = None,
+                   interval: float = 0.01) -> float:
+    """Connect to 127.0.0.1:``port`` until it accepts, for servers that log nothing when ready.
+
+    Returns the seconds waited. Raises :class:`BenchmarkError` after ``timeout`` seconds, or
+    as soon as ``alive()`` (when given) says the server process is gone.
+    """
+    start = time.monotonic()
+    deadline = start + timeout
+    while True:
+        try:
+            with socket.create_connection((LOOPBACK, port), timeout=max(0.05, interval)):
+                return time.monotonic() - start
+        except OSError:
+            pass
+        if alive is not None and not alive():
+            raise BenchmarkError(f"the server for port {port} exited before accepting")
+        if time.monotonic() >= deadline:
+            raise BenchmarkError(f"nothing accepted connections on {LOOPBACK}:{port} "
+                                 f"within {timeout:g} s")
+        time.sleep(interval)
+
+
+# --- processes (Linux /proc) ---------------------------------------------------------------
+
+def process_cmdline(pid: int) -> list[str] | None:
+    """The command line of a live (not zombie) process, or ``None`` when there is none."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, IndexError):
+        return None
+    if state == "Z":
+        return None
+    return [part.decode("utf-8", "replace") for part in raw.split(b"\0") if part]
+
+
+def processes_matching(*needles: str) -> dict[int, list[str]]:
+    """Live processes (other than this one) whose command line contains every ``needle``."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        argv = process_cmdline(int(entry.name))
+        if argv is None:
+            continue
+        text = " ".join(argv)
+        if all(needle in text for needle in needles):
+            found[int(entry.name)] = argv
+    return found
+
+
+def child_pids(parent: int) -> list[int]:
+    """The pids of ``parent``'s live children."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z" and int(fields[1]) == parent:
+            children.append(int(entry.name))
+    return children
+
+
+# --- what was measured ----------------------------------------------------------------------
+
+def source_state(*directories: str) -> dict[str, object]:
+    """The code a benchmark ran: git HEAD, uncommitted changes, and a hash of the ``.py`` files.
+
+    ``directories`` are relative to the repository root. Taken at the start and the end of a
+    run, a different ``sha256`` means the code changed while it was being measured.
+    """
+    digest = hashlib.sha256()
+    for directory in directories:
+        for path in sorted((REPO_ROOT / directory).rglob("*.py")):
+            digest.update(str(path.relative_to(REPO_ROOT)).encode() + b"\0")
+            digest.update(path.read_bytes())
+    state: dict[str, object] = {"sha256": digest.hexdigest()}
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                              text=True, timeout=10)
+        status = subprocess.run(["git", "status", "--porcelain", "--", *directories],
+                                cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return state
+    state["git_head"] = head.stdout.strip()
+    state["uncommitted"] = [line[3:] for line in status.stdout.splitlines()]
+    return state
+
+
 # --- wrk -----------------------------------------------------------------------------------
 
 _APT_TIMEOUT = 600.0
@@ -217,6 +360,30 @@ def ensure_wrk() -> str:
     raise SystemExit("wrk is required but not on PATH. Install it, e.g.\n"
                      "    sudo apt-get update && sudo apt-get install -y wrk   # Debian/Ubuntu\n"
                      "    brew install wrk                                     # macOS")
+
+
+def ensure_program(program: str, package: str, *, why: str = "") -> str:
+    """The path of ``program``; installs the Debian ``package`` when missing and root.
+
+    Like :func:`ensure_wrk` for any program (``/usr/sbin`` is searched too, where daemons
+    such as nginx live). Exits with status 2 and says how to install it otherwise.
+    """
+    search = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
+    path = shutil.which(program, path=search)
+    if path is not None:
+        return path
+    if os.geteuid() == 0 and shutil.which("apt-get") is not None:
+        print(f"{program} is not on PATH: installing the Debian package "
+              f"(apt-get install -y {package})", file=sys.stderr)
+        if not _apt_get("install", "-y", package):
+            _apt_get("update")
+            _apt_get("install", "-y", package)
+        path = shutil.which(program, path=search)
+        if path is not None:
+            return path
+    raise SystemExit(f"{program} is required{why} but not on PATH. Install it, e.g.\n"
+                     f"    sudo apt-get update && sudo apt-get install -y {package}"
+                     "   # Debian/Ubuntu")
 
 
 def _apt_get(*args: str) -> bool:

@@ -81,7 +81,10 @@ class Program:
         return code
 
     def stop(self) -> None:
-        """SIGTERM, then SIGKILL if it has not exited within 10 s."""
+        """SIGTERM, then SIGKILL if it has not exited within 10 s.
+
+        With ``HOSTKIT_TEST_LOG_DIR`` set, the program's whole output is saved there.
+        """
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -90,6 +93,11 @@ class Program:
                 self.process.kill()
                 self.process.wait(5)
         self._reader.join(5)
+        folder = os.environ.get("HOSTKIT_TEST_LOG_DIR")
+        if folder:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            (Path(folder) / f"{self.process.pid}.log").write_text(
+                " ".join(self.args) + "\n" + self.output)
 
 
 def python(*args: str) -> list[str]:

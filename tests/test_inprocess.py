@@ -294,17 +294,6 @@ async def test_https_and_http_side_by_side(anyio_backend: str, tmp_path: Path) -
         program.stop()
 
 
-async def test_out_of_process_is_a_clear_error_until_its_plugin_exists(
-        anyio_backend: str, tmp_path: Path) -> None:
-    program = Program(python(str(SAMPLES / "hello" / "app.py"), "--hosting_model=outofprocess",
-                             f"--async_backend={anyio_backend}"), cwd=tmp_path)
-    assert await anyio.to_thread.run_sync(program.wait_exit) == 1
-    assert "no plugin serves hosting model 'OutOfProcess'" in program.output
-    assert "hostkit_inprocess" in program.output
-    assert "Traceback" not in program.output
-
-
-
 async def test_program_setup_failure_after_build_serves_500_30(
         anyio_backend: str, tmp_path: Path) -> None:
     program = Program(python(str(PROGRAMS / "setup_failure.py"), "--urls=http://127.0.0.1:0",

@@ -125,8 +125,19 @@ def test_no_server_names_model_server_and_loaded_plugins(tmp_path: Path) -> None
 
 
 def test_out_of_process_without_module_plugin_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(ServerSelectionError, match=r"'OutOfProcess' with server 'hypercorn'"):
-        builder(tmp_path, "--hosting_model=OutOfProcess").build()
+    import hostkit_inprocess
+
+    only_inprocess = builder(tmp_path, "--hosting_model=OutOfProcess", autoload=False)
+    only_inprocess.add_plugin(hostkit_inprocess, "hostkit_inprocess")
+    with pytest.raises(ServerSelectionError,
+                       match=r"'OutOfProcess' with server 'hypercorn'.*hostkit_inprocess"):
+        only_inprocess.build()
+
+
+def test_out_of_process_front_is_the_module(tmp_path: Path) -> None:
+    host = builder(tmp_path, "--hosting_model=OutOfProcess").build()
+    assert host.server.name == "module"
+    assert host.hosting_model is hostkit.HostingModel.OUT_OF_PROCESS
 
 
 def test_plugin_settings_table_is_validated(tmp_path: Path) -> None:
@@ -183,7 +194,7 @@ def test_trace_plugins_prints_every_hook_call(tmp_path: Path) -> None:
                             timeout=60, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     assert "hostkit trace: hostkit_create_server(" in result.stderr
-    assert "-> [hostkit_inprocess]" in result.stderr
+    assert "hostkit_inprocess" in result.stderr.split("hostkit_create_server(")[1].split("\n")[0]
     assert "result: <hostkit_inprocess.server.HypercornServer" in result.stderr
 
 

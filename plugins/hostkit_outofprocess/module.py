@@ -139,6 +139,8 @@ class ModuleServer:
             self._connections.add(connection)
             try:
                 await connection.serve()
+            except Exception:  # one connection's failure never stops the module
+                logger.exception("error while serving a connection")
             finally:
                 self._connections.discard(connection)
 
@@ -172,6 +174,8 @@ class ModuleServer:
             content = None
         if content is not None:
             logger.info("%s exists: the app is offline", path.name)
+        elif self.manager.offline:
+            logger.info("%s removed: the app is online again", path.name)
         await self.manager.set_offline(content)
 
     def _config_files(self) -> set[str]:

@@ -50,7 +50,8 @@ _LAUNCHER = (
 )
 #: How much of a child's latest output is kept for error pages and crash logs.
 OUTPUT_TAIL_BYTES = 16 * 1024
-_RAPID_FAIL_WINDOW = 60.0
+#: The rolling window of ``rapid_fails_per_minute``.
+RAPID_FAIL_WINDOW = 60.0
 # Connect attempts while a child starts back off from the first to the last delay.
 _PROBE_FIRST_DELAY = 0.005
 _PROBE_LAST_DELAY = 0.1
@@ -143,8 +144,12 @@ class Child:
         self.log_path = log_path
         self.pid = process.pid
         self.exited = anyio.Event()
+        #: set once all of the child's output has been read (it may lag the exit a little).
+        self.output_done = anyio.Event()
         self.returncode: int | None = None
         self.stopping = False
+        #: true once this child's failure counts against the rapid-fail budget (once only).
+        self.failure_counted = False
         self.tail = collections.deque[bytes]()
         self._tail_size = 0
 
@@ -211,24 +216,29 @@ class ProcessManager:
     :meth:`run` to stop, which stops every child within ``shutdown_time_limit``.
     """
 
-    def __init__(self, settings: ChildSettings, processes: int, *, eager_start: bool = False):
+    def __init__(self, settings: ChildSettings, processes: int, *, eager_start: bool = False,
+                 rapid_fail_window: float = RAPID_FAIL_WINDOW):
         self.settings = settings
         self.eager_start = eager_start
+        self.rapid_fail_window = rapid_fail_window
         self._slots = [_Slot(i) for i in range(processes)]
         self._next_slot = 0
         self._failures: collections.deque[float] = collections.deque()
         self._task_group: TaskGroup | None = None
         self._offline: bytes | None = None
-        self._drained: dict[int, anyio.Event] = {}
 
     # -- lifecycle --------------------------------------------------------------------------
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
                   ) -> None:
-        """Own the children until cancelled, then stop them all (shielded, bounded)."""
-        try:
-            async with anyio.create_task_group() as task_group:
-                self._task_group = task_group
+        """Own the children until cancelled, then stop them all (shielded, bounded).
+
+        The stop runs inside the task group: the watchers of the children are shielded and
+        end only when their child is reaped, which the stop makes happen.
+        """
+        async with anyio.create_task_group() as task_group:
+            self._task_group = task_group
+            try:
                 if self.eager_start:
                     for slot in self._slots:
                         try:
@@ -237,9 +247,9 @@ class ProcessManager:
                             logger.error("eager start failed: %s", error)
                 task_status.started()
                 await anyio.sleep_forever()
-        finally:
-            with anyio.CancelScope(shield=True):
-                await self.stop_all()
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await self.stop_all()
 
     async def stop_all(self) -> None:
         """Ask every child to stop, kill those still running after the time limit, reap."""
@@ -252,6 +262,10 @@ class ProcessManager:
     async def recycle(self) -> None:
         """Drain the running children; the next request starts new ones."""
         await self.stop_all()
+
+    @property
+    def offline(self) -> bool:
+        return self._offline is not None
 
     async def set_offline(self, content: bytes | None) -> None:
         """With ``content``: stop the children and answer 503 with it. ``None``: online again."""
@@ -307,16 +321,20 @@ class ProcessManager:
 
     def _check_budget(self) -> None:
         now = time.monotonic()
-        while self._failures and self._failures[0] <= now - _RAPID_FAIL_WINDOW:
+        while self._failures and self._failures[0] <= now - self.rapid_fail_window:
             self._failures.popleft()
         if len(self._failures) > self.settings.rapid_fails_per_minute:
-            retry_after = max(1, math.ceil(self._failures[0] + _RAPID_FAIL_WINDOW - now))
+            retry_after = max(1, math.ceil(self._failures[0] + self.rapid_fail_window - now))
             raise RapidFailLimit(
                 f"{len(self._failures)} child failures in the last minute (more than "
                 f"module.rapid_fails_per_minute = {self.settings.rapid_fails_per_minute})",
                 retry_after)
 
-    def _record_failure(self) -> None:
+    def _record_failure(self, child: Child | None = None) -> None:
+        if child is not None:
+            if child.failure_counted:
+                return
+            child.failure_counted = True
         self._failures.append(time.monotonic())
 
     async def _start(self, slot: _Slot) -> Child:
@@ -346,7 +364,7 @@ class ProcessManager:
         try:
             await self._wait_listening(child)
         except StartupFailure:
-            self._record_failure()
+            self._record_failure(child)
             raise
         logger.info("child pid %d listening after %.0f ms", child.pid,
                     (time.monotonic() - started) * 1000)
@@ -385,24 +403,26 @@ class ProcessManager:
     async def _output_drained(self, child: Child) -> None:
         # The exit may be seen before the last output is read: give the reader a moment.
         with anyio.move_on_after(0.2):
-            await self._drained[child.pid].wait()
+            await child.output_done.wait()
 
     async def _watch(self, slot: _Slot, child: Child) -> None:
-        """Read the child's output until it ends, then reap it and record how it ended."""
-        drained = anyio.Event()
-        self._drained[child.pid] = drained
-        try:
-            if child.process.stdout is not None:
-                async for chunk in child.process.stdout:
-                    child._keep(chunk)
-            drained.set()
-            child.returncode = await child.process.wait()
-        finally:
-            drained.set()
-            child.exited.set()
-            self._drained.pop(child.pid, None)
+        """Read the child's output until it ends, then reap it and record how it ended.
+
+        Shielded: a child is watched until it is reaped, also while the module stops (the
+        stop sequence ends every child with SIGKILL at the latest, so this is bounded).
+        """
+        with anyio.CancelScope(shield=True):
+            try:
+                if child.process.stdout is not None:
+                    async for chunk in child.process.stdout:
+                        child._keep(chunk)
+                child.output_done.set()
+                child.returncode = await child.process.wait()
+            finally:
+                child.output_done.set()
+                child.exited.set()
         if not child.stopping:
-            self._record_failure()
+            self._record_failure(child)
             tail = child.output().strip()
             logger.error("child pid %d %s%s", child.pid, child.describe_exit(),
                          f"; its last output:\n{tail[-2000:]}" if tail else "")

@@ -201,6 +201,12 @@ class ClientConnection:
             await self._answer(400, close=True)
             return False
         framing, has_body = _framing(request)
+        if not has_body:
+            # A request without a body ends with its head; take h11's end of message now so
+            # the connection can carry the next request.
+            end = await self._next_event()
+            if not isinstance(end, h11.EndOfMessage):
+                raise _ClientGone()
         websocket = header_rules.is_websocket_upgrade(request.headers)
         if has_body and self.h11.they_are_waiting_for_100_continue:
             await self._send(self.h11.send(h11.InformationalResponse(status_code=100,

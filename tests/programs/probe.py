@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 
 import anyio
@@ -56,6 +57,26 @@ async def probe(context: hostkit.HttpContext) -> None:
         with anyio.move_on_after(20):
             await context.request_aborted.wait()
         log.warning("probe: request aborted=%s", context.request_aborted.is_set())
+    elif path == "/download":
+        remaining = int(request.query_string or "0")
+        chunk = b"d" * 65536
+        response.headers["content-length"] = str(remaining)
+        while remaining > 0:
+            await response.write(chunk[:remaining])
+            remaining -= len(chunk)
+    elif path == "/half":
+        await response.write("first part of the body;")
+        log.warning("probe: half sent")
+        await anyio.sleep(30)
+        await response.write("never sent")
+    elif path == "/env":
+        response.headers["content-type"] = "application/json"
+        await response.write(json.dumps({
+            "token_in_environ": "HOSTKIT_TOKEN" in os.environ,
+            "port": os.environ.get("HOSTKIT_PORT"),
+            "greeting": os.environ.get("GREETING"),
+            "cwd": os.getcwd(),
+        }))
     elif path == "/boom":
         raise RuntimeError("boom on purpose")
     elif path == "/sync":

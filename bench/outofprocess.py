@@ -1,0 +1,769 @@
+"""hostkit OutOfProcess against nginx in front of the same hostkit child, and InProcess.
+
+Run from the repository root::
+
+    python -m bench.outofprocess              # 3 rounds x 10 s, wrk -t2 -c32
+    python -m bench.outofprocess --rounds 5 --duration 20 --connections 64
+
+Three targets serve :data:`bench.trivial_app.app`, each on a free 127.0.0.1 port, for the whole
+benchmark:
+
+- **hostkit OutOfProcess**: ``python -m bench.hostkit_server --hosting_model=OutOfProcess
+  --urls=http://127.0.0.1:PORT``: the module (front, Python: h11 + anyio), which starts the
+  same command line as its child on the first request and forwards to it;
+- **nginx + hostkit child**: the same program started by hand as a child (``HOSTKIT_PORT``,
+  ``HOSTKIT_TOKEN``, ``HOSTKIT_PATH_BASE=/``), behind nginx (one worker, keep-alive upstream,
+  the token header set by ``proxy_set_header``);
+- **hostkit InProcess**: ``python -m bench.hostkit_server --urls=http://127.0.0.1:PORT``.
+
+Each round loads every target (warmup, then a measured wrk run), the order rotated between
+rounds. Before that, the cold start of a fresh OutOfProcess front is timed; after it, the
+recovery of the measured front from a SIGKILLed child. Prints the medians and ratios, and
+writes everything to ``bench/results/outofprocess.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import dataclasses
+import datetime
+import http.client
+import importlib.metadata
+import json
+import os
+import platform
+import re
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from bench._harness import (
+    BenchmarkError,
+    Reply,
+    ServerProcess,
+    WrkResult,
+    child_pids,
+    ensure_program,
+    ensure_wrk,
+    fetch,
+    fetch_with_headers,
+    free_port,
+    keeps_alive,
+    loopback_url,
+    process_cmdline,
+    processes_matching,
+    run_wrk,
+    server_environment,
+    source_state,
+    wait_accepting,
+    wrk_command,
+    wrk_version,
+)
+from bench.trivial_app import BODY
+
+OUTOFPROCESS = "hostkit OutOfProcess"
+NGINX = "nginx + hostkit child"
+INPROCESS = "hostkit InProcess"
+FRONT = "hostkit OutOfProcess front"
+BEHIND_NGINX = "hostkit child behind nginx"
+
+RPS_TARGET = 0.9   # OutOfProcess req/s >= 0.9x nginx's
+P99_TARGET = 1.5   # OutOfProcess p99 <= 1.5x nginx's
+TARGETS = (f"{OUTOFPROCESS} >= {RPS_TARGET:.2f}x {NGINX} req/s, "
+           f"and p99 <= {P99_TARGET:.2f}x")
+
+RESULTS_FILE = Path(__file__).resolve().parent / "results" / "outofprocess.json"
+PROGRAM = "bench.hostkit_server"
+START_TIMEOUT = 30.0
+NGINX_START_TIMEOUT = 5.0
+POLL_INTERVAL = 0.01      # GET every 10 ms while timing cold start and recovery
+POLL_LIMIT = 30.0         # ... for at most 30 s
+STOP_TIMEOUT = 10.0       # SIGTERM -> SIGKILL
+LOG_WAIT = 2.0            # for a log line that must already be on its way
+
+_STARTED_CHILD = re.compile(r"started child pid (\d+) on 127\.0\.0\.1:(\d+)")
+_CHILD_LISTENING = re.compile(r"child pid (\d+) listening after (\d+) ms")
+_FIELDS = ("requests_per_sec", "p50_ms", "p99_ms")
+#: the code under test, hashed at the start and the end of a run.
+SOURCES = ("hostkit", "plugins", "bench")
+
+
+# --- command line --------------------------------------------------------------------------
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {text}")
+    return value
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The benchmark's options; defaults give ``wrk -t2 -c32 -d10s``, 3 rounds."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.outofprocess",
+        description="Benchmark hostkit OutOfProcess against nginx in front of the same hostkit "
+                    f"child, and hostkit InProcess. Targets: {TARGETS}.")
+    parser.add_argument("--rounds", type=_positive_int, default=3,
+                        help="measured runs per target (default: 3; the median is reported)")
+    parser.add_argument("--duration", type=_positive_int, default=10, metavar="SECONDS",
+                        help="length of each measured wrk run (default: 10)")
+    parser.add_argument("--warmup", type=_positive_int, default=2, metavar="SECONDS",
+                        help="length of the unmeasured wrk run before each one (default: 2)")
+    parser.add_argument("--connections", type=_positive_int, default=32,
+                        help="wrk connections (default: 32)")
+    parser.add_argument("--threads", type=_positive_int, default=2,
+                        help="wrk threads (default: 2)")
+    parser.add_argument("--cold-starts", type=_count, default=3, metavar="N",
+                        help="fresh OutOfProcess fronts timed to their first 200 (default: 3)")
+    parser.add_argument("--recoveries", type=_count, default=3, metavar="N",
+                        help="child SIGKILLs timed to the next 200 (default: 3)")
+    parser.add_argument("--output", type=Path, default=RESULTS_FILE,
+                        help=f"JSON results file (default: {RESULTS_FILE})")
+    options = parser.parse_args(argv)
+    if options.connections < options.threads:
+        parser.error("--connections must be at least --threads (wrk needs one per thread)")
+    return options
+
+
+# --- targets -------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Target:
+    """One stack under test: its processes (the one wrk talks to first) and measured runs."""
+
+    name: str
+    url: str
+    processes: list[ServerProcess]
+    runs: list[WrkResult] = dataclasses.field(default_factory=list)
+    keep_alive: bool | None = None
+
+    def median(self, field: str) -> float:
+        values: list[float] = [getattr(run, field) for run in self.runs]
+        return statistics.median(values)
+
+
+def hostkit_command(port: int, *, out_of_process: bool) -> list[str]:
+    """``python -m bench.hostkit_server [--hosting_model=OutOfProcess] --urls=...:PORT``."""
+    model = ["--hosting_model=OutOfProcess"] if out_of_process else []
+    return [sys.executable, "-m", PROGRAM, *model, f"--urls={loopback_url(port, '')}"]
+
+
+def hostkit_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """hostkit's defaults only: no ``HOSTKIT_*`` but these; the repo root on PYTHONPATH.
+
+    The OutOfProcess child runs the front's own command line from the same (empty, temporary)
+    working directory, so ``bench`` must be importable from anywhere: PYTHONPATH does that.
+    """
+    return server_environment({"HOSTKIT_DISABLE_PLUGIN_AUTOLOAD": "1", **(extra or {})},
+                              drop_prefixes=("HOSTKIT_",))
+
+
+def listening_marker(port: int) -> str:
+    return f"Now listening on: {loopback_url(port, '')}"
+
+
+class Bench:
+    """Everything started, so everything can be stopped and checked for leftovers."""
+
+    def __init__(self, stack: contextlib.ExitStack, cwd: str):
+        self.stack = stack
+        self.cwd = cwd
+        #: every OutOfProcess front started: its URL is on its children's command line too.
+        self.front_urls: list[str] = []
+        #: every child pid the fronts logged, and every process started here, with the text
+        #: its command line must contain (so a reused pid is not mistaken for a leftover).
+        self.known: dict[int, str] = {}
+        self.leftovers: list[dict[str, Any]] = []
+        #: servers that did not stop within STOP_TIMEOUT of SIGTERM.
+        self.hangs: list[dict[str, Any]] = []
+
+    def start(self, name: str, argv: list[str], ready_marker: str, env: dict[str, str],
+              cwd: str, *, wait: bool = True) -> ServerProcess:
+        server = ServerProcess(name, argv, ready_marker, env=env, cwd=cwd)
+        self.stack.callback(self.stop, server)
+        self.known[server.pid] = argv[-1]
+        if wait:
+            server.wait_ready(START_TIMEOUT)
+        return server
+
+    def stop(self, server: ServerProcess) -> None:
+        """SIGTERM, up to 10 s, SIGKILL (:meth:`ServerProcess.stop`), noting a hang first.
+
+        A server that ignores SIGTERM has its Python stacks dumped (py-spy, when installed)
+        before it is killed, so the report says where it was stuck.
+        """
+        if server.popen.poll() is None:
+            server.popen.send_signal(signal.SIGTERM)
+            try:
+                server.popen.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                hang: dict[str, Any] = {"name": server.name, "pid": server.pid,
+                                        "log_tail": server.log_tail(10)}
+                hang["stacks"] = _py_spy_dump(server.pid)
+                for child in child_pids(server.pid):
+                    hang[f"stacks of child {child}"] = _py_spy_dump(child)
+                self.hangs.append(hang)
+                print(f"BUG? {server.name} (pid {server.pid}) still running {STOP_TIMEOUT:g} s "
+                      "after SIGTERM: SIGKILL (its stacks are in the JSON results)",
+                      file=sys.stderr)
+                server.popen.kill()
+                server.popen.wait(5)
+        server.stop()  # gone by now: reaps it and ends the stderr reader
+
+    def start_front(self, *, wait: bool = True) -> tuple[ServerProcess, str]:
+        port = free_port()
+        url = loopback_url(port)
+        self.front_urls.append(loopback_url(port, ""))
+        server = self.start(FRONT, hostkit_command(port, out_of_process=True),
+                            listening_marker(port), hostkit_environment(), self.cwd, wait=wait)
+        return server, url
+
+    def note_children(self, front: ServerProcess) -> list[int]:
+        """The child pids ``front`` logged so far (oldest first), remembered for the end."""
+        pids = [int(match.group(1)) for line in list(front.log)
+                if (match := _STARTED_CHILD.search(line))]
+        for pid in pids:
+            self.known.setdefault(pid, PROGRAM)
+        return pids
+
+    def check_leftovers(self) -> None:
+        """After everything was stopped: nothing we started may still run. Kill and report."""
+        suspects: dict[int, list[str]] = {}
+        urls = {f"--urls={url}" for url in self.front_urls}
+        for pid, argv in processes_matching(PROGRAM).items():
+            if urls.intersection(argv):  # the fronts' children carry the front's --urls
+                suspects[pid] = argv
+        for pid, needle in self.known.items():
+            command = process_cmdline(pid)
+            if command is not None and needle in " ".join(command):
+                suspects[pid] = command
+        for pid, argv in sorted(suspects.items()):
+            launcher = "-S" in argv and "-c" in argv
+            print(f"BUG: pid {pid} still running after the benchmark stopped everything"
+                  f"{' (in the child launcher)' if launcher else ''}: {' '.join(argv)[:200]}"
+                  " -- SIGKILL", file=sys.stderr)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            self.leftovers.append({"pid": pid, "command": argv})
+
+
+def _py_spy_dump(pid: int) -> str:
+    """``py-spy dump --pid PID`` (from this interpreter's bin directory or PATH), or why not."""
+    py_spy = Path(sys.executable).with_name("py-spy")
+    command = str(py_spy) if py_spy.exists() else shutil.which("py-spy")
+    if command is None:
+        return "py-spy is not installed"
+    try:
+        done = subprocess.run([command, "dump", "--pid", str(pid)], capture_output=True,
+                              text=True, timeout=20)
+    except subprocess.TimeoutExpired:
+        return "py-spy dump timed out"
+    return done.stdout + done.stderr
+
+
+def start_outofprocess(bench: Bench) -> Target:
+    """The front, then one GET so it starts its child (lazily, on the first request)."""
+    front, url = bench.start_front()
+    target = Target(OUTOFPROCESS, url, [front])
+    check_answer(target.name, fetch(url, timeout=START_TIMEOUT))
+    bench.note_children(front)
+    return target
+
+
+def start_inprocess(bench: Bench) -> Target:
+    port = free_port()
+    server = bench.start(INPROCESS, hostkit_command(port, out_of_process=False),
+                         listening_marker(port), hostkit_environment(), bench.cwd)
+    target = Target(INPROCESS, loopback_url(port), [server])
+    check_answer(target.name, fetch(target.url))
+    return target
+
+
+NGINX_CONF = """\
+worker_processes 1;
+daemon off;
+error_log {tmp}/error.log;
+pid {tmp}/nginx.pid;
+
+events {{
+    worker_connections 1024;
+}}
+
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/client_body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+
+    upstream child {{
+        server 127.0.0.1:{child_port};
+        keepalive 32;
+    }}
+
+    server {{
+        listen 127.0.0.1:{nginx_port};
+        location / {{
+            proxy_pass http://child;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $remote_addr;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header Hostkit-Token "{token}";
+        }}
+    }}
+}}
+"""
+
+
+def start_nginx_stack(bench: Bench, nginx: str, nginx_dir: str) -> Target:
+    """nginx in front of a hostkit child started by hand (the module's contract in its env)."""
+    child_port, nginx_port = free_port(), free_port()
+    token = secrets.token_urlsafe(32)
+    env = hostkit_environment({"HOSTKIT_PORT": str(child_port), "HOSTKIT_TOKEN": token,
+                               "HOSTKIT_PATH_BASE": "/"})
+    # The same command line as the module gives its child (the contract's port wins anyway).
+    child = bench.start(BEHIND_NGINX, hostkit_command(child_port, out_of_process=True),
+                        listening_marker(child_port), env, bench.cwd)
+    child_url = loopback_url(child_port)
+    without_token = fetch(child_url)
+    if without_token.status != 400:
+        raise BenchmarkError(f"the hostkit child answered {without_token.status} to a request "
+                             "without the token, not 400: is it running as a child?")
+    check_answer(BEHIND_NGINX, fetch_with_headers(child_url, {"Hostkit-Token": token}))
+
+    config = Path(nginx_dir) / "nginx.conf"
+    config.write_text(NGINX_CONF.format(tmp=nginx_dir, child_port=child_port,
+                                        nginx_port=nginx_port, token=token))
+    argv = [nginx, "-p", nginx_dir + "/", "-e", f"{nginx_dir}/error.log", "-c", str(config)]
+    proxy = bench.start("nginx", argv, "\0never logged\0", server_environment(), nginx_dir,
+                        wait=False)
+    try:
+        wait_accepting(nginx_port, NGINX_START_TIMEOUT,
+                       alive=lambda: proxy.popen.poll() is None)
+    except BenchmarkError as error:
+        raise BenchmarkError(f"nginx: {error}\n{proxy.log_tail()}\n"
+                             f"{_read_tail(Path(nginx_dir) / 'error.log')}") from None
+    for worker in child_pids(proxy.pid):
+        bench.known[worker] = "nginx"
+    target = Target(NGINX, loopback_url(nginx_port), [proxy, child])
+    check_answer(target.name, fetch(target.url))
+    return target
+
+
+def _read_tail(path: Path, size: int = 4000) -> str:
+    try:
+        return path.read_text(errors="replace")[-size:]
+    except OSError:
+        return ""
+
+
+def check_answer(name: str, reply: Reply) -> None:
+    """The server must answer exactly what the app sends."""
+    problems = []
+    if reply.status != 200:
+        problems.append(f"status {reply.status}")
+    if reply.body != BODY:
+        problems.append(f"body {reply.body[:80]!r}")
+    if reply.headers.get("content-type") != "text/plain":
+        problems.append(f"content-type {reply.headers.get('content-type')!r}")
+    if reply.headers.get("content-length") != str(len(BODY)):
+        problems.append(f"content-length {reply.headers.get('content-length')!r}")
+    if problems:
+        raise BenchmarkError(f"{name} answered wrongly: {', '.join(problems)}")
+
+
+# --- polling for the first good answer ------------------------------------------------------
+
+@dataclasses.dataclass
+class Poll:
+    """What a poll for a 200 saw: when it got it and what came before."""
+
+    ok_at: float
+    attempts: int
+    refused: int               # connection errors (nothing listening, reset, ...)
+    statuses: dict[int, int]   # other answers, by status
+
+
+def poll_until_ok(url: str, start: float, *, alive: Callable[[], bool]) -> Poll:
+    """GET ``url`` every 10 ms until it answers 200 with the app's body (at most 30 s)."""
+    deadline = start + POLL_LIMIT
+    attempts = refused = 0
+    statuses: collections.Counter[int] = collections.Counter()
+    while True:
+        now = time.monotonic()
+        if now >= deadline:
+            raise BenchmarkError(f"no 200 from {url} within {POLL_LIMIT:g} s "
+                                 f"({attempts} attempts, {refused} refused, "
+                                 f"other answers {dict(statuses)})")
+        if not alive():
+            raise BenchmarkError(f"the server for {url} exited while being polled")
+        attempts += 1
+        try:
+            reply = fetch(url, timeout=max(0.1, deadline - now))
+        except (OSError, http.client.HTTPException):
+            refused += 1
+        else:
+            if reply.status == 200 and reply.body == BODY:
+                return Poll(time.monotonic(), attempts, refused, dict(statuses))
+            statuses[reply.status] += 1
+        time.sleep(POLL_INTERVAL)
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = LOG_WAIT) -> Any:
+    """``condition()`` once it is truthy, or its last (falsy) value after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(0.005)
+
+
+def _child_listening_ms(front: ServerProcess, pid: int) -> float | None:
+    for line in list(front.log):
+        match = _CHILD_LISTENING.search(line)
+        if match and int(match.group(1)) == pid:
+            return float(match.group(2))
+    return None
+
+
+# --- cold start and recovery ---------------------------------------------------------------
+
+def measure_cold_start(bench: Bench, index: int, total: int) -> dict[str, Any]:
+    """A fresh front (new process, lazy child): spawn -> "Now listening" -> first 200."""
+    front, url = bench.start_front(wait=False)
+    try:
+        poll = poll_until_ok(url, front.started_at, alive=lambda: front.popen.poll() is None)
+        ready_at = wait_for(lambda: front.ready_at)
+        children = wait_for(lambda: bench.note_children(front))
+        child = children[0] if children else None
+        child_ms = (wait_for(lambda: _child_listening_ms(front, child))
+                    if child is not None else None)
+    finally:
+        bench.stop(front)
+    result: dict[str, Any] = {
+        "total_ms": (poll.ok_at - front.started_at) * 1000,
+        "to_listening_ms": (ready_at - front.started_at) * 1000 if ready_at else None,
+        "listening_to_200_ms": (poll.ok_at - ready_at) * 1000 if ready_at else None,
+        "child_listening_ms_by_module": child_ms,
+        "attempts": poll.attempts, "refused": poll.refused, "other_statuses": poll.statuses,
+        "child_pid": child,
+    }
+    print(f"cold start {index}/{total}: {_ms(result['total_ms'])} to the first 200 "
+          f"(front listening after {_ms(result['to_listening_ms'])}, then "
+          f"{_ms(result['listening_to_200_ms'])}; the module saw its child listen after "
+          f"{_ms(child_ms)})" + _other_answers(poll), flush=True)
+    return result
+
+
+def measure_recovery(bench: Bench, target: Target, index: int, total: int) -> dict[str, Any]:
+    """SIGKILL the warm front's child, then time until the next 200."""
+    front = target.processes[0]
+    check_answer(target.name, fetch(target.url))
+    before = bench.note_children(front)
+    if not before:
+        raise BenchmarkError(f"{target.name} logged no 'started child pid N' line")
+    victim = before[-1]
+    argv = process_cmdline(victim)
+    if argv is None or PROGRAM not in " ".join(argv):
+        raise BenchmarkError(f"child pid {victim} is not running the benchmark's program: "
+                             f"{argv}")
+    killed_at = time.monotonic()
+    os.kill(victim, signal.SIGKILL)
+    poll = poll_until_ok(target.url, killed_at, alive=lambda: front.popen.poll() is None)
+    started = wait_for(lambda: [pid for pid in bench.note_children(front)
+                                if pid not in before])
+    new_child = started[-1] if started else None
+    child_ms = (wait_for(lambda: _child_listening_ms(front, new_child))
+                if new_child is not None else None)
+    gone = wait_for(lambda: process_cmdline(victim) is None)
+    result: dict[str, Any] = {
+        "total_ms": (poll.ok_at - killed_at) * 1000,
+        "killed_pid": victim, "new_child_pid": new_child,
+        "child_listening_ms_by_module": child_ms,
+        "attempts": poll.attempts, "refused": poll.refused, "other_statuses": poll.statuses,
+        "killed_child_reaped": bool(gone),
+    }
+    print(f"recovery {index}/{total}: {_ms(result['total_ms'])} from SIGKILL of child pid "
+          f"{victim} to the next 200 (new child pid {new_child}, listening after "
+          f"{_ms(child_ms)} by the module)" + _other_answers(poll), flush=True)
+    return result
+
+
+def _ms(value: float | None) -> str:
+    return "?" if value is None else f"{value:.0f} ms"
+
+
+def _other_answers(poll: Poll) -> str:
+    notes = []
+    if poll.refused:
+        notes.append(f"{poll.refused} connection errors")
+    notes += [f"{count}x {status}" for status, count in sorted(poll.statuses.items())]
+    return f"; before it: {', '.join(notes)}" if notes else ""
+
+
+def summarize(samples: list[dict[str, Any]], fields: Sequence[str]) -> dict[str, float | None]:
+    """The median of each field over the samples (``None`` when no sample has it)."""
+    summary: dict[str, float | None] = {}
+    for field in fields:
+        values = [s[field] for s in samples if s.get(field) is not None]
+        summary[field] = statistics.median(values) if values else None
+    return summary
+
+
+# --- load ----------------------------------------------------------------------------------
+
+def load(wrk: str, target: Target, options: argparse.Namespace, duration_s: int) -> WrkResult:
+    return run_wrk(wrk, target.url, threads=options.threads,
+                   connections=options.connections, duration_s=duration_s)
+
+
+def rotations(targets: list[Target], rounds: int) -> Iterator[list[Target]]:
+    """Round i starts with target i (mod n), so each goes first, second, ... in turn."""
+    for index in range(rounds):
+        shift = index % len(targets)
+        yield targets[shift:] + targets[:shift]
+
+
+def measure(wrk: str, targets: list[Target], options: argparse.Namespace) -> None:
+    for round_index, order in enumerate(rotations(targets, options.rounds)):
+        for target in order:
+            load(wrk, target, options, options.warmup)
+            result = load(wrk, target, options, options.duration)
+            target.runs.append(result)
+            print(f"round {round_index + 1}/{options.rounds}  {target.name:<22} "
+                  f"{result.requests_per_sec:>9.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
+                  f"p99 {result.p99_ms:6.2f} ms" + _errors_note(result), flush=True)
+            for process in target.processes:
+                if process.popen.poll() is not None:
+                    raise BenchmarkError(f"{process.name} exited during the load "
+                                         f"({process.popen.returncode}):\n{process.log_tail()}")
+
+
+def _errors_note(result: WrkResult) -> str:
+    if not result.errors:
+        return ""
+    return (f"  ({result.socket_errors} socket errors, "
+            f"{result.non_2xx_3xx} non-2xx/3xx: results not comparable)")
+
+
+# --- reporting -----------------------------------------------------------------------------
+
+def compute_ratios(by_name: dict[str, Target]) -> dict[str, float]:
+    oop, nginx, inproc = by_name[OUTOFPROCESS], by_name[NGINX], by_name[INPROCESS]
+    return {
+        "outofprocess_nginx_rps": oop.median("requests_per_sec") / nginx.median("requests_per_sec"),
+        "outofprocess_nginx_p50": oop.median("p50_ms") / nginx.median("p50_ms"),
+        "outofprocess_nginx_p99": oop.median("p99_ms") / nginx.median("p99_ms"),
+        "inprocess_outofprocess_rps": (inproc.median("requests_per_sec")
+                                       / oop.median("requests_per_sec")),
+    }
+
+
+def targets_met(ratio: dict[str, float]) -> dict[str, bool]:
+    return {"rps": ratio["outofprocess_nginx_rps"] >= RPS_TARGET,
+            "p99": ratio["outofprocess_nginx_p99"] <= P99_TARGET}
+
+
+def format_report(targets: list[Target], ratio: dict[str, float],
+                  cold: dict[str, float | None], recovery: dict[str, float | None],
+                  options: argparse.Namespace) -> str:
+    command = " ".join(wrk_command("wrk", "http://127.0.0.1:PORT/", threads=options.threads,
+                                   connections=options.connections,
+                                   duration_s=options.duration))
+    met = targets_met(ratio)
+    lines = [
+        "",
+        f"targets: {TARGETS}",
+        f"load: {command}; {options.warmup} s warmup before each run; "
+        f"median of {options.rounds} rounds, order rotated",
+        "",
+        f"{'server':<22} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8}",
+    ]
+    for target in targets:
+        lines.append(f"{target.name:<22} {target.median('requests_per_sec'):>10.0f} "
+                     f"{target.median('p50_ms'):>8.2f} {target.median('p99_ms'):>8.2f}")
+    lines += [
+        "",
+        f"OutOfProcess/nginx req/s:     {ratio['outofprocess_nginx_rps']:.3f}x  "
+        f"({'MET' if met['rps'] else 'NOT MET'}: target >= {RPS_TARGET:.2f}x)",
+        f"OutOfProcess/nginx p99:       {ratio['outofprocess_nginx_p99']:.3f}x  "
+        f"({'MET' if met['p99'] else 'NOT MET'}: target <= {P99_TARGET:.2f}x)",
+        f"OutOfProcess/nginx p50:       {ratio['outofprocess_nginx_p50']:.3f}x",
+        f"InProcess/OutOfProcess req/s: {ratio['inprocess_outofprocess_rps']:.3f}x  (reference)",
+    ]
+    if cold:
+        lines += ["", f"cold start (median of {options.cold_starts}): "
+                  f"{_ms(cold['total_ms'])} from spawning the front to the first 200; "
+                  f"spawn -> 'Now listening' {_ms(cold['to_listening_ms'])}, "
+                  f"listening -> first 200 {_ms(cold['listening_to_200_ms'])} "
+                  f"(child listening after {_ms(cold['child_listening_ms_by_module'])} "
+                  "as the module logs it)"]
+    if recovery:
+        lines += [f"recovery (median of {options.recoveries}): "
+                  f"{_ms(recovery['total_ms'])} from SIGKILL of the child to the next 200 "
+                  f"(new child listening after "
+                  f"{_ms(recovery['child_listening_ms_by_module'])} as the module logs it)"]
+    if any(run.errors for target in targets for run in target.runs):
+        lines.append("WARNING: some runs had socket errors or non-2xx/3xx responses")
+    for target in targets:
+        if target.keep_alive is False:
+            lines.append(f"WARNING: {target.name} closes the client connection after every "
+                         "response (no keep-alive): wrk counts a read error per request and "
+                         "reconnects, so its figures include a TCP connect per request")
+    return "\n".join(lines)
+
+
+def _version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _nginx_version(nginx: str) -> str:
+    done = subprocess.run([nginx, "-v"], capture_output=True, text=True, timeout=10)
+    return (done.stdout + done.stderr).strip()
+
+
+def results_document(targets: list[Target], ratio: dict[str, float],
+                     cold_starts: list[dict[str, Any]], cold: dict[str, float | None],
+                     recoveries: list[dict[str, Any]], recovery: dict[str, float | None],
+                     leftovers: list[dict[str, Any]], hangs: list[dict[str, Any]],
+                     source: dict[str, Any], options: argparse.Namespace,
+                     wrk: str, nginx: str) -> dict[str, Any]:
+    return {
+        "benchmark": "outofprocess",
+        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "targets": TARGETS,
+        "target_ratios": {"outofprocess_nginx_rps_min": RPS_TARGET,
+                          "outofprocess_nginx_p99_max": P99_TARGET},
+        "targets_met": targets_met(ratio),
+        "ratios": ratio,
+        "settings": {
+            "rounds": options.rounds, "duration_s": options.duration,
+            "warmup_s": options.warmup, "connections": options.connections,
+            "threads": options.threads, "cold_starts": options.cold_starts,
+            "recoveries": options.recoveries,
+        },
+        "environment": {
+            "python": platform.python_version(), "platform": platform.platform(),
+            "cpus": os.cpu_count(), "wrk": wrk_version(wrk), "nginx": _nginx_version(nginx),
+            **{name: _version(name) for name in ("hostkit", "hypercorn", "anyio", "h11")},
+        },
+        "servers": {
+            target.name: {
+                "commands": {process.name: process.argv for process in target.processes},
+                "client_keep_alive": target.keep_alive,
+                "median": {field: target.median(field) for field in _FIELDS},
+                "runs": [dataclasses.asdict(run) for run in target.runs],
+            }
+            for target in targets
+        },
+        "cold_start": {"median": cold, "samples": cold_starts},
+        "recovery": {"median": recovery, "samples": recoveries},
+        "leftover_processes": leftovers,
+        "stop_hangs": hangs,
+        "source": source,
+    }
+
+
+def write_results(document: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2) + "\n")
+
+
+# --- main ----------------------------------------------------------------------------------
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; 0 when it ran (whether or not the targets are met), 1 on failure."""
+    options = parse_args(argv)
+    wrk = ensure_wrk()
+    nginx = ensure_program("nginx", "nginx-light", why=" (the reverse proxy compared with)")
+    source = {"at_start": source_state(*SOURCES)}
+    targets: list[Target] = []
+    cold_starts: list[dict[str, Any]] = []
+    recoveries: list[dict[str, Any]] = []
+    failed = False
+    with tempfile.TemporaryDirectory(prefix="hostkit-bench-") as cwd, \
+            tempfile.TemporaryDirectory(prefix="hostkit-bench-nginx-") as nginx_dir:
+        os.chmod(nginx_dir, 0o755)  # nginx's worker runs as nobody when started by root
+        stack = contextlib.ExitStack()
+        bench = Bench(stack, cwd)
+        try:
+            with stack:
+                for index in range(1, options.cold_starts + 1):
+                    cold_starts.append(measure_cold_start(bench, index, options.cold_starts))
+                for start in (lambda: start_outofprocess(bench),
+                              lambda: start_nginx_stack(bench, nginx, nginx_dir),
+                              lambda: start_inprocess(bench)):
+                    target = start()
+                    pids = ", ".join(f"{p.name} pid {p.pid}" for p in target.processes)
+                    if target.name == OUTOFPROCESS:
+                        pids += f", child pid {bench.note_children(target.processes[0])[-1]}"
+                    target.keep_alive = keeps_alive(target.url)
+                    print(f"{target.name}: {target.url} ({pids}); client keep-alive: "
+                          f"{'yes' if target.keep_alive else 'NO'}", flush=True)
+                    targets.append(target)
+                measure(wrk, targets, options)
+                front = targets[0]
+                for index in range(1, options.recoveries + 1):
+                    recoveries.append(measure_recovery(bench, front, index, options.recoveries))
+                bench.note_children(front.processes[0])
+        except BenchmarkError as error:
+            print(f"benchmark failed: {error}", file=sys.stderr)
+            failed = True
+        finally:
+            bench.check_leftovers()
+    if failed:
+        return 1
+    source["at_end"] = source_state(*SOURCES)
+    code_changed = source["at_start"]["sha256"] != source["at_end"]["sha256"]
+    by_name = {target.name: target for target in targets}
+    ratio = compute_ratios(by_name)
+    cold = summarize(cold_starts, ("total_ms", "to_listening_ms", "listening_to_200_ms",
+                                   "child_listening_ms_by_module"))
+    recovery = summarize(recoveries, ("total_ms", "child_listening_ms_by_module"))
+    print(format_report(targets, ratio, cold if cold_starts else {},
+                        recovery if recoveries else {}, options))
+    if bench.leftovers:
+        print(f"BUG: {len(bench.leftovers)} process(es) outlived the benchmark's stop; "
+              "killed (see above)")
+    else:
+        print("no leftover processes after stopping everything")
+    if code_changed:
+        print(f"WARNING: files under {', '.join(SOURCES)}/ changed during the run: the targets "
+              "may have run different code (see 'source' in the JSON)")
+    for hang in bench.hangs:
+        print(f"BUG? {hang['name']} (pid {hang['pid']}) did not exit within "
+              f"{STOP_TIMEOUT:g} s of SIGTERM and was killed; where it was stuck:\n"
+              f"{hang['stacks'].strip()}")
+    write_results(results_document(targets, ratio, cold_starts, cold, recoveries, recovery,
+                                   bench.leftovers, bench.hangs, source, options, wrk,
+                                   nginx), options.output)
+    print(f"\nresults: {options.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
