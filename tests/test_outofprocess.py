@@ -31,14 +31,14 @@ _STARTED_CHILD = re.compile(r"started child pid (\d+) on 127\.0\.0\.1:(\d+)")
 
 
 def write_config(root: Path, extra: str = "", program: Path = PROGRAMS / "probe.py",
-                 startup_time_limit: float = 15) -> None:
+                 startup_time_limit: float = 15, log: bool = True) -> None:
     (root / "hostkit.toml").write_text(
         'hosting_model = "OutOfProcess"\n'
         "shutdown_timeout = 5\n"
         "[module]\n"
         f"process_path = {json.dumps(sys.executable)}\n"
         f"arguments = [{json.dumps(str(program))}]\n"
-        "stdout_log_enabled = true\n"
+        f"stdout_log_enabled = {'true' if log else 'false'}\n"
         'stdout_log_file = "logs/child"\n'
         "shutdown_time_limit = 3\n"
         f"startup_time_limit = {startup_time_limit}\n" + extra)
@@ -701,3 +701,17 @@ async def test_client_keep_alive_connection_carries_many_requests(
                 answer += await stream.receive()
             assert answer.startswith(b"HTTP/1.1 200")
         await stream.aclose()
+
+
+async def test_chatty_child_never_blocks_when_logging_is_off(anyio_backend: str,
+                                                             tmp_path: Path) -> None:
+    write_config(tmp_path, "request_timeout = 10\n", log=False)
+    front, url = start_front(tmp_path, anyio_backend)
+    try:
+        async with httpx.AsyncClient(timeout=TIMEOUT) as client:
+            for _ in range(3):  # 24 MB in all: far past any pipe buffer
+                response = await client.get(url + "/spam?8388608")
+                assert (response.status_code, response.text) == (200, "spammed")
+        assert not (tmp_path / "logs").exists()
+    finally:
+        front.stop()

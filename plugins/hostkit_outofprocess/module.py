@@ -52,8 +52,8 @@ class _Target:
         self.token = child.contract.token.encode("ascii")
         self._manager = manager
 
-    async def unreachable(self) -> None:
-        await self._manager.wait_exit(self.child, 1.0)
+    async def unreachable(self) -> bool:
+        return await self._manager.wait_exit(self.child, 1.0)
 
 
 class ModuleServer:

@@ -38,8 +38,9 @@ class Target(Protocol):
     pool: ConnectionPool
     token: bytes
 
-    async def unreachable(self) -> None:
-        """A new connection to the child was refused: it is exiting, or exited."""
+    async def unreachable(self) -> bool:
+        """A new connection to the child was refused. Returns whether the child has exited
+        (so another child can take the request)."""
 
 
 class Upstream(Protocol):
@@ -212,7 +213,8 @@ class ClientConnection:
             await self._send(self.h11.send(h11.InformationalResponse(status_code=100,
                                                                      headers=[])))
         idempotent = not has_body and request.method in header_rules.IDEMPOTENT_METHODS
-        for attempt in (1, 2):
+        stale_retried = False
+        for _ in range(_MAX_ATTEMPTS):
             try:
                 target = await self.upstream.acquire()
             except ChildUnavailable as unavailable:
@@ -221,16 +223,16 @@ class ClientConnection:
             try:
                 child = await target.pool.get()
             except OSError:
-                await target.unreachable()
-                if attempt == 1:
-                    continue  # nothing reached the child: send it to the next one
-                await self._answer(502, self.pages.for_status(502), close=has_body)
-                return not has_body
+                if await target.unreachable():
+                    continue  # the child died; nothing reached it: the next child takes it
+                break
             outcome = await self._forward(request, framing, has_body, websocket, target, child,
-                                          first_attempt=attempt == 1, idempotent=idempotent)
+                                          first_attempt=not stale_retried, idempotent=idempotent)
             if isinstance(outcome, bool):
                 return outcome
-        return False
+            stale_retried = True
+        await self._answer(502, self.pages.for_status(502), close=has_body)
+        return not has_body
 
     async def _forward(self, request: h11.Request, framing: header_rules.Header | None,
                        has_body: bool, websocket: bool, target: Target, child: ChildConnection,
@@ -407,6 +409,8 @@ class ClientConnection:
 
 
 _RETRY = object()
+# Connection refused by a child that died, plus one stale pooled connection, at most.
+_MAX_ATTEMPTS = 3
 
 
 def _framing(request: h11.Request) -> tuple[header_rules.Header | None, bool]:

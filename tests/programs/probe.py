@@ -77,6 +77,12 @@ async def probe(context: hostkit.HttpContext) -> None:
             "greeting": os.environ.get("GREETING"),
             "cwd": os.getcwd(),
         }))
+    elif path == "/spam":
+        line = "x" * 1023 + "\n"
+        for _ in range(int(request.query_string or "0") // 1024):
+            sys.stdout.write(line)
+        sys.stdout.flush()
+        await response.write("spammed")
     elif path == "/boom":
         raise RuntimeError("boom on purpose")
     elif path == "/sync":
