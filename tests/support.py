@@ -102,3 +102,21 @@ class Program:
 
 def python(*args: str) -> list[str]:
     return [sys.executable, *args]
+
+
+async def raw_exchange(url: str, data: bytes, timeout: float = 15) -> bytes:
+    """Send raw bytes to ``http://host:port`` and return the answer's head (or what came)."""
+    import anyio
+
+    host, port = url.removeprefix("http://").split(":")
+    with anyio.fail_after(timeout):
+        stream = await anyio.connect_tcp(host, int(port))
+        await stream.send(data)
+        answer = b""
+        try:
+            while b"\r\n\r\n" not in answer:
+                answer += await stream.receive()
+        except (anyio.EndOfStream, anyio.BrokenResourceError):
+            pass
+        await stream.aclose()
+    return answer

@@ -16,7 +16,7 @@ import httpx
 import pytest
 import trustme
 
-from support import PROGRAMS, SAMPLES, Program, python
+from support import PROGRAMS, SAMPLES, Program, python, raw_exchange
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -139,17 +139,7 @@ def wait_for_count(program: Program, text: str, count: int, timeout: float = TIM
     b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: x\r\n\r\n",
 ])
 async def test_malformed_http_gets_4xx_and_never_crashes(probe: Program, raw: bytes) -> None:
-    host, port = base_url(probe).removeprefix("http://").split(":")
-    with anyio.fail_after(TIMEOUT):
-        stream = await anyio.connect_tcp(host, int(port))
-        await stream.send(raw)
-        answer = b""
-        try:
-            while b"\r\n" not in answer:
-                answer += await stream.receive()
-        except (anyio.EndOfStream, anyio.BrokenResourceError):
-            pass
-        await stream.aclose()
+    answer = await raw_exchange(base_url(probe), raw)
     assert answer.startswith(b"HTTP/1.1 4"), answer
     async with httpx.AsyncClient(timeout=TIMEOUT) as client:
         assert (await client.get(base_url(probe) + "/features")).status_code == 200

@@ -21,7 +21,7 @@ import anyio
 import httpx
 import pytest
 
-from support import PROGRAMS, SAMPLES, Program, python
+from support import PROGRAMS, SAMPLES, Program, python, raw_exchange
 from websocket_client import WebSocket
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
@@ -241,18 +241,8 @@ async def test_client_cannot_impersonate_the_module(
 ])
 async def test_ambiguous_or_malformed_requests_get_400(
         shared_front: tuple[Program, str, Path], raw: bytes) -> None:
-    front, url, _ = shared_front
-    host, port = url.removeprefix("http://").split(":")
-    with anyio.fail_after(TIMEOUT):
-        stream = await anyio.connect_tcp(host, int(port))
-        await stream.send(raw)
-        answer = b""
-        try:
-            while b"\r\n\r\n" not in answer:
-                answer += await stream.receive()
-        except (anyio.EndOfStream, anyio.BrokenResourceError):
-            pass
-        await stream.aclose()
+    _, url, _ = shared_front
+    answer = await raw_exchange(url, raw)
     assert answer.startswith(b"HTTP/1.1 400"), answer
 
 
