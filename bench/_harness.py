@@ -6,8 +6,14 @@ from these pieces always ends by itself.
 - :func:`free_port` and :func:`loopback_url`: where a server listens;
 - :func:`start_server`: start a server program and wait for the line it logs when ready;
   :meth:`ServerProcess.stop` ends it (SIGTERM, bounded wait, then SIGKILL);
-- :func:`fetch`: one GET, to check a server answers what it should before loading it;
-- :func:`ensure_wrk`, :func:`run_wrk` and :func:`parse_wrk`: the load generator.
+- :func:`fetch` (and :func:`fetch_with_headers`): one GET, to check a server answers what it
+  should before loading it; :func:`keeps_alive`: whether it keeps the connection open;
+- :func:`wait_accepting`: wait for a server that logs nothing when ready (nginx);
+- :func:`process_cmdline`, :func:`processes_matching`, :func:`child_pids`: find processes
+  (Linux ``/proc``), e.g. leftovers after a benchmark stopped everything;
+- :func:`source_state`: the code a benchmark measured (git HEAD, changes, a hash);
+- :func:`ensure_wrk` (and :func:`ensure_program` for other tools), :func:`run_wrk` and
+  :func:`parse_wrk`: the load generator.
 """
 
 from __future__ import annotations

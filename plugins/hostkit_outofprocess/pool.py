@@ -19,13 +19,14 @@ class ChildConnection:
     first response byte a "stale connection" rather than a failed request.
     """
 
-    __slots__ = ("stream", "h11", "idle_since", "reused")
+    __slots__ = ("stream", "h11", "idle_since", "reused", "closed")
 
     def __init__(self, stream: SocketStream):
         self.stream = stream
         self.h11 = h11.Connection(h11.CLIENT)
         self.idle_since = 0.0
         self.reused = False
+        self.closed = False
 
     async def next_event(self) -> object:
         """The next h11 event from the child, reading as needed (EOF included)."""
@@ -40,6 +41,9 @@ class ChildConnection:
             self.h11.receive_data(data)
 
     async def aclose(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
         with anyio.CancelScope(shield=True):
             await self.stream.aclose()
 
@@ -62,7 +66,7 @@ class ConnectionPool:
         now = time.monotonic()
         while self._idle:
             connection = self._idle.pop()
-            if now - connection.idle_since < self.idle_timeout:
+            if not connection.closed and now - connection.idle_since < self.idle_timeout:
                 return connection
             await connection.aclose()
         stream = await anyio.connect_tcp("127.0.0.1", self.port)
@@ -73,7 +77,7 @@ class ConnectionPool:
     async def put(self, connection: ChildConnection) -> None:
         """Return ``connection`` after a complete exchange; closed unless it can carry another."""
         connection.reused = True
-        if (not self.closed and connection.h11.our_state is h11.DONE
+        if (not self.closed and not connection.closed and connection.h11.our_state is h11.DONE
                 and connection.h11.their_state is h11.DONE):
             connection.h11.start_next_cycle()
             connection.idle_since = time.monotonic()

@@ -12,6 +12,7 @@ still being produced is noticed at once, so the child's connection is closed and
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from typing import Protocol
 
@@ -251,16 +252,17 @@ class ClientConnection:
                                           headers=forwarded))
         if not has_body:
             head += child.h11.send(h11.EndOfMessage())
-        started = False
-        with anyio.CancelScope() as exchange_scope:
-            self.reader.on_gone = exchange_scope.cancel
+        reusable = False
+        # One scope per exchange: the client leaving cancels it, and while the module waits
+        # for the response head it carries the request_timeout deadline.
+        with anyio.CancelScope() as scope:
+            self.reader.on_gone = scope.cancel
             if self.reader.gone:
-                exchange_scope.cancel()
+                scope.cancel()
             try:
                 try:
                     await child.stream.send(head)
                 except _CLIENT_ERRORS:
-                    await child.aclose()
                     if stale_retry:
                         return _RETRY
                     await self._answer(502, self.pages.for_status(502), close=True)
@@ -271,35 +273,30 @@ class ClientConnection:
                     body_sent = True
                     if not websocket:
                         self.reader.grant()  # keep reading: a client that leaves is seen now
-                try:
-                    with anyio.fail_after(self.upstream.request_timeout):
-                        response = await _response_head(child)
-                except TimeoutError:
-                    await child.aclose()
-                    await self._answer(504, self.pages.for_status(504), close=True)
-                    return False
+                scope.deadline = anyio.current_time() + self.upstream.request_timeout
+                response = await _response_head(child)
+                scope.deadline = math.inf
                 if response is None:  # the child closed before answering
-                    await child.aclose()
                     if stale_retry and idempotent:
                         return _RETRY
                     await self._answer(502, self.pages.for_status(502), close=True)
                     return False
                 if isinstance(response, h11.InformationalResponse):
-                    started = True
                     await self._switch_protocols(response, child)
                     return False
-                started = True
                 keep = await self._relay(response, child)
-                await target.pool.put(child)
+                reusable = True
                 return keep and body_sent
             finally:
                 self.reader.on_gone = None
-                if exchange_scope.cancel_called:
+                if reusable and not scope.cancel_called:
+                    await target.pool.put(child)
+                else:
                     await child.aclose()
-        # The client went away: the child's connection is closed above, so it sees it too.
-        if not started:
-            logger.debug("client left before the response to %s %s", request.method,
-                         request.target)
+        if self.reader.gone:
+            # The client went away; its connection to the child is closed, so the child sees it.
+            return False
+        await self._answer(504, self.pages.for_status(504), close=True)
         return False
 
     async def _send_body(self, child: ChildConnection) -> bool:
