@@ -14,13 +14,13 @@ Stopping: stop accepting, close idle connections, let requests in flight finish 
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 from pathlib import Path
 
 import anyio
 import watchfiles
 from anyio.abc import ByteStream, SocketAttribute, TaskStatus
-from anyio.streams.tls import TLSListener
 
 import hostkit
 from hostkit.asgi import ASGIApp
@@ -31,6 +31,7 @@ from hostkit_outofprocess.pages import ErrorPages
 from hostkit_outofprocess.pool import ConnectionPool
 from hostkit_outofprocess.process import Child, ChildSettings, ProcessManager
 from hostkit_outofprocess.proxy import ClientConnection
+from hostkit_outofprocess.streams import serve_listener
 
 logger = logging.getLogger("hostkit.module")
 
@@ -110,27 +111,23 @@ class ModuleServer:
             await self._check_offline()
             services.start_soon(self._watch_content_root, stopping)
             async with anyio.create_task_group() as connections:
-                accept_scope = anyio.CancelScope()
-                for address, sock in bound:
-                    listener: anyio.abc.Listener[ByteStream] = \
-                        await anyio.abc.SocketListener.from_socket(sock)
+                accepting = [anyio.CancelScope() for _ in bound]
+                for (address, sock), scope in zip(bound, accepting):
                     scheme = address.scheme if address.scheme != "unix" else "http"
-                    if address.is_secure:
-                        assert tls is not None
-                        listener = TLSListener(listener, tls, standard_compatible=False)
-                    connections.start_soon(self._accept, listener, scheme, connections,
-                                           accept_scope, stopping)
+                    connections.start_soon(self._accept, sock, tls if address.is_secure else None,
+                                           scheme, connections, scope, stopping)
                 task_status.started(urls)
                 await stopping.wait()
-                accept_scope.cancel()
+                for scope in accepting:
+                    scope.cancel()
                 for connection in list(self._connections):
                     connection.close_if_idle()
                 connections.cancel_scope.deadline = (anyio.current_time()
                                                      + self.options.shutdown_timeout)
             services.cancel_scope.cancel()  # stops the children (shielded, bounded)
 
-    async def _accept(self, listener: anyio.abc.Listener[ByteStream], scheme: str,
-                      connections: anyio.abc.TaskGroup, scope: anyio.CancelScope,
+    async def _accept(self, sock: socket.socket, tls: ssl.SSLContext | None, scheme: str,
+                      connections: anyio.abc.TaskGroup, accepting: anyio.CancelScope,
                       stopping: anyio.Event) -> None:
         async def handle(stream: ByteStream) -> None:
             connection = ClientConnection(
@@ -144,9 +141,8 @@ class ModuleServer:
             finally:
                 self._connections.discard(connection)
 
-        with scope:
-            async with listener:
-                await listener.serve(handle, task_group=connections)
+        with accepting:
+            await serve_listener(sock, tls, handle, connections)
 
     def _tls_context(self) -> ssl.SSLContext:
         tls = self.options.tls

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 import time
 
 import anyio
 import h11
-from anyio.abc import SocketStream
+from anyio.abc import ByteStream
+
+from hostkit_outofprocess.streams import connect_child
 
 READ_SIZE = 65536
 
@@ -21,7 +22,7 @@ class ChildConnection:
 
     __slots__ = ("stream", "h11", "idle_since", "reused", "closed")
 
-    def __init__(self, stream: SocketStream):
+    def __init__(self, stream: ByteStream):
         self.stream = stream
         self.h11 = h11.Connection(h11.CLIENT)
         self.idle_since = 0.0
@@ -69,10 +70,7 @@ class ConnectionPool:
             if not connection.closed and now - connection.idle_since < self.idle_timeout:
                 return connection
             await connection.aclose()
-        stream = await anyio.connect_tcp("127.0.0.1", self.port)
-        stream.extra(anyio.abc.SocketAttribute.raw_socket).setsockopt(
-            socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return ChildConnection(stream)
+        return ChildConnection(await connect_child(self.port))
 
     async def put(self, connection: ChildConnection) -> None:
         """Return ``connection`` after a complete exchange; closed unless it can carry another."""

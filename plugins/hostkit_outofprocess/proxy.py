@@ -249,7 +249,7 @@ class ClientConnection:
             request.headers, client_ip=self.client_ip, scheme=self.scheme, token=target.token,
             framing=framing, websocket=websocket)
         head = child.h11.send(h11.Request(method=request.method, target=request.target,
-                                          headers=forwarded))
+                                          headers=forwarded, _parsed=_VALIDATED))
         if not has_body:
             head += child.h11.send(h11.EndOfMessage())
         reusable = False
@@ -325,7 +325,7 @@ class ClientConnection:
             response_headers.append((b"connection", b"close"))
         out = bytearray(self.h11.send(h11.Response(
             status_code=response.status_code, headers=response_headers,
-            reason=response.reason)))
+            reason=response.reason, _parsed=_VALIDATED)))
         while True:
             event = child.h11.next_event()
             if event is h11.NEED_DATA:
@@ -406,6 +406,10 @@ class ClientConnection:
 
 
 _RETRY = object()
+# Events the module builds from what h11 itself parsed (plus the module's own fixed ASCII
+# headers) need not be checked again: h11's parser already ran its name, value and target
+# checks on them. `_parsed` skips only those regexes; framing headers are still processed.
+_VALIDATED = True
 # Connection refused by a child that died, plus one stale pooled connection, at most.
 _MAX_ATTEMPTS = 3
 
