@@ -22,9 +22,10 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-## Benchmarks (not part of CI): hostkit InProcess against bare hypercorn.
+## Benchmarks (not part of CI): InProcess against bare hypercorn; OutOfProcess against nginx.
 bench: $(STAMP)
 	$(BIN)/python -m bench.inprocess
+	$(BIN)/python -m bench.outofprocess
 
 clean:
 	rm -rf $(VENV) *.egg-info
