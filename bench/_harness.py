@@ -18,6 +18,7 @@ from these pieces always ends by itself.
 
 from __future__ import annotations
 
+import argparse
 import collections
 import dataclasses
 import hashlib
@@ -483,3 +484,36 @@ def run_wrk(wrk: str, url: str, *, threads: int, connections: int,
         raise BenchmarkError(f"wrk failed ({done.returncode}): {' '.join(command)}\n"
                              f"{done.stdout}{done.stderr}")
     return parse_wrk(done.stdout)
+
+
+# --- command line --------------------------------------------------------------------------
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def add_load_options(parser: argparse.ArgumentParser, *, noun: str = "server") -> None:
+    """The options every wrk benchmark shares: rounds, duration, warmup, connections, threads."""
+    parser.add_argument("--rounds", type=positive_int, default=3,
+                        help=f"measured runs per {noun} (default: 3; the median is reported)")
+    parser.add_argument("--duration", type=positive_int, default=10, metavar="SECONDS",
+                        help="length of each measured wrk run (default: 10)")
+    parser.add_argument("--warmup", type=positive_int, default=2, metavar="SECONDS",
+                        help="length of the unmeasured wrk run before each one (default: 2)")
+    parser.add_argument("--connections", type=positive_int, default=32,
+                        help="wrk connections (default: 32)")
+    parser.add_argument("--threads", type=positive_int, default=2,
+                        help="wrk threads (default: 2)")
+
+
+def parse_load_options(parser: argparse.ArgumentParser,
+                       argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse, and check wrk gets at least one connection per thread."""
+    options = parser.parse_args(argv)
+    if options.connections < options.threads:
+        parser.error("--connections must be at least --threads (wrk needs one per thread)")
+    return options

@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from bench._harness import (
+    add_load_options,
+    parse_load_options,
     BenchmarkError,
     ServerProcess,
     WrkResult,
@@ -70,34 +72,15 @@ class Target:
 
 # --- command line --------------------------------------------------------------------------
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The benchmark's options; defaults give ``wrk -t2 -c32 -d10s``, 3 rounds."""
     parser = argparse.ArgumentParser(
         prog="python -m bench.inprocess",
         description=f"Benchmark hostkit InProcess against bare hypercorn. Target: {TARGET}.")
-    parser.add_argument("--rounds", type=_positive_int, default=3,
-                        help="measured runs per server (default: 3; the median is reported)")
-    parser.add_argument("--duration", type=_positive_int, default=10, metavar="SECONDS",
-                        help="length of each measured wrk run (default: 10)")
-    parser.add_argument("--warmup", type=_positive_int, default=2, metavar="SECONDS",
-                        help="length of the unmeasured wrk run before each one (default: 2)")
-    parser.add_argument("--connections", type=_positive_int, default=32,
-                        help="wrk connections (default: 32)")
-    parser.add_argument("--threads", type=_positive_int, default=2,
-                        help="wrk threads (default: 2)")
+    add_load_options(parser, noun="server")
     parser.add_argument("--output", type=Path, default=RESULTS_FILE,
                         help=f"JSON results file (default: {RESULTS_FILE})")
-    options = parser.parse_args(argv)
-    if options.connections < options.threads:
-        parser.error("--connections must be at least --threads (wrk needs one per thread)")
-    return options
+    return parse_load_options(parser, argv)
 
 
 # --- servers -------------------------------------------------------------------------------
