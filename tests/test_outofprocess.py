@@ -705,3 +705,14 @@ async def test_chatty_child_never_blocks_when_logging_is_off(anyio_backend: str,
         assert not (tmp_path / "logs").exists()
     finally:
         front.stop()
+
+
+async def test_head_request_gets_the_head_only_and_the_connection_goes_on(
+        shared_front: tuple[Program, str, Path]) -> None:
+    _, url, _ = shared_front
+    async with httpx.AsyncClient(timeout=TIMEOUT) as client:
+        head = await client.head(url + "/download?5000")
+        assert head.status_code == 200
+        assert head.headers["content-length"] == "5000" and head.content == b""
+        after = await client.get(url + "/download?10")
+    assert after.content == b"d" * 10

@@ -1,45 +1,178 @@
-"""Keep-alive HTTP/1.1 connections from the module to one child, parsed with h11."""
+"""Keep-alive HTTP/1.1 connections from the module to one child.
+
+The client side of the module parses with h11, strictly, because that is where requests from
+the outside arrive. Towards the child, the module writes request heads itself from what h11
+parsed and validated, and parses the child's responses with httptools (llhttp, the C parser
+uvicorn uses): the hot path of a proxy is parsing, and this half of it need not be paid twice
+in Python.
+"""
 
 from __future__ import annotations
 
+import collections
 import time
 
 import anyio
-import h11
+import httptools
 from anyio.abc import ByteStream
 
 from hostkit_outofprocess.streams import connect_child
 
 READ_SIZE = 65536
+Header = tuple[bytes, bytes]
+
+
+class ChildError(Exception):
+    """The child's connection broke or it sent something that is not HTTP/1.1."""
+
+
+class ChildResponse:
+    """One response message from the child, filled in by the parser's callbacks."""
+
+    __slots__ = ("status_code", "reason", "headers", "headers_done", "complete", "body")
+
+    def __init__(self) -> None:
+        self.status_code = 0
+        self.reason = b""
+        self.headers: list[Header] = []
+        self.headers_done = False
+        self.complete = False
+        self.body: collections.deque[bytes] = collections.deque()
+
+
+class _Messages:
+    """The parser's callback target: the responses of one exchange, in order."""
+
+    __slots__ = ("messages", "parser")
+
+    def __init__(self) -> None:
+        self.messages: collections.deque[ChildResponse] = collections.deque()
+        self.parser: httptools.HttpResponseParser | None = None
+
+    def on_message_begin(self) -> None:
+        self.messages.append(ChildResponse())
+
+    def on_status(self, reason: bytes) -> None:
+        self.messages[-1].reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.messages[-1].headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        message = self.messages[-1]
+        assert self.parser is not None
+        message.status_code = self.parser.get_status_code()  # the message being parsed
+        message.headers_done = True
+
+    def on_body(self, body: bytes) -> None:
+        self.messages[-1].body.append(body)
+
+    def on_message_complete(self) -> None:
+        self.messages[-1].complete = True
+
+
+def request_head(method: bytes, target: bytes, headers: list[Header]) -> bytes:
+    """The request line and headers, serialized from values h11 already validated."""
+    lines = [method, b" ", target, b" HTTP/1.1\r\n"]
+    for name, value in headers:
+        lines += (name, b": ", value, b"\r\n")
+    lines.append(b"\r\n")
+    return b"".join(lines)
+
+
+def chunk(data: bytes) -> bytes:
+    """One chunk of a chunked request body."""
+    return b"%x\r\n%s\r\n" % (len(data), data) if data else b""
+
+
+LAST_CHUNK = b"0\r\n\r\n"
 
 
 class ChildConnection:
-    """One connection to a child: its stream and its h11 client state.
+    """One connection to a child, carrying one exchange at a time.
 
-    ``reused`` is true once it has carried a request, which is what makes an EOF before the
-    first response byte a "stale connection" rather than a failed request.
+    ``reused`` is true once it has carried a request: an EOF before the first response byte
+    on such a connection means it went stale, not that the request failed.
     """
 
-    __slots__ = ("stream", "h11", "idle_since", "reused", "closed")
+    __slots__ = ("stream", "idle_since", "reused", "closed", "reusable", "upgraded_data",
+                 "_messages", "_parser", "_response", "_eof")
 
     def __init__(self, stream: ByteStream):
         self.stream = stream
-        self.h11 = h11.Connection(h11.CLIENT)
         self.idle_since = 0.0
         self.reused = False
         self.closed = False
+        self.reusable = False
+        self.upgraded_data = b""
+        self._messages = _Messages()
+        self._parser: httptools.HttpResponseParser | None = None
+        self._response: ChildResponse | None = None
+        self._eof = False
 
-    async def next_event(self) -> object:
-        """The next h11 event from the child, reading as needed (EOF included)."""
+    async def _feed(self) -> bool:
+        """Read once and parse. Returns False at the end of the stream."""
+        try:
+            data = await self.stream.receive(READ_SIZE)
+        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            self._eof = True
+            return False
+        assert self._parser is not None
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            self.upgraded_data = data[upgrade.args[0]:]
+        except httptools.HttpParserError as error:
+            raise ChildError(f"the child sent an invalid response: {error}") from None
+        return True
+
+    async def response_head(self, head_request: bool) -> ChildResponse | None:
+        """The final response head (a 101 included), skipping other 1xx answers.
+
+        Returns ``None`` when the child closed before answering.
+        """
+        self._messages.messages.clear()
+        self._parser = self._messages.parser = httptools.HttpResponseParser(self._messages)
+        self._response = None
+        self.reusable = False
+        messages = self._messages.messages
         while True:
-            event = self.h11.next_event()
-            if event is not h11.NEED_DATA:
-                return event  # an h11 event, or h11.PAUSED
-            try:
-                data = await self.stream.receive(READ_SIZE)
-            except (anyio.EndOfStream, anyio.BrokenResourceError):
-                data = b""
-            self.h11.receive_data(data)
+            while messages and messages[0].headers_done:
+                message = messages[0]
+                if 100 <= message.status_code < 200 and message.status_code != 101:
+                    messages.popleft()  # interim answers were the module's to give
+                    continue
+                self._response = message
+                if head_request:
+                    message.complete = True  # a response to HEAD ends with its head
+                return message
+            if not await self._feed():
+                return None
+
+    def take_body(self) -> list[bytes]:
+        """The body chunks parsed so far, handed over once."""
+        assert self._response is not None
+        body = list(self._response.body)
+        self._response.body.clear()
+        return body
+
+    @property
+    def response_complete(self) -> bool:
+        return self._response is not None and self._response.complete
+
+    async def read_more(self) -> None:
+        """Read and parse more of the body. Raises :class:`ChildError` if the child is gone."""
+        if not await self._feed():
+            if self._response is not None and _close_delimited(self._response):
+                self._response.complete = True  # the body ends with the connection
+                return
+            raise ChildError("the child closed its connection in the middle of a response")
+
+    def finish(self, head_request: bool) -> None:
+        """The exchange is complete: decide whether the connection can carry another."""
+        parser = self._parser
+        self.reusable = (not head_request and not self._eof and parser is not None
+                         and parser.should_keep_alive() and not self.upgraded_data)
 
     async def aclose(self) -> None:
         if self.closed:
@@ -47,6 +180,11 @@ class ChildConnection:
         self.closed = True
         with anyio.CancelScope(shield=True):
             await self.stream.aclose()
+
+
+def _close_delimited(response: ChildResponse) -> bool:
+    names = {name for name, _ in response.headers}
+    return b"content-length" not in names and b"transfer-encoding" not in names
 
 
 class ConnectionPool:
@@ -75,9 +213,7 @@ class ConnectionPool:
     async def put(self, connection: ChildConnection) -> None:
         """Return ``connection`` after a complete exchange; closed unless it can carry another."""
         connection.reused = True
-        if (not self.closed and not connection.closed and connection.h11.our_state is h11.DONE
-                and connection.h11.their_state is h11.DONE):
-            connection.h11.start_next_cycle()
+        if not self.closed and not connection.closed and connection.reusable:
             connection.idle_since = time.monotonic()
             self._idle.append(connection)
         else:

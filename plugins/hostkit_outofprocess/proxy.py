@@ -22,7 +22,16 @@ from anyio.abc import ByteStream
 
 from hostkit_outofprocess import headers as header_rules
 from hostkit_outofprocess.pages import ErrorPages
-from hostkit_outofprocess.pool import READ_SIZE, ChildConnection, ConnectionPool
+from hostkit_outofprocess.pool import (
+    LAST_CHUNK,
+    READ_SIZE,
+    ChildConnection,
+    ChildError,
+    ChildResponse,
+    ConnectionPool,
+    chunk,
+    request_head,
+)
 from hostkit_outofprocess.process import ChildUnavailable
 
 logger = logging.getLogger("hostkit.module")
@@ -248,10 +257,8 @@ class ClientConnection:
         forwarded = header_rules.request_headers(
             request.headers, client_ip=self.client_ip, scheme=self.scheme, token=target.token,
             framing=framing, websocket=websocket)
-        head = child.h11.send(h11.Request(method=request.method, target=request.target,
-                                          headers=forwarded, _parsed=_VALIDATED))
-        if not has_body:
-            head += child.h11.send(h11.EndOfMessage())
+        head = request_head(request.method, request.target, forwarded)
+        head_request = request.method == b"HEAD"
         reusable = False
         # One scope per exchange: the client leaving cancels it, and while the module waits
         # for the response head it carries the request_timeout deadline.
@@ -268,23 +275,29 @@ class ClientConnection:
                     await self._answer(502, self.pages.for_status(502), close=True)
                     return False
                 if has_body:
-                    body_sent = await self._send_body(child)
+                    body_sent = await self._send_body(child, chunked=framing is not None
+                                                      and framing[0] == b"transfer-encoding")
                 else:
                     body_sent = True
                     if not websocket:
                         self.reader.grant()  # keep reading: a client that leaves is seen now
                 scope.deadline = anyio.current_time() + self.upstream.request_timeout
-                response = await _response_head(child)
+                try:
+                    response = await child.response_head(head_request)
+                except ChildError:
+                    response = None
                 scope.deadline = math.inf
                 if response is None:  # the child closed before answering
                     if stale_retry and idempotent:
                         return _RETRY
                     await self._answer(502, self.pages.for_status(502), close=True)
                     return False
-                if isinstance(response, h11.InformationalResponse):
+                if response.status_code == 101:
+                    if not websocket:
+                        raise _Aborted()  # only a forwarded WebSocket handshake may switch
                     await self._switch_protocols(response, child)
                     return False
-                keep = await self._relay(response, child)
+                keep = await self._relay(response, child, head_request)
                 reusable = True
                 return keep and body_sent
             finally:
@@ -299,71 +312,63 @@ class ClientConnection:
         await self._answer(504, self.pages.for_status(504), close=True)
         return False
 
-    async def _send_body(self, child: ChildConnection) -> bool:
+    async def _send_body(self, child: ChildConnection, chunked: bool) -> bool:
         """Stream the request body to the child. Returns False if the child stopped taking it."""
         while True:
             event = await self._next_event()
             if isinstance(event, h11.Data):
-                data = child.h11.send(event)
+                data = chunk(event.data) if chunked else event.data
             elif isinstance(event, h11.EndOfMessage):
-                data = child.h11.send(h11.EndOfMessage())  # client trailers are not forwarded
+                data = LAST_CHUNK if chunked else b""  # client trailers are not forwarded
             else:
                 raise _ClientGone()
-            try:
-                await child.stream.send(data)
-            except _CLIENT_ERRORS:
-                # The child stopped reading (it may have answered early, e.g. 413).
-                return False
+            if data:
+                try:
+                    await child.stream.send(data)
+                except _CLIENT_ERRORS:
+                    # The child stopped reading (it may have answered early, e.g. 413).
+                    return False
             if isinstance(event, h11.EndOfMessage):
                 self.reader.grant()
                 return True
 
-    async def _relay(self, response: h11.Response, child: ChildConnection) -> bool:
+    async def _relay(self, response: ChildResponse, child: ChildConnection,
+                     head_request: bool) -> bool:
         """Send the child's response to the client, a chunk at a time. Returns keep-alive."""
         response_headers = header_rules.response_headers(response.headers)
         if self.stopping.is_set():
             response_headers.append((b"connection", b"close"))
-        out = bytearray(self.h11.send(h11.Response(
+        out = self.h11.send(h11.Response(
             status_code=response.status_code, headers=response_headers,
-            reason=response.reason, _parsed=_VALIDATED)))
+            reason=response.reason, _parsed=_VALIDATED))
         while True:
-            event = child.h11.next_event()
-            if event is h11.NEED_DATA:
-                if out:
-                    await self._send(out)
-                    out = bytearray()
-                try:
-                    data = await child.stream.receive(READ_SIZE)
-                except (anyio.EndOfStream, anyio.BrokenResourceError):
-                    data = b""
-                try:
-                    child.h11.receive_data(data)
-                except RuntimeError:
-                    raise _Aborted() from None
-                continue
-            if isinstance(event, h11.Data):
-                out += self.h11.send(h11.Data(data=event.data))
+            for data in child.take_body():
+                out += self.h11.send(h11.Data(data=data))
                 if len(out) >= _FLUSH_SIZE:
                     await self._send(out)
-                    out = bytearray()
-            elif isinstance(event, h11.EndOfMessage):
+                    out = b""
+            if child.response_complete:
                 out += self.h11.send(h11.EndOfMessage())
                 await self._send(out)
+                child.finish(head_request)
                 return self.h11.our_state is h11.DONE
-            else:
+            if out:
+                await self._send(out)  # before waiting on the child: nothing sits in a buffer
+                out = b""
+            try:
+                await child.read_more()
+            except ChildError:
                 # The child died mid-response: abort, never a made-up end of body.
-                await child.aclose()
-                raise _Aborted()
+                raise _Aborted() from None
 
-    async def _switch_protocols(self, response: h11.InformationalResponse,
-                                child: ChildConnection) -> None:
+    async def _switch_protocols(self, response: ChildResponse, child: ChildConnection) -> None:
         """After the child's 101: tell the client, then carry bytes both ways until one ends."""
         await self.reader.stop()
         await self._send(self.h11.send(h11.InformationalResponse(
             status_code=response.status_code, headers=response.headers,
             reason=response.reason)))
         client_rest = self.h11.trailing_data[0]
-        child_rest = child.h11.trailing_data[0]
+        child_rest = child.upgraded_data
         try:
             if child_rest:
                 await self._send(child_rest)
@@ -377,9 +382,9 @@ class ClientConnection:
 
     # -- answers from the module itself -----------------------------------------------------
 
-    async def _send(self, data: bytes | bytearray) -> None:
+    async def _send(self, data: bytes) -> None:
         try:
-            await self.stream.send(bytes(data))
+            await self.stream.send(data)
         except _CLIENT_ERRORS:
             raise _ClientGone() from None
 
@@ -423,22 +428,6 @@ def _framing(request: h11.Request) -> tuple[header_rules.Header | None, bool]:
         if name == b"content-length":
             return (b"content-length", value), value.strip() != b"0"
     return None, False
-
-
-async def _response_head(child: ChildConnection) -> h11.Response | h11.InformationalResponse | None:
-    """The child's response head (a 101 included); ``None`` if it closed before answering."""
-    while True:
-        try:
-            event = await child.next_event()
-        except h11.RemoteProtocolError:
-            return None
-        if isinstance(event, h11.InformationalResponse):
-            if event.status_code == 101:
-                return event  # only a forwarded WebSocket handshake can switch protocols
-            continue  # 100 Continue and other interim answers were the module's to give
-        if isinstance(event, h11.Response):
-            return event
-        return None
 
 
 async def _copy(source: ByteStream, sink: ByteStream, scope: anyio.CancelScope) -> None:
