@@ -716,3 +716,16 @@ async def test_head_request_gets_the_head_only_and_the_connection_goes_on(
         assert head.headers["content-length"] == "5000" and head.content == b""
         after = await client.get(url + "/download?10")
     assert after.content == b"d" * 10
+
+
+async def test_the_front_reuses_its_connections_to_the_child(
+        shared_front: tuple[Program, str, Path]) -> None:
+    _, url, _ = shared_front
+    async with httpx.AsyncClient(timeout=TIMEOUT) as client:
+        features = [(await client.get(url + "/features")).json() for _ in range(5)]
+    pid = features[-1]["process_id"]
+    # The child's TCP sockets in any state: its listener and the pooled connection(s), not one
+    # half-closed connection per request.
+    import subprocess
+    sockets = subprocess.run(["ss", "-tanp"], capture_output=True, text=True, timeout=10).stdout
+    assert sum(f"pid={pid}," in line for line in sockets.splitlines()) <= 3

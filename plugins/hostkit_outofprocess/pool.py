@@ -29,9 +29,11 @@ class ChildError(Exception):
 class ChildResponse:
     """One response message from the child, filled in by the parser's callbacks."""
 
-    __slots__ = ("status_code", "reason", "headers", "headers_done", "complete", "body")
+    __slots__ = ("status_code", "reason", "headers", "headers_done", "complete", "keep_alive",
+                 "body")
 
     def __init__(self) -> None:
+        self.keep_alive = False
         self.status_code = 0
         self.reason = b""
         self.headers: list[Header] = []
@@ -68,7 +70,11 @@ class _Messages:
         self.messages[-1].body.append(body)
 
     def on_message_complete(self) -> None:
-        self.messages[-1].complete = True
+        message = self.messages[-1]
+        assert self.parser is not None
+        # Asked here: once feed_data returns, the parser has reset for the next message.
+        message.keep_alive = self.parser.should_keep_alive()
+        message.complete = True
 
 
 def request_head(method: bytes, target: bytes, headers: list[Header]) -> bytes:
@@ -170,9 +176,9 @@ class ChildConnection:
 
     def finish(self, head_request: bool) -> None:
         """The exchange is complete: decide whether the connection can carry another."""
-        parser = self._parser
-        self.reusable = (not head_request and not self._eof and parser is not None
-                         and parser.should_keep_alive() and not self.upgraded_data)
+        response = self._response
+        self.reusable = (not head_request and not self._eof and response is not None
+                         and response.keep_alive and not self.upgraded_data)
 
     async def aclose(self) -> None:
         if self.closed:
