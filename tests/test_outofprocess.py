@@ -718,14 +718,30 @@ async def test_head_request_gets_the_head_only_and_the_connection_goes_on(
     assert after.content == b"d" * 10
 
 
-async def test_the_front_reuses_its_connections_to_the_child(
-        shared_front: tuple[Program, str, Path]) -> None:
-    _, url, _ = shared_front
-    async with httpx.AsyncClient(timeout=TIMEOUT) as client:
-        features = [(await client.get(url + "/features")).json() for _ in range(5)]
-    pid = features[-1]["process_id"]
-    # The child's TCP sockets in any state: its listener and the pooled connection(s), not one
-    # half-closed connection per request.
-    import subprocess
-    sockets = subprocess.run(["ss", "-tanp"], capture_output=True, text=True, timeout=10).stdout
-    assert sum(f"pid={pid}," in line for line in sockets.splitlines()) <= 3
+async def test_the_front_reuses_its_connections_to_the_child(anyio_backend: str,
+                                                             tmp_path: Path) -> None:
+    write_config(tmp_path)
+    front, url = start_front(tmp_path, anyio_backend)
+    try:
+        async with httpx.AsyncClient(timeout=TIMEOUT) as client:
+            features = [(await client.get(url + "/features")).json() for _ in range(5)]
+        pid = features[-1]["process_id"]
+        assert _child_sockets(pid) <= 3
+    finally:
+        front.stop()
+
+
+def _child_sockets(pid: int) -> int:
+    """The child's TCP sockets in any state (its listener and pooled connections), read from
+    /proc: one half-closed connection per request would show here."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        target = os.readlink(fd)
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:["):-1])
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            if line.split()[9] in inodes:
+                count += 1
+    return count
