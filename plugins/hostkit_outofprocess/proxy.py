@@ -33,6 +33,7 @@ from hostkit_outofprocess.pool import (
     request_head,
 )
 from hostkit_outofprocess.process import ChildUnavailable
+from hostkit_outofprocess.streams import ProtocolStream
 
 logger = logging.getLogger("hostkit.module")
 
@@ -133,6 +134,49 @@ class _ClientReader:
         await self.stopped.wait()
 
 
+class _DirectInput:
+    """On asyncio: the handler reads the client itself, and the protocol's callbacks report a
+    client that leaves, so no reader task is needed. Same interface as :class:`_ClientReader`.
+    """
+
+    def __init__(self, stream: ProtocolStream, connection: h11.Connection):
+        self.stream = stream
+        self.connection = connection
+        self.on_gone: Callable[[], None] | None = None
+        self.head = bytearray()
+        self._ended = False
+        stream.protocol.on_eof = self._left
+
+    @property
+    def gone(self) -> bool:
+        """True once the client's end was read (everything it sent before is in h11)."""
+        return self._ended
+
+    def _left(self) -> None:
+        if self.on_gone is not None:
+            self.on_gone()
+
+    async def run(self) -> None:
+        """Nothing to run: reading happens in :meth:`wait_data`."""
+
+    def grant(self) -> None:
+        """Reading ahead is the protocol's job here (bounded by its high-water mark)."""
+
+    async def wait_data(self) -> None:
+        try:
+            data = await self.stream.receive(READ_SIZE)
+        except _CLIENT_ERRORS:
+            data = b""
+        if len(self.head) < MAX_HEAD_SIZE:
+            self.head += data[:MAX_HEAD_SIZE]
+        if not data:
+            self._ended = True
+        self.connection.receive_data(data)
+
+    async def stop(self) -> None:
+        self.stream.protocol.on_eof = None
+
+
 class ClientConnection:
     """Serves one accepted client connection until it closes, times out or the module stops."""
 
@@ -147,7 +191,9 @@ class ClientConnection:
         self.head_timeout = head_timeout
         self.stopping = stopping
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_SIZE)
-        self.reader = _ClientReader(stream, self.h11)
+        self.reader: _ClientReader | _DirectInput = (
+            _DirectInput(stream, self.h11) if isinstance(stream, ProtocolStream)
+            else _ClientReader(stream, self.h11))
         self.idle = True
         self._wait_scope: anyio.CancelScope | None = None
 
@@ -306,7 +352,7 @@ class ClientConnection:
                     await target.pool.put(child)
                 else:
                     await child.aclose()
-        if self.reader.gone:
+        if anyio.current_time() < scope.deadline:
             # The client went away; its connection to the child is closed, so the child sees it.
             return False
         await self._answer(504, self.pages.for_status(504), close=True)

@@ -41,6 +41,8 @@ class _BufferingProtocol(asyncio.Protocol):
         self.read_waiter: asyncio.Future[None] | None = None
         self.write_paused = False
         self.drain_waiter: asyncio.Future[None] | None = None
+        #: called once when the peer closes its side or the connection is lost.
+        self.on_eof: Callable[[], None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -56,12 +58,14 @@ class _BufferingProtocol(asyncio.Protocol):
     def eof_received(self) -> bool:
         self.eof = True
         self._wake_reader()
+        self._report_eof()
         return False  # close the transport
 
     def connection_lost(self, error: Exception | None) -> None:
         self.eof = True
         self.error = error
         self._wake_reader()
+        self._report_eof()
         if self.drain_waiter is not None and not self.drain_waiter.done():
             self.drain_waiter.set_result(None)
 
@@ -72,6 +76,11 @@ class _BufferingProtocol(asyncio.Protocol):
         self.write_paused = False
         if self.drain_waiter is not None and not self.drain_waiter.done():
             self.drain_waiter.set_result(None)
+
+    def _report_eof(self) -> None:
+        callback, self.on_eof = self.on_eof, None
+        if callback is not None:
+            callback()
 
     def _wake_reader(self) -> None:
         if self.read_waiter is not None and not self.read_waiter.done():
