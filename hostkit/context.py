@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.from_thread
 
-from hostkit.errors import InvalidOperationError, RequestBodyTooLargeError
+from hostkit.errors import InvalidOperationError
 from hostkit.headers import Headers
 from hostkit.identity import ClaimsPrincipal
 
