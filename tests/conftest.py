@@ -2,7 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+
+from support import RUNNING
+
+
+@pytest.fixture(autouse=True, scope="module")
+def stop_programs() -> Iterator[None]:
+    """Whatever a test module started, it stops: no program outlives its tests.
+
+    Module-scoped so module-scoped servers live as long as the tests that share them; a test
+    that starts its own program stops it itself (``finally: program.stop()``), and this is
+    the safety net when an assertion fails first.
+    """
+    yield
+    for program in list(RUNNING):
+        program.stop()
 
 
 @pytest.fixture(params=["asyncio", "trio"], scope="module")

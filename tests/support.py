@@ -22,6 +22,10 @@ STARTED = "Application started."
 _LISTENING = re.compile(r"Now listening on: (\S+)")
 
 
+#: Every program started and not yet stopped; the ``stop_programs`` fixture ends them.
+RUNNING: list[Program] = []
+
+
 class Program:
     """A running program whose output lines are collected as they come."""
 
@@ -37,6 +41,7 @@ class Program:
         self._changed = threading.Condition()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
+        RUNNING.append(self)
 
     def _read(self) -> None:
         assert self.process.stdout is not None
@@ -93,6 +98,8 @@ class Program:
                 self.process.kill()
                 self.process.wait(5)
         self._reader.join(5)
+        if self in RUNNING:
+            RUNNING.remove(self)
         folder = os.environ.get("HOSTKIT_TEST_LOG_DIR")
         if folder:
             Path(folder).mkdir(parents=True, exist_ok=True)
