@@ -169,13 +169,7 @@ class Host:
         ``create_default_builder``, it prints as one line and the process exits with 1.
         """
         configure_default_logging()
-        try:
-            anyio.run(self.run_async, backend=self.configuration.options.async_backend)
-        except BaseExceptionGroup as group:
-            error = _single_error(group)
-            if error is group:
-                raise
-            raise error from None
+        anyio.run(self.run_async, backend=self.configuration.options.async_backend)
 
     async def run_async(self) -> None:
         """:meth:`run` as a coroutine, on asyncio or trio; errors propagate as raised."""
