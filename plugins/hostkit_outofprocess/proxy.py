@@ -71,6 +71,19 @@ class _ClientGone(Exception):
     """The client closed its connection."""
 
 
+async def _read_into(stream: ByteStream | ProtocolStream, connection: h11.Connection,
+                     head: bytearray) -> bytes:
+    """Read the client's next bytes into h11 (and the raw-head copy). ``b""``: the end."""
+    try:
+        data = await stream.receive(READ_SIZE)
+    except _CLIENT_ERRORS:
+        data = b""
+    if len(head) < MAX_HEAD_SIZE:
+        head += data[:MAX_HEAD_SIZE]
+    connection.receive_data(data)
+    return data
+
+
 class _ClientReader:
     """Reads the client's bytes into h11 in a task of its own, one chunk ahead at most."""
 
@@ -90,13 +103,7 @@ class _ClientReader:
         with self._scope, self._ready_tx:
             try:
                 while True:
-                    try:
-                        data = await self.stream.receive(READ_SIZE)
-                    except _CLIENT_ERRORS:
-                        data = b""
-                    if len(self.head) < MAX_HEAD_SIZE:
-                        self.head += data[:MAX_HEAD_SIZE]
-                    self.connection.receive_data(data)
+                    data = await _read_into(self.stream, self.connection, self.head)
                     self._nudge()
                     if not data:
                         self.gone = True
@@ -163,15 +170,8 @@ class _DirectInput:
         """Reading ahead is the protocol's job here (bounded by its high-water mark)."""
 
     async def wait_data(self) -> None:
-        try:
-            data = await self.stream.receive(READ_SIZE)
-        except _CLIENT_ERRORS:
-            data = b""
-        if len(self.head) < MAX_HEAD_SIZE:
-            self.head += data[:MAX_HEAD_SIZE]
-        if not data:
+        if not await _read_into(self.stream, self.connection, self.head):
             self._ended = True
-        self.connection.receive_data(data)
 
     async def stop(self) -> None:
         self.stream.protocol.on_eof = None
