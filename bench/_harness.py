@@ -192,18 +192,7 @@ class Reply:
 
 def fetch(url: str, timeout: float = 5.0) -> Reply:
     """GET ``url`` (on 127.0.0.1) once; header names in lower case."""
-    _require_loopback(url)
-    host_port, _, path = url[len("http://"):].partition("/")
-    host, _, port = host_port.partition(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=timeout)
-    try:
-        connection.request("GET", "/" + path)
-        response = connection.getresponse()
-        body = response.read()
-        headers = {name.lower(): value for name, value in response.getheaders()}
-        return Reply(response.status, headers, body)
-    finally:
-        connection.close()
+    return fetch_with_headers(url, {}, timeout)
 
 
 def fetch_with_headers(url: str, headers: Mapping[str, str], timeout: float = 5.0) -> Reply:

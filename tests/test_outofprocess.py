@@ -77,6 +77,21 @@ async def wait_until(condition, timeout: float = TIMEOUT, what: str = "") -> Non
             await anyio.sleep(0.05)
 
 
+async def answer_to_slow_request(send, root: Path, then) -> httpx.Response:  # type: ignore[no-untyped-def]
+    """Send a slow request, wait until the child logs it started, call ``then()`` while it
+    is in flight, and return the answer the client got."""
+    answers: list[httpx.Response] = []
+
+    async def request() -> None:
+        answers.append(await send())
+
+    async with anyio.create_task_group() as task_group:
+        task_group.start_soon(request)
+        await wait_until(lambda: "probe: slow request started" in child_log(root))
+        then()
+    return answers[0]
+
+
 @pytest.fixture(scope="module")
 def shared_front(anyio_backend: str, tmp_path_factory: pytest.TempPathFactory
                  ) -> Iterator[tuple[Program, str, Path]]:
@@ -431,16 +446,10 @@ async def test_child_dying_before_answering_is_502(anyio_backend: str, tmp_path:
     try:
         async with httpx.AsyncClient(timeout=TIMEOUT) as client:
             pid = (await client.get(url + "/features")).json()["process_id"]
-            async with anyio.create_task_group() as task_group:
-                result: list[httpx.Response] = []
-
-                async def slow() -> None:
-                    result.append(await client.post(url + "/slow?5", content=b"x"))
-
-                task_group.start_soon(slow)
-                await wait_until(lambda: "probe: slow request started" in child_log(tmp_path))
-                os.kill(pid, signal.SIGKILL)
-        assert result[0].status_code == 502
+            response = await answer_to_slow_request(
+                lambda: client.post(url + "/slow?5", content=b"x"), tmp_path,
+                then=lambda: os.kill(pid, signal.SIGKILL))
+        assert response.status_code == 502
     finally:
         front.stop()
 
@@ -471,16 +480,10 @@ async def test_sigterm_drains_then_stops_the_child(anyio_backend: str, tmp_path:
     try:
         async with httpx.AsyncClient(timeout=TIMEOUT) as client:
             pid = (await client.get(url + "/features")).json()["process_id"]
-            async with anyio.create_task_group() as task_group:
-                result: list[httpx.Response] = []
-
-                async def slow() -> None:
-                    result.append(await client.get(url + "/slow?1.5"))
-
-                task_group.start_soon(slow)
-                await wait_until(lambda: "probe: slow request started" in child_log(tmp_path))
-                front.signal(signal.SIGTERM)
-        assert result[0].status_code == 200 and result[0].text == "slow done"
+            response = await answer_to_slow_request(
+                lambda: client.get(url + "/slow?1.5"), tmp_path,
+                then=lambda: front.signal(signal.SIGTERM))
+        assert response.status_code == 200 and response.text == "slow done"
         assert await anyio.to_thread.run_sync(front.wait_exit) == 0
         assert not alive(pid)
         assert f"child pid {pid} stopped" in front.output
