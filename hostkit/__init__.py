@@ -22,6 +22,7 @@ from hostkit.host import Host
 from hostkit.identity import Claim, ClaimsIdentity, ClaimsPrincipal, ClaimTypes
 from hostkit.pipeline import Pipeline, Stage
 from hostkit.server import Server
+from hostkit.server_selection import ServerInfo
 from hostkit.settings import HostingModel, SettingsTable, setting
 
 __version__ = "0.1.0"
@@ -31,6 +32,6 @@ __all__ = [
     "ClientDisconnected", "Configuration", "ConfigurationError", "Connection", "Features",
     "Headers", "Host", "HostBuilder", "HostEnvironment", "HostingModel", "HostkitError",
     "HttpContext", "InvalidOperationError", "Pipeline", "Request", "RequestBodyTooLargeError",
-    "Response", "Server", "ServerSelectionError", "SettingsTable", "Stage", "hookimpl",
-    "setting",
+    "Response", "Server", "ServerInfo", "ServerSelectionError", "SettingsTable", "Stage",
+    "hookimpl", "setting",
 ]

@@ -14,6 +14,7 @@ from hostkit.errors import InvalidOperationError, ServerSelectionError
 from hostkit.pipeline import AsgiMiddlewareFactory, Middleware, Pipeline, Stage, as_terminal_app
 from hostkit.plugins import Plugins
 from hostkit.server import Server
+from hostkit.server_selection import check_server_choice, declared_servers
 from hostkit.settings import SettingsTable
 
 if TYPE_CHECKING:
@@ -95,7 +96,8 @@ class HostBuilder:
         """Validate, configure the pipeline, choose the server; returns the :class:`Host`.
 
         Raises :class:`hostkit.ConfigurationError` for bad plugin settings or hooks,
-        :class:`hostkit.ServerSelectionError` when no plugin serves the configuration, and
+        :class:`hostkit.ServerSelectionError` when no plugin serves the configuration or the
+        chosen server's declaration (``hostkit_declare_servers``) rules it out, and
         :class:`hostkit.InvalidOperationError` when called twice.
         """
         from hostkit.host import Host
@@ -127,6 +129,8 @@ class HostBuilder:
     def _create_server(self) -> Server:
         options = self._configuration.options
         name = options.server.lower()
+        declared = declared_servers(self.plugins)
+        check_server_choice(self._configuration, declared, behind_module=self.behind_module)
         server = self.plugins.hook.hostkit_create_server(
             hosting_model=options.hosting_model, server_name=name,
             configuration=self._configuration, behind_module=self.behind_module)
@@ -135,6 +139,7 @@ class HostBuilder:
             raise ServerSelectionError(
                 f"no plugin serves hosting model {options.hosting_model.value!r} with server "
                 f"{name!r}{role}; loaded plugins: {', '.join(self.plugins.names()) or 'none'}"
+                f"; declared servers: {', '.join(declared) or 'none'}"
                 + ("" if os.environ.get("HOSTKIT_DISABLE_PLUGIN_AUTOLOAD") is None else
                    " (HOSTKIT_DISABLE_PLUGIN_AUTOLOAD is set)"))
         if not isinstance(server, Server):

@@ -19,6 +19,7 @@ from hostkit.configuration import Entry
 from hostkit.errors import HostkitError
 from hostkit.host import Host, configure_default_logging
 from hostkit.pipeline import as_terminal_app
+from hostkit.server_selection import declared_servers
 from hostkit.settings import toml_literal
 
 REDACTED = "<redacted>"
@@ -105,7 +106,8 @@ def run(target: str, args: list[str]) -> None:
 
 
 def print_plugins(args: list[str]) -> None:
-    """``hostkit plugins``: name, version and hooks of every registered plugin."""
+    """``hostkit plugins``: name, version and hooks of every registered plugin, then the
+    servers they declare (``server = NAME``) with their models, backends and url schemes."""
     builder = Host.create_default_builder(args)
     infos = builder.plugins.describe()
     if not infos:
@@ -116,6 +118,11 @@ def print_plugins(args: list[str]) -> None:
         print(f"{info.name} ({origin}{info.version or 'unknown version'})")
         for hook in info.hooks:
             print(f"    {hook}")
+    servers = declared_servers(builder.plugins)
+    if servers:
+        print("servers (server = NAME): hosting models; async backends; url schemes")
+        for name, server in sorted(servers.items()):
+            print(f"    {name}: {server.describe()}")
 
 
 def format_entry(entry: Entry) -> str:

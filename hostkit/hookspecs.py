@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from hostkit.identity import ClaimsPrincipal
     from hostkit.pipeline import Pipeline
     from hostkit.server import Server
+    from hostkit.server_selection import ServerInfo
     from hostkit.settings import HostingModel, SettingsTable
 
 PROJECT_NAME = "hostkit"
@@ -72,6 +73,40 @@ def hostkit_configure_pipeline(pipeline: Pipeline, configuration: Configuration)
     """
 
 
+@hookspec
+def hostkit_declare_servers() -> list[ServerInfo] | None:
+    """Declare the servers this plugin provides and what each of them supports.
+
+    Called once by ``HostBuilder.build()`` before :func:`hostkit_create_server`, and by
+    ``hostkit plugins`` and the conformance kit (``hostkit.testing``). When the ``server``
+    setting names a declared server, ``build()`` checks the configuration against the
+    declaration first: a hosting model, async backend or kind of ``urls`` address it does not
+    list is a ``ServerSelectionError`` naming the server, the setting, where it was set and
+    what the server supports, so :func:`hostkit_create_server` is only asked for what the
+    server declared.
+
+    :returns: a list of :class:`hostkit.ServerInfo` (``None``: this plugin provides no
+        server). When two plugins declare the same name, the one asked first wins.
+    """
+
+
+@hookspec
+def hostkit_add_authentication_schemes(
+        configuration: Configuration) -> list[AuthenticationScheme] | None:
+    """Contribute server-level authentication schemes.
+
+    Called once by ``HostBuilder.build()``, after :func:`hostkit_configure_pipeline`. A
+    scheme runs only when its name is listed in ``[authentication] schemes``; it runs in
+    the process that owns the public listener (InProcess: the server; OutOfProcess: the
+    module, which forwards the principal to the child).
+
+    :param configuration: the effective configuration (read your own settings table here).
+    :returns: a list of objects following :class:`hostkit.authentication.AuthenticationScheme`
+        (``None``: none). A name already taken (``basic``, ``certificate`` or another
+        plugin's) is a ``ConfigurationError``.
+    """
+
+
 @hookspec(firstresult=True)
 def hostkit_create_server(hosting_model: HostingModel, server_name: str,
                           configuration: Configuration, behind_module: bool) -> Server | None:
@@ -88,9 +123,11 @@ def hostkit_create_server(hosting_model: HostingModel, server_name: str,
         pipeline on loopback behind the module; false when it owns the public ``urls``. An
         embedded server answers for InProcess, and for OutOfProcess only behind the module;
         the module answers for OutOfProcess when not behind it.
-    :returns: a :class:`hostkit.server.Server`, or ``None`` to let another plugin answer. To
-        refuse a combination it does not support (e.g. an async backend), raise
-        ``hostkit.ServerSelectionError`` saying what is supported instead of returning None.
+    :returns: a :class:`hostkit.server.Server`, or ``None`` to let another plugin answer. A
+        server declared with :func:`hostkit_declare_servers` is only asked for what it
+        declared; an undeclared one that must refuse a combination (e.g. an async backend)
+        raises ``hostkit.ServerSelectionError`` saying what is supported instead of returning
+        None.
     """
 
 

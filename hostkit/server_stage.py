@@ -5,7 +5,9 @@ A server plugin hands each ASGI call to :class:`ServerStage`, which
 - answers ``lifespan`` itself (the host runs the app's lifespan, see ``hostkit/lifespan.py``);
 - puts the features, an anonymous user and the lifespan state in the scope;
 - answers every request with "500.30 In-Process Start Failure" while the app failed to start;
-- enforces ``server.max_request_body_size`` (413), declared or counted while reading;
+- enforces ``server.max_request_body_size`` (413 and ``Connection: close``), declared or
+  counted while reading, after reading and dropping a bounded rest of the body so the
+  client gets the 413 instead of a reset connection;
 - sets ``request_aborted`` when the client goes away;
 - turns an exception from the app into a logged 500 (or an aborted connection once the
   response has started), so the server keeps serving.
@@ -31,6 +33,9 @@ logger = logging.getLogger("hostkit.request")
 _DISCONNECT: Message = {"type": "http.disconnect"}
 # Messages the disconnect watcher may read ahead of the app before it waits for the app.
 _READ_AHEAD = 8
+# After a 413, what is left of the body is read and dropped, up to this much, this long.
+_DRAIN_BYTES = 1 << 20
+_DRAIN_SECONDS = 1.0
 
 
 class _Exchange(RequestState):
@@ -99,11 +104,49 @@ class _Exchange(RequestState):
                     self.mark_disconnected()
                     return
 
+    async def drain(self) -> None:
+        """Before a 413, once :meth:`finish` stopped the read-ahead: :func:`_drain` what is
+        left of the body, starting with what the read-ahead had buffered."""
+        if self.disconnected:
+            return
+        if self._ahead is not None:
+            ahead, self._ahead = self._ahead, None
+            if not await _drain(ahead.receive, stop_at_end_of_stream=True):
+                return
+        await _drain(self._receive)
+
     def finish(self) -> None:
         """The request is over: stop the read-ahead, if it runs."""
         self.finished = True
         if self._watch_scope is not None:
             self._watch_scope.cancel()
+
+
+async def _drain(receive: Receive, stop_at_end_of_stream: bool = False) -> bool:
+    """Read and drop the rest of a request body, at most ``_DRAIN_BYTES`` for at most
+    ``_DRAIN_SECONDS``. Called before a 413: the server closes the connection after it, and
+    closing with unread bytes makes the kernel reset the connection, so the client could
+    lose the 413 (a client that sent ``Expect: 100-continue`` sends no body: not called).
+
+    Returns True when the body may go on (``receive`` ran dry: ``stop_at_end_of_stream``),
+    False when it ended, the client left, or a bound was reached.
+    """
+    budget = _DRAIN_BYTES
+    with anyio.move_on_after(_DRAIN_SECONDS):
+        while budget > 0:
+            try:
+                message = await receive()
+            except anyio.EndOfStream:
+                return stop_at_end_of_stream
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                return False
+            budget -= len(message.get("body", b""))
+    return False
+
+
+def _expects_continue(scope: Scope) -> bool:
+    return any(name.lower() == b"expect" and value.lower() == b"100-continue"
+               for name, value in scope["headers"])
 
 
 def _declared_length(scope: Scope) -> int | None:
@@ -116,11 +159,18 @@ def _declared_length(scope: Scope) -> int | None:
     return None
 
 
+_CLOSE = (b"connection", b"close")
+
+
 async def _answer(send: Send, status: int, body: bytes = b"",
                   content_type: bytes = b"text/plain; charset=utf-8") -> None:
     headers = [(b"content-length", str(len(body)).encode())]
     if body:
         headers.append((b"content-type", content_type))
+    if status == 413:
+        # Not all of the body may have been read: the connection ends here, and the client
+        # is told so rather than sending its next request into a closing connection.
+        headers.append(_CLOSE)
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
@@ -179,6 +229,8 @@ class ServerStage:
         if limit:
             declared = _declared_length(scope)
             if declared is not None and declared > limit:
+                if not _expects_continue(scope):
+                    await _drain(receive)
                 await _answer(send, 413)
                 return
         exchange = _Exchange(receive, send, limit, self.task_group, self.allow_synchronous_io)
@@ -188,28 +240,26 @@ class ServerStage:
         except ClientDisconnected:
             return
         except RequestBodyTooLargeError:
-            if not exchange.response_started:
-                await _answer(send, 413)
-            return
+            pass  # answered below, once the read-ahead has stopped
         except Exception:
-            if exchange.body_too_large and not exchange.response_started:
-                await _answer(send, 413)
+            if not exchange.body_too_large or exchange.response_started:
+                logger.exception("unhandled exception while serving %s %s",
+                                 scope.get("method"), scope.get("path"))
+                if exchange.response_started:
+                    raise  # the server aborts the connection: never a made-up end of body
+                await _answer(send, 500)
                 return
-            logger.exception("unhandled exception while serving %s %s",
-                             scope.get("method"), scope.get("path"))
-            if exchange.response_started:
-                raise  # the server aborts the connection: never a made-up end of body
-            await _answer(send, 500)
-            return
         finally:
             exchange.finish()
-        if not exchange.response_started:
-            if exchange.body_too_large:
-                await _answer(send, 413)
-            else:
-                logger.error("the app returned without a response to %s %s",
-                             scope.get("method"), scope.get("path"))
-                await _answer(send, 500)
+        if exchange.response_started:
+            return
+        if exchange.body_too_large:
+            await exchange.drain()
+            await _answer(send, 413)
+        else:
+            logger.error("the app returned without a response to %s %s",
+                         scope.get("method"), scope.get("path"))
+            await _answer(send, 500)
 
     async def _answer_start_failure(self, send: Send) -> None:
         failure = self.start_failure

@@ -123,13 +123,7 @@ async def test_client_disconnect_sets_request_aborted(probe: Program) -> None:
         await anyio.to_thread.run_sync(probe.wait_for_line, "probe: waiting for abort")
         await stream.aclose()
         await anyio.to_thread.run_sync(
-            lambda: wait_for_count(probe, "probe: request aborted=True", before + 1))
-
-
-def wait_for_count(program: Program, text: str, count: int, timeout: float = TIMEOUT) -> None:
-    with program._changed:  # noqa: SLF001 - the support helper's own condition
-        assert program._changed.wait_for(lambda: program.output.count(text) >= count, timeout), \
-            program.output
+            probe.wait_for_count, "probe: request aborted=True", before + 1, TIMEOUT)
 
 
 @pytest.mark.parametrize("raw", [

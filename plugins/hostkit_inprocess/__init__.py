@@ -14,6 +14,18 @@ from hostkit_inprocess.server import HypercornServer
 
 __version__ = hostkit.__version__
 SERVER_NAME = "hypercorn"
+SERVER_INFO = hostkit.ServerInfo(
+    name=SERVER_NAME,
+    hosting_models=(HostingModel.IN_PROCESS, HostingModel.OUT_OF_PROCESS),
+    async_backends=("asyncio", "trio"),
+    url_schemes=("http", "https", "unix"),
+)
+
+
+@hostkit.hookimpl
+def hostkit_declare_servers() -> list[hostkit.ServerInfo]:
+    """hypercorn: both hosting models (OutOfProcess as the child's server), both backends."""
+    return [SERVER_INFO]
 
 
 @hostkit.hookimpl

@@ -1,0 +1,174 @@
+"""What each server supports, and the check that the configuration asks for something it does.
+
+A server plugin declares each server it provides with a :class:`ServerInfo` returned from
+``hostkit_declare_servers``: the hosting models it serves, the async backends it runs on and
+the kinds of listen address it binds. ``HostBuilder.build()`` reads the declarations
+(:func:`declared_servers`) and, before ``hostkit_create_server`` is called, checks the
+configured ``server`` against its declaration (:func:`check_server_choice`). A combination
+the server does not support is a :class:`~hostkit.ServerSelectionError` naming the server,
+the setting, where it was set, what the server supports and which declared servers would do.
+
+A server nobody declares is not checked here: ``hostkit_create_server`` alone decides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
+
+from hostkit.errors import ServerSelectionError
+from hostkit.server import parse_url
+from hostkit.settings import HostingModel
+
+if TYPE_CHECKING:
+    from hostkit.configuration import Configuration
+    from hostkit.plugins import Plugins
+
+#: Every async backend a host can run on (the ``async_backend`` setting).
+ASYNC_BACKENDS = ("asyncio", "trio")
+#: Every kind of listen address in ``urls``: ``http://``, ``https://`` and ``unix:``.
+URL_SCHEMES = ("http", "https", "unix")
+
+
+def _models(values: Iterable[HostingModel | str]) -> tuple[HostingModel, ...]:
+    by_name = {model.value.lower(): model for model in HostingModel}
+    result = []
+    for value in values:
+        model = by_name.get(str(value).lower())
+        if model is None:
+            raise ValueError(f"ServerInfo: unknown hosting model {value!r}; allowed: "
+                             + ", ".join(model.value for model in HostingModel))
+        result.append(model)
+    return tuple(dict.fromkeys(result))
+
+
+def _choices(what: str, values: Iterable[str], allowed: tuple[str, ...]) -> tuple[str, ...]:
+    result = tuple(dict.fromkeys(str(value).lower() for value in values))
+    unknown = [value for value in result if value not in allowed]
+    if unknown:
+        raise ValueError(f"ServerInfo: unknown {what} {unknown[0]!r}; allowed: "
+                         + ", ".join(allowed))
+    return result
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ServerInfo:
+    """What one server supports; a plugin returns these from ``hostkit_declare_servers``.
+
+    ``name`` is what users put in the ``server`` setting (compared lower-cased).
+    ``hosting_models``: ``HostingModel.IN_PROCESS`` when it can serve the public ``urls``
+    itself, ``HostingModel.OUT_OF_PROCESS`` when it can run in an out-of-process child (on
+    loopback, behind the module). ``async_backends``: ``"asyncio"`` and/or ``"trio"``.
+    ``url_schemes``: ``"http"``, ``"https"`` (TLS from ``[tls]``) and/or ``"unix"``. Values
+    are normalised (lower-cased, duplicates dropped); an unknown or empty one raises
+    ``ValueError`` when the plugin makes the object.
+    """
+
+    name: str
+    hosting_models: tuple[HostingModel, ...]
+    async_backends: tuple[str, ...]
+    url_schemes: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        normalised = {
+            "name": self.name.strip().lower(),
+            "hosting_models": _models(self.hosting_models),
+            "async_backends": _choices("async backend", self.async_backends, ASYNC_BACKENDS),
+            "url_schemes": _choices("url scheme", self.url_schemes, URL_SCHEMES),
+        }
+        for field, value in normalised.items():
+            if not value:
+                raise ValueError(f"ServerInfo: {field} must not be empty")
+            object.__setattr__(self, field, value)
+
+    def describe(self) -> str:
+        """One line for ``hostkit plugins``: models; backends; url schemes."""
+        return (f"{', '.join(model.value for model in self.hosting_models)}; "
+                f"{', '.join(self.async_backends)}; {', '.join(self.url_schemes)}")
+
+
+def declared_servers(plugins: Plugins) -> dict[str, ServerInfo]:
+    """Every server the registered plugins declare, by name.
+
+    Calls ``hostkit_declare_servers`` once. When two plugins declare the same name, the
+    declaration of the plugin that ``hostkit_create_server`` asks first wins (pluggy's order).
+    Raises ``TypeError`` when a plugin returns something other than ``ServerInfo`` objects.
+    """
+    servers: dict[str, ServerInfo] = {}
+    for infos in plugins.hook.hostkit_declare_servers():
+        for info in infos or ():
+            if not isinstance(info, ServerInfo):
+                raise TypeError(f"hostkit_declare_servers returned {info!r}, "
+                                "expected hostkit.ServerInfo instances")
+            servers.setdefault(info.name, info)
+    return servers
+
+
+def _others(declared: Mapping[str, ServerInfo], supports: str, value: object) -> str:
+    names = [name for name, info in declared.items()
+             if value in getattr(info, supports)]
+    return f"; servers that support it: {', '.join(names)}" if names else ""
+
+
+def _where(configuration: Configuration, key: str) -> str:
+    return str(configuration.source_of(key) or "default")
+
+
+def _child_overrides(configuration: Configuration) -> set[str]:
+    """Settings the module's child may get differently from its front (its own arguments or
+    environment), so the front cannot check them for the child."""
+    module = configuration.options.module
+    overridden = set()
+    for key in ("server", "async_backend"):
+        variable = f"HOSTKIT_{key}".upper()
+        if any(name.upper() == variable for name in module.environment_variables) or any(
+                argument.lower().startswith(f"--{key}=") for argument in module.arguments):
+            overridden.add(key)
+    return overridden
+
+
+def check_server_choice(configuration: Configuration, declared: Mapping[str, ServerInfo],
+                        *, behind_module: bool) -> None:
+    """Raise :class:`ServerSelectionError` when the declared server cannot serve this
+    configuration: its hosting model, its async backend, or a kind of address in ``urls``.
+
+    Called by ``HostBuilder.build()`` before ``hostkit_create_server``. In an out-of-process
+    front (``behind_module`` false) the server named by ``server`` is the one its child will
+    run, so the front checks the model and backend it will hand down (unless the module's
+    ``arguments`` or ``environment_variables`` set them for the child), not ``urls``, which
+    the module itself serves. Does nothing for a server no plugin declares.
+    """
+    options = configuration.options
+    name = options.server.lower()
+    info = declared.get(name)
+    if info is None:
+        return
+    front = options.hosting_model is HostingModel.OUT_OF_PROCESS and not behind_module
+    skip = _child_overrides(configuration) if front else set()
+    model = options.hosting_model
+    if model not in info.hosting_models:
+        raise ServerSelectionError(
+            f"server {name!r} does not support hosting_model {model.value!r} (set by "
+            f"{_where(configuration, 'hosting_model')}); it supports: "
+            f"{', '.join(m.value for m in info.hosting_models)}"
+            + _others(declared, "hosting_models", model))
+    backend = options.async_backend
+    if "async_backend" not in skip and backend not in info.async_backends:
+        child = " in the out-of-process child" if front else ""
+        raise ServerSelectionError(
+            f"server {name!r} does not support async_backend {backend!r}{child} (set by "
+            f"{_where(configuration, 'async_backend')}); it supports: "
+            f"{', '.join(info.async_backends)}" + _others(declared, "async_backends", backend))
+    if front:
+        return
+    for url in options.urls:
+        scheme = parse_url(url).scheme
+        if scheme not in info.url_schemes:
+            hint = ("" if model is HostingModel.OUT_OF_PROCESS else
+                    "; with hosting_model = \"OutOfProcess\" the module listens on urls")
+            raise ServerSelectionError(
+                f"server {name!r} cannot listen on {url!r} (urls, set by "
+                f"{_where(configuration, 'urls')}): it supports "
+                f"{', '.join(s + ('://' if s != 'unix' else ':') for s in info.url_schemes)} "
+                f"addresses" + _others(declared, "url_schemes", scheme) + hint)
