@@ -6,10 +6,12 @@ STAMP   = $(VENV)/.installed
 
 .PHONY: run test bench setup clean
 
-$(STAMP): pyproject.toml
+# hostkit and the third-party sample plugin (samples/hostkit_uvicorn) in one pip run, so the
+# plugin's "hostkit" requirement is this checkout, not a package index.
+$(STAMP): pyproject.toml samples/hostkit_uvicorn/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,samples]'
+	$(BIN)/python -m pip install --quiet -e '.[test,samples,testing]' -e samples/hostkit_uvicorn
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -18,14 +20,17 @@ setup: $(STAMP)
 run: $(STAMP)
 	cd samples/hello && ../../$(BIN)/python app.py
 
-## Run the whole test suite (unit and integration, asyncio and trio).
+## Run the whole test suite (unit and integration, asyncio and trio), with the server
+## conformance kit against hypercorn (tests/) and the uvicorn sample plugin (its tests/).
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-## Benchmarks (not part of CI): InProcess against bare hypercorn; OutOfProcess against nginx.
+## Benchmarks (not part of CI): InProcess against bare hypercorn; OutOfProcess against nginx;
+## the uvicorn plugin against bare uvicorn.
 bench: $(STAMP)
 	$(BIN)/python -m bench.inprocess
 	$(BIN)/python -m bench.outofprocess
+	$(BIN)/python -m bench.uvicorn
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -162,3 +162,19 @@ def bind_all(urls: tuple[str, ...] | list[str]) -> list[tuple[ListenAddress, soc
             sock.close()
         raise
     return bound
+
+
+def close_all(bound: list[tuple[ListenAddress, socket.socket]]) -> None:
+    """Close the sockets :func:`bind_all` returned and remove their unix socket files.
+
+    Called by a server once it has stopped serving them (in a ``finally``), so a stopped
+    host leaves no socket file behind.
+    """
+    for _, sock in bound:
+        sock.close()
+    for address, _ in bound:
+        if address.scheme == "unix":
+            try:
+                os.unlink(address.path)
+            except OSError:
+                pass

@@ -106,8 +106,8 @@ def declared_servers(plugins: Plugins) -> dict[str, ServerInfo]:
 
 
 def _others(declared: Mapping[str, ServerInfo], supports: str, value: object) -> str:
-    names = [name for name, info in declared.items()
-             if value in getattr(info, supports)]
+    names = sorted(name for name, info in declared.items()
+                   if value in getattr(info, supports))
     return f"; servers that support it: {', '.join(names)}" if names else ""
 
 

@@ -1,0 +1,62 @@
+"""hostkit-uvicorn: serve hostkit's pipeline with uvicorn (httptools), ``server = "uvicorn"``.
+
+A third-party hostkit plugin: one entry point in the ``hostkit`` group (``pyproject.toml``)
+makes hostkit load this module, and its two hooks do the rest:
+
+- :func:`hostkit_declare_servers` says what the server supports: both hosting models
+  (InProcess on the public ``urls``, OutOfProcess as the child's server behind the module),
+  asyncio only (uvicorn is built on asyncio's protocols), ``http://`` and ``unix:`` addresses
+  (TLS belongs to hypercorn, or to the module in front of an out-of-process child). hostkit
+  refuses anything else with a clear ``ServerSelectionError`` before asking for a server;
+- :func:`hostkit_create_server` makes the :class:`UvicornServer`.
+
+It uses public hostkit names only.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+import hostkit
+from hostkit import HostingModel
+
+from hostkit_uvicorn.server import UvicornServer
+
+try:
+    __version__ = version("hostkit-uvicorn")
+except PackageNotFoundError:  # imported from a source tree that is not installed
+    __version__ = "0.0.0"
+
+SERVER_NAME = "uvicorn"
+SERVER_INFO = hostkit.ServerInfo(
+    name=SERVER_NAME,
+    hosting_models=(HostingModel.IN_PROCESS, HostingModel.OUT_OF_PROCESS),
+    async_backends=("asyncio",),
+    url_schemes=("http", "unix"),
+)
+
+__all__ = ["SERVER_INFO", "SERVER_NAME", "UvicornServer", "hostkit_create_server",
+           "hostkit_declare_servers"]
+
+
+@hostkit.hookimpl
+def hostkit_declare_servers() -> list[hostkit.ServerInfo]:
+    """Called once per host when it is built: what ``server = "uvicorn"`` supports."""
+    return [SERVER_INFO]
+
+
+@hostkit.hookimpl
+def hostkit_create_server(hosting_model: HostingModel, server_name: str,
+                          configuration: hostkit.Configuration,
+                          behind_module: bool) -> hostkit.Server | None:
+    """Called once per host when it is built: the server for ``server = "uvicorn"``.
+
+    hostkit has already checked the configuration against :data:`SERVER_INFO`. Returns
+    ``None`` for another server name, and for the public side of OutOfProcess (the module's
+    job); an out-of-process child (``behind_module``) gets a uvicorn server on its port.
+    """
+    if server_name != SERVER_NAME:
+        return None
+    if hosting_model is HostingModel.OUT_OF_PROCESS and not behind_module:
+        return None
+    return UvicornServer(configuration)
