@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from hostkit.asgi import Receive, Scope, Send
+from hostkit.authentication import AuthenticationMiddleware, Authenticator, build_authenticator
 from hostkit.claims import ClaimsTransformation, claims_transformation_middleware
 from hostkit.configuration import Configuration, Source
 from hostkit.environment import HostEnvironment
@@ -15,7 +16,7 @@ from hostkit.pipeline import AsgiMiddlewareFactory, Middleware, Pipeline, Stage,
 from hostkit.plugins import Plugins
 from hostkit.server import Server
 from hostkit.server_selection import check_server_choice, declared_servers
-from hostkit.settings import SettingsTable
+from hostkit.settings import HostingModel, SettingsTable
 
 if TYPE_CHECKING:
     from hostkit.host import Host
@@ -116,6 +117,7 @@ class HostBuilder:
         hook.hostkit_configure_builder(builder=self)
         self.plugins.check_pending()
         hook.hostkit_configure_pipeline(pipeline=self.pipeline, configuration=self._configuration)
+        authenticator = self._add_authentication()
         transform = claims_transformation_middleware(self.plugins.manager,
                                                      self._claims_transformations)
         if transform is not None:
@@ -123,17 +125,34 @@ class HostBuilder:
 
         terminal = as_terminal_app(self._app) if self._app is not None else _not_found
         app = self.pipeline.build(terminal)
-        server = self._create_server()
+        server = self._create_server(authenticator)
         return Host(self._configuration, self.plugins, server, app, self.behind_module)
 
-    def _create_server(self) -> Server:
+    def _add_authentication(self) -> Authenticator | None:
+        """The configured server authentication, and its pipeline layer where this process
+        runs the pipeline with it: InProcess (runs the schemes) or behind the module (takes
+        the module's forwarded principal). The module itself runs it outside the pipeline."""
+        contributed = [scheme for schemes in self.plugins.hook.hostkit_add_authentication_schemes(
+            configuration=self._configuration) for scheme in schemes or ()]
+        authenticator = build_authenticator(self._configuration, contributed)
+        options = self._configuration.options
+        if authenticator is not None and (
+                self.behind_module or options.hosting_model is HostingModel.IN_PROCESS):
+            self.pipeline.use_asgi_middleware(
+                AuthenticationMiddleware, Stage.AUTHENTICATION, authenticator=authenticator,
+                automatic=options.authentication.automatic_authentication,
+                forwarded=self.behind_module)
+        return authenticator
+
+    def _create_server(self, authenticator: Authenticator | None) -> Server:
         options = self._configuration.options
         name = options.server.lower()
         declared = declared_servers(self.plugins)
         check_server_choice(self._configuration, declared, behind_module=self.behind_module)
         server = self.plugins.hook.hostkit_create_server(
             hosting_model=options.hosting_model, server_name=name,
-            configuration=self._configuration, behind_module=self.behind_module)
+            configuration=self._configuration, behind_module=self.behind_module,
+            authenticator=authenticator)
         if server is None:
             role = " behind the module" if self.behind_module else ""
             raise ServerSelectionError(

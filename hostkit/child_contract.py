@@ -3,7 +3,8 @@
 The module starts each child with three environment variables; with all three present,
 ``create_default_builder`` turns the child role on (the out-of-process integration plugin reads
 them through :meth:`ChildContract.from_environ`). Every forwarded request carries the token in
-the ``Hostkit-Token`` header.
+the ``Hostkit-Token`` header; ``Hostkit-Client-Cert`` and ``Hostkit-Identity`` carry the
+client's TLS certificate and the principal the module authenticated.
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ VARIABLES = frozenset({PORT_VARIABLE, TOKEN_VARIABLE, PATH_BASE_VARIABLE})
 
 #: The request header that carries the pairing token (lower case, as ASGI has it).
 TOKEN_HEADER = b"hostkit-token"
+#: The client's TLS certificate, base64 DER, only when the client presented one.
+CLIENT_CERT_HEADER = b"hostkit-client-cert"
+#: The principal the module authenticated, integrity-protected with the token.
+IDENTITY_HEADER = b"hostkit-identity"
 #: Every header the module itself sets on a forwarded request starts with this.
 RESERVED_HEADER_PREFIX = "hostkit-"
 

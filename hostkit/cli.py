@@ -1,4 +1,4 @@
-"""The ``hostkit`` command line: ``run``, ``plugins`` and ``config``.
+"""The ``hostkit`` command line: ``run``, ``plugins``, ``config`` and ``users``.
 
 Every subcommand takes the configuration arguments of SPEC §3 after its own
 (``--key=value``, ``--table:key=value``, ``--environment=``, ``--content_root=``).
@@ -7,6 +7,7 @@ Every subcommand takes the configuration arguments of SPEC §3 after its own
 from __future__ import annotations
 
 import argparse
+import getpass
 import importlib
 import inspect
 import os
@@ -14,6 +15,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from hostkit.authentication.passwords import DEFAULT_ITERATIONS, hash_password
+from hostkit.authentication.users_file import check_name, read_users, set_user
 from hostkit.builder import HostBuilder
 from hostkit.configuration import Entry
 from hostkit.errors import HostkitError
@@ -35,6 +38,15 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("plugins", help="list the installed plugins, their versions and hooks")
     commands.add_parser(
         "config", help="print the effective configuration with the source of every value")
+    users = commands.add_parser(
+        "users", help="add, remove or list the users of the basic scheme "
+                      "([authentication] users_file)")
+    users.add_argument("action", choices=("add", "remove", "list"))
+    users.add_argument("name", nargs="?", metavar="NAME")
+    users.add_argument("--password-stdin", action="store_true",
+                       help="read the password from the first line of stdin (no prompt)")
+    users.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS,
+                       help=f"PBKDF2 iterations (default {DEFAULT_ITERATIONS})")
     return parser
 
 
@@ -47,6 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             run(arguments.target, rest)
         elif arguments.command == "plugins":
             print_plugins(rest)
+        elif arguments.command == "users":
+            manage_users(arguments, rest)
         else:
             print_config(rest)
     except HostkitError as error:
@@ -123,6 +137,44 @@ def print_plugins(args: list[str]) -> None:
         print("servers (server = NAME): hosting models; async backends; url schemes")
         for name, server in sorted(servers.items()):
             print(f"    {name}: {server.describe()}")
+
+
+def manage_users(arguments: argparse.Namespace, args: list[str]) -> None:
+    """``hostkit users add|remove|list``: edit the users file of the configuration."""
+    configuration = Host.create_default_builder(args).configuration
+    path = configuration.path(configuration.options.authentication.users_file)
+    if arguments.action == "list":
+        for name in read_users(path) if path.exists() else {}:
+            print(name)
+        return
+    if not arguments.name:
+        raise HostkitError(f"users {arguments.action}: a NAME is needed")
+    try:
+        check_name(arguments.name)
+    except ValueError as error:
+        raise HostkitError(f"users {arguments.action}: {error}") from None
+    if arguments.action == "remove":
+        if not set_user(path, arguments.name, None):
+            raise HostkitError(f"users remove: no user {arguments.name!r} in {path}")
+        print(f"removed {arguments.name!r} from {path}")
+        return
+    if arguments.iterations < 1:
+        raise HostkitError("users add: --iterations must be at least 1")
+    password = _read_password(arguments.password_stdin)
+    existed = set_user(path, arguments.name, hash_password(password, arguments.iterations))
+    print(f"{'updated' if existed else 'added'} {arguments.name!r} in {path}")
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            raise HostkitError("users add: the passwords differ")
+    if not password:
+        raise HostkitError("users add: the password is empty")
+    return password
 
 
 def format_entry(entry: Entry) -> str:

@@ -132,6 +132,10 @@ class Configuration(Mapping[str, Any]):
 
     # -- reading ---------------------------------------------------------------------------
 
+    def path(self, value: str) -> Path:
+        """A file named by a setting: relative paths are relative to the content root."""
+        return resolve_path(self.content_root, value)
+
     def get(self, key: str, default: Any = None) -> Any:
         """The value at a dotted key, or ``default`` when nothing sets it.
 
@@ -185,7 +189,7 @@ class Configuration(Mapping[str, Any]):
         raws = [_Raw(key, value, source, is_text=False) for key, value in values.items()]
         entries = _merge(raws, dict(self._entries))
         options = _build_options(entries)
-        _https_check(options, entries)
+        _https_check(options, entries, self.content_root)
         return Configuration(options, entries, self.content_root, self.environment_name,
                              self.files)
 
@@ -368,11 +372,15 @@ def _is_secret(path: tuple[str, ...], field: dataclasses.Field[Any] | None) -> b
     return any(word in part for part in path for word in _SECRET_WORDS)
 
 
-def _https_check(options: HostOptions, entries: Mapping[tuple[str, ...], Entry]) -> None:
+def _https_check(options: HostOptions, entries: Mapping[tuple[str, ...], Entry],
+                 content_root: Path) -> None:
+    """With an ``https://`` url: the [tls] files must be set and exist, and client
+    certificates need ``client_ca`` (trusting every CA of the system for client
+    authentication would let any public CA vouch for a user)."""
     if not any(url.lower().startswith("https://") for url in options.urls):
         return
-    missing = [name for name in ("certificate", "private_key")
-               if not getattr(options.tls, name)]
+    tls = options.tls
+    missing = [name for name in ("certificate", "private_key") if not getattr(tls, name)]
     if missing:
         source = entries.get(("urls",))
         where = f"{source.source}: " if source else ""
@@ -381,6 +389,24 @@ def _https_check(options: HostOptions, entries: Mapping[tuple[str, ...], Entry])
             f"{' and '.join('tls.' + name for name in missing)} "
             f"{'is' if len(missing) == 1 else 'are'} not set; add a [tls] table with "
             "certificate and private_key")
+    if tls.client_certificate_mode != "none" and not tls.client_ca:
+        entry = entries[("tls", "client_certificate_mode")]
+        raise ConfigurationError(
+            f"{entry.source}: tls.client_certificate_mode = {tls.client_certificate_mode!r} "
+            "needs tls.client_ca, the CA certificates client certificates must chain to")
+    for name in ("certificate", "private_key", "client_ca"):
+        value = getattr(tls, name)
+        if value and not resolve_path(content_root, value).is_file():
+            entry = entries[("tls", name)]
+            raise ConfigurationError(
+                f"{entry.source}: tls.{name} = {value!r}: no such file "
+                f"({resolve_path(content_root, value)})")
+
+
+def resolve_path(content_root: Path, value: str) -> Path:
+    """A path from a setting: relative paths are relative to the content root."""
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else content_root / path
 
 
 def load_configuration(
@@ -419,7 +445,7 @@ def load_configuration(
 
     entries = _merge(raws, {})
     options = _build_options(entries)
-    _https_check(options, entries)
+    _https_check(options, entries, root)
     return Configuration(options, entries, root, environment, files)
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    from hostkit.authentication import AuthenticationScheme, Authenticator
     from hostkit.builder import HostBuilder
     from hostkit.configuration import Configuration
     from hostkit.context import HttpContext
@@ -109,7 +110,8 @@ def hostkit_add_authentication_schemes(
 
 @hookspec(firstresult=True)
 def hostkit_create_server(hosting_model: HostingModel, server_name: str,
-                          configuration: Configuration, behind_module: bool) -> Server | None:
+                          configuration: Configuration, behind_module: bool,
+                          authenticator: Authenticator | None) -> Server | None:
     """Create the server that serves this host.
 
     Called once by ``HostBuilder.build()``. Stops at the first non-``None`` result; when no
@@ -123,6 +125,10 @@ def hostkit_create_server(hosting_model: HostingModel, server_name: str,
         pipeline on loopback behind the module; false when it owns the public ``urls``. An
         embedded server answers for InProcess, and for OutOfProcess only behind the module;
         the module answers for OutOfProcess when not behind it.
+    :param authenticator: the configured server authentication, or ``None`` when
+        ``[authentication] schemes`` is empty. An embedded server can ignore it (the pipeline
+        runs it); a server that answers requests without running the pipeline (the module)
+        must run it on every request. Implementations may leave this parameter out.
     :returns: a :class:`hostkit.server.Server`, or ``None`` to let another plugin answer. A
         server declared with :func:`hostkit_declare_servers` is only asked for what it
         declared; an undeclared one that must refuse a combination (e.g. an async backend)

@@ -19,6 +19,7 @@ class ClaimTypes:
     ORGANIZATIONAL_UNIT = "ou"
     COUNTRY = "c"
     THUMBPRINT = "thumbprint"
+    X500_DISTINGUISHED_NAME = "x500distinguishedname"
     SERIAL_NUMBER = "serialnumber"
 
 

@@ -287,6 +287,9 @@ class AuthenticationOptions:
     schemes: tuple[str, ...] = setting(
         (), TextList("a list of scheme names, e.g. [\"basic\", \"certificate\"]"),
         "server-level authentication schemes run by the process that owns the public listener")
+    users_file: str = setting(
+        "users.txt", Text("a path to a users file", non_empty=True),
+        "the basic scheme's users (NAME:PBKDF2 hash lines; `hostkit users add NAME` writes it)")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,31 +1,29 @@
 """HypercornServer: hypercorn embedded behind hostkit's server stage.
 
 hostkit binds the sockets itself (so an address in use is one clear error, and the server is
-listening before it reports started) and hands them to hypercorn's worker for the running
-async backend.
+listening before it reports started), builds the TLS context with the rest of hostkit
+(``hostkit.tls``), and hands each accepted connection to hypercorn (``connections.py``).
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import socket
-import ssl
 from typing import Any, cast
 
 import anyio
 import sniffio
 from anyio.abc import TaskStatus
-from hypercorn.config import Config, Sockets
+from hypercorn.config import Config
 from hypercorn.utils import wrap_app
 
 import hostkit
 from hostkit.asgi import ASGIApp
 from hostkit.server import ListenAddress, bind_all
+from hostkit.tls import server_context
 
-_VERIFY_MODES = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL,
-                 "required": ssl.CERT_REQUIRED}
+from hostkit_inprocess.connections import serve_asyncio, serve_trio
 
 
 class HypercornServer:
@@ -34,10 +32,11 @@ class HypercornServer:
     name = "hypercorn"
 
     def __init__(self, configuration: hostkit.Configuration):
+        self.configuration = configuration
         self.options = configuration.options
 
     def hypercorn_config(self) -> Config:
-        """hypercorn's Config from hostkit's settings (timeouts, TLS, logging)."""
+        """hypercorn's Config from hostkit's settings (timeouts, logging)."""
         options = self.options
         config = Config()
         limits = options.server_options
@@ -50,43 +49,22 @@ class HypercornServer:
         config.accesslog = None
         config.errorlog = logging.getLogger("hypercorn.error")
         config.include_server_header = False
-        tls = options.tls
-        if tls.certificate and tls.private_key:
-            config.certfile = tls.certificate
-            config.keyfile = tls.private_key
-            if tls.client_ca:
-                config.ca_certs = tls.client_ca
-            config.verify_mode = _VERIFY_MODES[tls.client_certificate_mode]
         return config
 
     async def serve(self, app: ASGIApp, stopping: anyio.Event, *,
                     task_status: TaskStatus[list[str]] = anyio.TASK_STATUS_IGNORED) -> None:
         config = self.hypercorn_config()
         bound = bind_all(self.options.urls)
-        sockets = Sockets(
-            secure_sockets=[sock for address, sock in bound if address.is_secure],
-            insecure_sockets=[sock for address, sock in bound if not address.is_secure],
-            quic_sockets=[],
-        )
+        secure = [sock for address, sock in bound if address.is_secure]
+        insecure = [sock for address, sock in bound if not address.is_secure]
+        tls = server_context(self.configuration, config.alpn_protocols) if secure else None
         urls = [address.display(sock) for address, sock in bound]
         wrapped = wrap_app(cast(Any, app), config.wsgi_max_body_size, "asgi")
+        serve = serve_trio if sniffio.current_async_library() == "trio" else serve_asyncio
         try:
-            if sniffio.current_async_library() == "trio":
-                from hypercorn.trio.run import worker_serve as trio_serve
-
-                async with anyio.create_task_group() as task_group:
-                    await task_group.start(functools.partial(
-                        trio_serve, wrapped, config, sockets=sockets,
-                        shutdown_trigger=stopping.wait))
-                    task_status.started(urls)
-            else:
-                from hypercorn.asyncio.run import worker_serve as asyncio_serve
-
-                # hypercorn's asyncio worker has no readiness callback; the sockets are bound
-                # and listening already, so connections made from here on are served.
+            async with anyio.create_task_group() as task_group:
+                await task_group.start(serve, wrapped, config, secure, insecure, tls, stopping)
                 task_status.started(urls)
-                await asyncio_serve(wrapped, config, sockets=sockets,
-                                    shutdown_trigger=stopping.wait)
         finally:
             _close_all([sock for _, sock in bound], [address for address, _ in bound])
 

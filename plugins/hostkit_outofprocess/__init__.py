@@ -16,6 +16,7 @@ import os
 
 import hostkit
 from hostkit import HostingModel, Stage
+from hostkit.authentication import Authenticator
 from hostkit.child_contract import TOKEN_VARIABLE, ChildContract
 
 from hostkit_outofprocess.integration import IntegrationMiddleware
@@ -38,15 +39,17 @@ def hostkit_configure_builder(builder: hostkit.HostBuilder) -> None:
     builder.behind_module = True
     builder.set_configuration({"urls": [f"http://127.0.0.1:{contract.port}"]},
                               f"the module (HOSTKIT_PORT={contract.port})")
-    builder.pipeline.use_asgi_middleware(IntegrationMiddleware, Stage.INTEGRATION,
-                                         contract=contract)
+    builder.pipeline.use_asgi_middleware(
+        IntegrationMiddleware, Stage.INTEGRATION, contract=contract,
+        forward_client_certificate=(
+            builder.configuration.options.integration.forward_client_certificate))
 
 
 @hostkit.hookimpl
 def hostkit_create_server(hosting_model: HostingModel, server_name: str,
-                          configuration: hostkit.Configuration,
-                          behind_module: bool) -> hostkit.Server | None:
+                          configuration: hostkit.Configuration, behind_module: bool,
+                          authenticator: Authenticator | None) -> hostkit.Server | None:
     """The module serves the public side of OutOfProcess, whatever the child's server."""
     if hosting_model is HostingModel.OUT_OF_PROCESS and not behind_module:
-        return ModuleServer(configuration)
+        return ModuleServer(configuration, authenticator)
     return None

@@ -51,13 +51,14 @@ def is_websocket_upgrade(headers: Sequence[Header]) -> bool:
 
 
 def request_headers(headers: Sequence[Header], *, client_ip: str | None, scheme: str,
-                    token: bytes,
-                    framing: Header | None, websocket: bool) -> list[Header]:
+                    token: bytes, framing: Header | None, websocket: bool,
+                    identity: Sequence[Header] = ()) -> list[Header]:
     """The headers of the request the module sends to the child.
 
     ``framing`` is the body framing header to send (Content-Length or Transfer-Encoding), or
     ``None`` for no body; ``websocket`` keeps the handshake's ``Upgrade``/``Connection``;
-    ``client_ip`` is ``None`` on a unix socket, where there is no client address to forward.
+    ``client_ip`` is ``None`` on a unix socket, where there is no client address to forward;
+    ``identity`` are the module's ``Hostkit-Client-Cert`` / ``Hostkit-Identity`` headers.
     """
     named = connection_tokens(headers)
     result: list[Header] = []
@@ -75,6 +76,7 @@ def request_headers(headers: Sequence[Header], *, client_ip: str | None, scheme:
     if client_ip is not None:
         result.append((b"x-forwarded-for", client_ip.encode("ascii")))
     result.append((b"x-forwarded-proto", scheme.encode("ascii")))
+    result.extend(identity)
     result.append((TOKEN_HEADER, token))
     return result
 

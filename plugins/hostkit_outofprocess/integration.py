@@ -3,10 +3,14 @@
 For every HTTP and WebSocket request (SPEC §4):
 
 1. exactly one ``Hostkit-Token`` header equal to the module's token (constant-time compare),
-   or 400 with an empty body and the app is not called;
-2. the token header is removed from what the app sees;
+   at most one ``Hostkit-Identity`` whose MAC verifies with that token, and at most one
+   ``Hostkit-Client-Cert``, or 400 with an empty body and the app is not called;
+2. those headers are removed from what the app sees;
 3. ``X-Forwarded-For`` (last hop) becomes the client address, ``X-Forwarded-Proto`` the
-   scheme, and the module's path base the ``root_path``.
+   scheme, and the module's path base the ``root_path``;
+4. the forwarded identity is left for the authentication layer, and the client certificate
+   becomes the ASGI ``tls`` extension (``context.connection.client_certificate``) when
+   ``integration.forward_client_certificate`` is true.
 
 The token is never logged: nothing here logs, and the contract's repr hides it.
 """
@@ -14,9 +18,18 @@ The token is never logged: nothing here logs, and the contract's repr hides it.
 from __future__ import annotations
 
 import hmac
+import ssl
 
-from hostkit.asgi import ASGIApp, Receive, Scope, Send
-from hostkit.child_contract import TOKEN_HEADER, ChildContract
+from hostkit.asgi import ASGIApp, Receive, Scope, Send, send_refusal
+from hostkit.authentication import FORWARDED_RESULT_KEY
+from hostkit.child_contract import (
+    CLIENT_CERT_HEADER,
+    IDENTITY_HEADER,
+    TOKEN_HEADER,
+    ChildContract,
+)
+
+from hostkit_outofprocess.forwarded_identity import decode_client_certificate, decode_identity
 
 _FORWARDED_FOR = b"x-forwarded-for"
 _FORWARDED_PROTO = b"x-forwarded-proto"
@@ -24,28 +37,16 @@ _SCHEMES = {"http": {b"http": "http", b"https": "https"},
             "websocket": {b"http": "ws", b"https": "wss"}}
 
 
-async def _reject(scope: Scope, send: Send) -> None:
-    """400 with an empty body (for a WebSocket, through the HTTP-response extension)."""
-    if scope["type"] == "http":
-        kind = "http.response"
-    elif "websocket.http.response" in scope.get("extensions", {}):
-        kind = "websocket.http.response"
-    else:
-        await send({"type": "websocket.close", "code": 1008})
-        return
-    await send({"type": f"{kind}.start", "status": 400,
-                "headers": [(b"content-length", b"0")]})
-    await send({"type": f"{kind}.body", "body": b""})
-
-
 class IntegrationMiddleware:
     """ASGI middleware applying the module's contract; see the module docstring."""
 
-    def __init__(self, app: ASGIApp, *, contract: ChildContract):
+    def __init__(self, app: ASGIApp, *, contract: ChildContract,
+                 forward_client_certificate: bool = True):
         self.app = app
         self.token = contract.token.encode("ascii")
         base = contract.path_base.rstrip("/")
         self.path_base = base  # "" when the app is at the root
+        self.forward_client_certificate = forward_client_certificate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -54,6 +55,7 @@ class IntegrationMiddleware:
             return
         token: bytes | None = None
         count = 0
+        module_headers: dict[bytes, list[bytes]] = {}
         kept = []
         forwarded_for = forwarded_proto = None
         for name, value in scope["headers"]:
@@ -62,6 +64,9 @@ class IntegrationMiddleware:
                 token = value
                 count += 1
                 continue
+            if lowered == IDENTITY_HEADER or lowered == CLIENT_CERT_HEADER:
+                module_headers.setdefault(lowered, []).append(value)
+                continue
             if lowered == _FORWARDED_FOR:
                 forwarded_for = value
             elif lowered == _FORWARDED_PROTO:
@@ -69,9 +74,12 @@ class IntegrationMiddleware:
             kept.append((name, value))
         # compare_digest runs in time independent of where the values differ.
         if count != 1 or not hmac.compare_digest(token or b"", self.token):
-            await _reject(scope, send)
+            await send_refusal(scope, send, 400)
             return
         scope = dict(scope)
+        if module_headers and not self._apply_identity(scope, module_headers):
+            await send_refusal(scope, send, 400)
+            return
         scope["headers"] = kept
         if forwarded_for:
             last_hop = forwarded_for.split(b",")[-1].strip().decode("latin-1")
@@ -86,3 +94,26 @@ class IntegrationMiddleware:
             if path == self.path_base or path.startswith(self.path_base + "/"):
                 scope["root_path"] = self.path_base
         await self.app(scope, receive, send)
+
+    def _apply_identity(self, scope: Scope, headers: dict[bytes, list[bytes]]) -> bool:
+        """Put the module's identity and client certificate into ``scope``. Returns false
+        when either is duplicated or invalid (never sent so by a real module)."""
+        identities = headers.get(IDENTITY_HEADER, [])
+        certificates = headers.get(CLIENT_CERT_HEADER, [])
+        if len(identities) > 1 or len(certificates) > 1:
+            return False
+        if identities:
+            result = decode_identity(identities[0], self.token)
+            if result is None:
+                return False
+            scope[FORWARDED_RESULT_KEY] = result
+        if certificates:
+            der = decode_client_certificate(certificates[0])
+            if der is None:
+                return False
+            if self.forward_client_certificate:
+                scope["extensions"] = {**scope.get("extensions", {}), "tls": {
+                    "server_cert": None, "client_cert_chain": [ssl.DER_cert_to_PEM_cert(der)],
+                    "client_cert_name": None, "client_cert_error": None,
+                    "tls_version": None, "cipher_suite": None}}
+        return True

@@ -25,18 +25,19 @@ from anyio.abc import ByteStream, SocketAttribute, TaskStatus
 import hostkit
 from hostkit.asgi import ASGIApp
 from hostkit.configuration import CONFIG_FILE
+from hostkit.authentication import Authenticator
 from hostkit.server import bind_all
+from hostkit.tls import server_context
 
+from hostkit_outofprocess.connection_identity import ConnectionIdentity
 from hostkit_outofprocess.pages import ErrorPages
 from hostkit_outofprocess.pool import ConnectionPool
 from hostkit_outofprocess.process import Child, ChildSettings, ProcessManager
 from hostkit_outofprocess.proxy import ClientConnection
-from hostkit_outofprocess.streams import serve_listener
+from hostkit_outofprocess.streams import serve_listener, ssl_object
 
 logger = logging.getLogger("hostkit.module")
 
-_VERIFY_MODES = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL,
-                 "required": ssl.CERT_REQUIRED}
 # The pool keeps an idle connection for at most this share of the child's keep-alive timeout.
 _POOL_SHARE = 0.5
 _POOL_IDLE_CAP = 2.0
@@ -64,9 +65,12 @@ class ModuleServer:
     #: The host does not run the app (nor its lifespan) in this process: the children do.
     runs_pipeline = False
 
-    def __init__(self, configuration: hostkit.Configuration):
+    def __init__(self, configuration: hostkit.Configuration,
+                 authenticator: Authenticator | None = None):
         options = configuration.options
+        self.configuration = configuration
         self.options = options
+        self.authenticator = authenticator
         self.content_root = configuration.content_root
         self.environment_name = configuration.environment_name
         self.request_timeout = options.module.request_timeout
@@ -105,7 +109,7 @@ class ModuleServer:
                     task_status: TaskStatus[list[str]] = anyio.TASK_STATUS_IGNORED) -> None:
         bound = bind_all(self.options.urls)
         urls = [address.display(sock) for address, sock in bound]
-        tls = self._tls_context() if any(a.is_secure for a, _ in bound) else None
+        tls = server_context(self.configuration) if any(a.is_secure for a, _ in bound) else None
         async with anyio.create_task_group() as services:
             await services.start(self.manager.run)
             await self._check_offline()
@@ -130,9 +134,12 @@ class ModuleServer:
                       connections: anyio.abc.TaskGroup, accepting: anyio.CancelScope,
                       stopping: anyio.Event) -> None:
         async def handle(stream: ByteStream) -> None:
-            connection = ClientConnection(
-                stream, self, self.pages, client_ip=_client_ip(stream), scheme=scheme,
-                head_timeout=self.head_timeout, stopping=stopping)
+            identity = ConnectionIdentity(
+                ssl_object=ssl_object(stream), scheme=scheme, client_ip=_client_ip(stream),
+                authenticator=self.authenticator,
+                forward_identity=self.options.module.forward_identity)
+            connection = ClientConnection(stream, self, self.pages, identity=identity,
+                                          head_timeout=self.head_timeout, stopping=stopping)
             self._connections.add(connection)
             try:
                 await connection.serve()
@@ -143,16 +150,6 @@ class ModuleServer:
 
         with accepting:
             await serve_listener(sock, tls, handle, connections)
-
-    def _tls_context(self) -> ssl.SSLContext:
-        tls = self.options.tls
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(tls.certificate, tls.private_key)
-        if tls.client_ca:
-            context.load_verify_locations(tls.client_ca)
-        context.verify_mode = _VERIFY_MODES[tls.client_certificate_mode]
-        context.set_alpn_protocols(["http/1.1"])
-        return context
 
     # -- app_offline and configuration changes ---------------------------------------------
 

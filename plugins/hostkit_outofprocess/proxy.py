@@ -20,7 +20,10 @@ import anyio
 import h11
 from anyio.abc import ByteStream
 
+from hostkit.authentication import AuthenticateResult
+
 from hostkit_outofprocess import headers as header_rules
+from hostkit_outofprocess.connection_identity import ConnectionIdentity
 from hostkit_outofprocess.pages import ErrorPages
 from hostkit_outofprocess.pool import (
     LAST_CHUNK,
@@ -181,13 +184,11 @@ class ClientConnection:
     """Serves one accepted client connection until it closes, times out or the module stops."""
 
     def __init__(self, stream: ByteStream, upstream: Upstream, pages: ErrorPages, *,
-                 client_ip: str | None, scheme: str, head_timeout: float,
-                 stopping: anyio.Event):
+                 identity: ConnectionIdentity, head_timeout: float, stopping: anyio.Event):
         self.stream = stream
         self.upstream = upstream
         self.pages = pages
-        self.client_ip = client_ip
-        self.scheme = scheme
+        self.identity = identity
         self.head_timeout = head_timeout
         self.stopping = stopping
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_SIZE)
@@ -264,6 +265,10 @@ class ClientConnection:
             end = await self._next_event()
             if not isinstance(end, h11.EndOfMessage):
                 raise _ClientGone()
+        authenticated = await self.identity.authenticate(request)
+        if authenticated is not None and authenticated.failure is not None:
+            await self._answer(401, extra=self.identity.challenge_headers(), close=has_body)
+            return not has_body
         websocket = header_rules.is_websocket_upgrade(request.headers)
         if has_body and self.h11.they_are_waiting_for_100_continue:
             await self._send(self.h11.send(h11.InformationalResponse(status_code=100,
@@ -283,7 +288,8 @@ class ClientConnection:
                     continue  # the child died; nothing reached it: the next child takes it
                 break
             outcome = await self._forward(request, framing, has_body, websocket, target, child,
-                                          first_attempt=not stale_retried, idempotent=idempotent)
+                                          authenticated, first_attempt=not stale_retried,
+                                          idempotent=idempotent)
             if isinstance(outcome, bool):
                 return outcome
             stale_retried = True
@@ -292,7 +298,8 @@ class ClientConnection:
 
     async def _forward(self, request: h11.Request, framing: header_rules.Header | None,
                        has_body: bool, websocket: bool, target: Target, child: ChildConnection,
-                       first_attempt: bool, idempotent: bool) -> bool | object:
+                       authenticated: AuthenticateResult | None, first_attempt: bool,
+                       idempotent: bool) -> bool | object:
         """Send ``request`` on ``child`` and relay the answer.
 
         Returns keep-alive, or ``_RETRY`` when a reused (pooled) connection turned out to be
@@ -301,8 +308,9 @@ class ClientConnection:
         """
         stale_retry = first_attempt and child.reused
         forwarded = header_rules.request_headers(
-            request.headers, client_ip=self.client_ip, scheme=self.scheme, token=target.token,
-            framing=framing, websocket=websocket)
+            request.headers, client_ip=self.identity.client_ip, scheme=self.identity.scheme,
+            token=target.token, framing=framing, websocket=websocket,
+            identity=self.identity.forwarded_headers(authenticated, target.token))
         head = request_head(request.method, request.target, forwarded)
         head_request = request.method == b"HEAD"
         reusable = False

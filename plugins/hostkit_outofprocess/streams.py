@@ -20,7 +20,7 @@ from typing import Any
 import anyio
 import sniffio
 from anyio.abc import ByteStream, SocketAttribute, TaskGroup
-from anyio.streams.tls import TLSListener
+from anyio.streams.tls import TLSAttribute, TLSListener
 
 Handler = Callable[[Any], Coroutine[Any, Any, None]]
 
@@ -153,6 +153,13 @@ class ProtocolStream:
         if default is not None:
             return default
         raise anyio.TypedAttributeLookupError(attribute)
+
+
+def ssl_object(stream: ByteStream | ProtocolStream) -> ssl.SSLObject | None:
+    """The TLS object of an accepted connection (handshake done), ``None`` for plain HTTP."""
+    if isinstance(stream, ProtocolStream):
+        return stream.transport.get_extra_info("ssl_object")  # type: ignore[no-any-return]
+    return stream.extra(TLSAttribute.ssl_object, None)  # type: ignore[no-any-return]
 
 
 def _on_asyncio() -> bool:

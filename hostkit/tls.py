@@ -1,0 +1,64 @@
+"""TLS on the public listener (SPEC §3 ``[tls]``): the one place that builds the server's
+SSL context, and describes a TLS connection in the ASGI ``tls`` extension.
+
+Every server that owns a public ``https://`` address uses :func:`server_context` (the
+embedded server InProcess, the module OutOfProcess), so the same settings mean the same
+handshake in both models.
+
+Client certificates are verified during the handshake, against ``client_ca`` only: the
+standard library cannot accept a certificate it failed to verify and reject it later, so an
+expired or untrusted certificate ends the handshake with a TLS alert naming the reason
+(``certificate expired``, ``unknown ca``) instead of an HTTP 403.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Sequence
+from typing import Any
+
+from hostkit.configuration import Configuration
+
+VERIFY_MODES = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL,
+                "required": ssl.CERT_REQUIRED}
+
+
+def server_context(configuration: Configuration,
+                   alpn_protocols: Sequence[str] = ("http/1.1",)) -> ssl.SSLContext:
+    """The SSL context for the public listener, from ``[tls]``.
+
+    Called once when a server starts listening on an ``https://`` address. Configuration
+    loading has already checked that the files are set and exist.
+    """
+    tls = configuration.options.tls
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.options |= ssl.OP_NO_COMPRESSION
+    context.load_cert_chain(configuration.path(tls.certificate),
+                            configuration.path(tls.private_key))
+    context.verify_mode = VERIFY_MODES[tls.client_certificate_mode]
+    if tls.client_ca:
+        context.load_verify_locations(configuration.path(tls.client_ca))
+    context.set_alpn_protocols(list(alpn_protocols))
+    return context
+
+
+def tls_extension(ssl_object: ssl.SSLObject | ssl.SSLSocket) -> dict[str, Any]:
+    """The ASGI ``tls`` scope extension for a connection whose handshake is done.
+
+    ``client_cert_chain`` holds the client's certificate (PEM) when it presented one, else is
+    empty; the standard library exposes only the leaf of the chain.
+    """
+    der = ssl_object.getpeercert(binary_form=True)
+    version = ssl_object.version()
+    return {
+        "server_cert": None,
+        "client_cert_chain": [ssl.DER_cert_to_PEM_cert(der)] if der else [],
+        "client_cert_name": None,
+        "client_cert_error": None,
+        "tls_version": _TLS_VERSIONS.get(version or ""),
+        "cipher_suite": None,
+    }
+
+
+_TLS_VERSIONS = {"TLSv1.2": 0x0303, "TLSv1.3": 0x0304}

@@ -1,0 +1,293 @@
+"""Identity end to end (SPEC §5–6): TLS client certificates, server authentication, forwarded
+identity and claims transformation, the same in both hosting models.
+
+One program per {InProcess, OutOfProcess} × {asyncio, trio} serves https with
+``client_certificate_mode = "optional"`` and the ``basic`` and ``certificate`` schemes; the
+same requests must give the same user, claims and certificate bytes in every cell.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import ssl
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trustme
+
+from hostkit.authentication.passwords import hash_password
+from hostkit.authentication.users_file import set_user
+
+from support import PROGRAMS, Program, python
+
+pytestmark = [pytest.mark.anyio, pytest.mark.integration]
+
+TIMEOUT = 10
+USER, PASSWORD = "alice", "wonder land:1"
+# Fast hashes keep the suite quick; the format and the code path are those of real ones.
+TEST_ITERATIONS = 1000
+TRANSFORMED = ["transformed", "yes"]
+
+
+@dataclass
+class Pki:
+    """A CA, the server's certificate, and client certificates: good, expired, untrusted."""
+
+    authority: trustme.CA
+    root: Path
+    client: trustme.LeafCert
+    expired: trustme.LeafCert
+    untrusted: trustme.LeafCert
+
+    def client_context(self, certificate: trustme.LeafCert | None = None) -> ssl.SSLContext:
+        context = ssl.create_default_context()
+        self.authority.configure_trust(context)
+        if certificate is not None:
+            certificate.configure_cert(context)
+        return context
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    root = tmp_path_factory.mktemp("pki")
+    authority = trustme.CA()
+    authority.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(
+        str(root / "server.pem"))
+    authority.cert_pem.write_to_path(str(root / "clients-ca.pem"))
+    client = authority.issue_cert("alice@example.org", common_name=USER,
+                                  organization_name="Wonderland")
+    expired = authority.issue_cert(
+        "alice@example.org", common_name=USER,
+        not_before=datetime.datetime(2000, 1, 1, tzinfo=datetime.timezone.utc),
+        not_after=datetime.datetime(2001, 1, 1, tzinfo=datetime.timezone.utc))
+    untrusted = trustme.CA().issue_cert("alice@example.org", common_name=USER)
+    return Pki(authority, root, client, expired, untrusted)
+
+
+def write_site(root: Path, pki: Pki, model: str, extra: str = "",
+               authentication: str = "") -> None:
+    """hostkit.toml (https, optional client certificates, basic + certificate) and users;
+    ``extra`` goes before the tables, ``authentication`` into ``[authentication]``."""
+    set_user(root / "users.txt", USER, hash_password(PASSWORD, TEST_ITERATIONS))
+    (root / "hostkit.toml").write_text(
+        f'hosting_model = "{model}"\n'
+        'urls = ["https://127.0.0.1:0"]\n'
+        "shutdown_timeout = 5\n"
+        f"{extra}\n"
+        "[tls]\n"
+        f'certificate = "{pki.root / "server.pem"}"\n'
+        f'private_key = "{pki.root / "server.pem"}"\n'
+        f'client_ca = "{pki.root / "clients-ca.pem"}"\n'
+        'client_certificate_mode = "optional"\n'
+        "[authentication]\n"
+        'schemes = ["basic", "certificate"]\n'
+        'authentication_display_name = "Wonderland"\n'
+        f"{authentication}\n")
+
+
+def start(root: Path, backend: str) -> tuple[Program, str]:
+    program = Program(python(str(PROGRAMS / "identity_probe.py"),
+                             f"--async_backend={backend}"), cwd=root)
+    (url,) = program.wait_started()
+    return program, url
+
+
+@pytest.fixture(scope="module", params=["InProcess", "OutOfProcess"])
+def site(request: pytest.FixtureRequest, anyio_backend: str, pki: Pki,
+         tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """(model, url) of the identity probe with automatic authentication."""
+    model = request.param
+    root = tmp_path_factory.mktemp(f"identity-{model}")
+    write_site(root, pki, model)
+    program, url = start(root, anyio_backend)
+    yield model, url
+    program.stop()
+
+
+async def get(url: str, pki: Pki, certificate: trustme.LeafCert | None = None,
+              headers: Any = None) -> httpx.Response:
+    async with httpx.AsyncClient(verify=pki.client_context(certificate),
+                                 timeout=TIMEOUT) as client:
+        return await client.get(url, headers=headers)
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+def der_of(certificate: trustme.LeafCert) -> bytes:
+    return ssl.PEM_cert_to_DER_cert(certificate.cert_chain_pems[0].bytes().decode())
+
+
+def expected_view(kind: str, pki: Pki) -> dict[str, Any]:
+    """What the app must see for each kind of client, whatever the model."""
+    if kind == "anonymous":
+        return {"authenticated": False, "authentication_type": None, "name": None,
+                "claims": [TRANSFORMED], "certificate": None}
+    if kind == "basic":
+        return {"authenticated": True, "authentication_type": "Basic", "name": USER,
+                "claims": [["name", USER], ["nameidentifier", USER], TRANSFORMED],
+                "certificate": None}
+    der = der_of(pki.client)
+    return {"authenticated": True, "authentication_type": "Certificate", "name": USER,
+            "certificate": base64.b64encode(der).decode(),
+            "claims": None}  # checked claim by claim below: trustme adds its own subject fields
+
+
+CLIENTS = ["anonymous", "basic", "certificate"]
+
+
+@pytest.mark.parametrize("kind", CLIENTS)
+async def test_the_app_sees_the_same_identity_in_both_models(
+        site: tuple[str, str], kind: str, pki: Pki) -> None:
+    model, url = site
+    response = await get(url + "/whoami", pki,
+                         certificate=pki.client if kind == "certificate" else None,
+                         headers=basic(USER, PASSWORD) if kind == "basic" else None)
+    assert response.status_code == 200, response.text
+    seen = response.json()
+    assert seen["model"] == model
+    expected = expected_view(kind, pki)
+    for key, value in expected.items():
+        if value is not None or key != "claims":
+            assert seen[key] == value, key
+    if kind == "certificate":
+        der = der_of(pki.client)
+        claims = [tuple(claim) for claim in seen["claims"]]
+        assert claims[0] == ("name", USER)
+        assert ("cn", USER) in claims and ("o", "Wonderland") in claims
+        assert ("thumbprint", hashlib.sha1(der).hexdigest().upper()) in claims
+        assert claims.count(tuple(TRANSFORMED)) == 1
+    assert seen["scheme"] == "https" and seen["remote_ip"] == "127.0.0.1"
+    assert not [name for name, _ in seen["headers"] if name.lower().startswith("hostkit")]
+
+
+async def test_wrong_or_malformed_credentials_get_401_and_the_server_keeps_serving(
+        site: tuple[str, str], pki: Pki) -> None:
+    _, url = site
+    for headers in (basic(USER, "wrong"), basic("nobody", PASSWORD),
+                    {"Authorization": "Basic !!not-base64!!"},
+                    {"Authorization": "Basic " + base64.b64encode(b"no-colon").decode()}):
+        response = await get(url + "/whoami", pki, headers=headers)
+        assert response.status_code == 401, headers
+        assert response.content == b""
+        assert response.headers.get_list("www-authenticate") == [
+            'Basic realm="Wonderland", charset="UTF-8"', "Certificate"]
+    assert (await get(url + "/whoami", pki, headers=basic(USER, PASSWORD))).status_code == 200
+
+
+async def test_other_authorization_schemes_are_left_to_the_app(
+        site: tuple[str, str], pki: Pki) -> None:
+    _, url = site
+    response = await get(url + "/whoami", pki, headers={"Authorization": "Bearer abc"})
+    assert response.status_code == 200
+    assert response.json()["authenticated"] is False
+
+
+@pytest.mark.parametrize("which", ["expired", "untrusted"])
+async def test_a_bad_client_certificate_fails_the_handshake_and_the_server_keeps_serving(
+        site: tuple[str, str], pki: Pki, which: str) -> None:
+    _, url = site
+    with pytest.raises(httpx.HTTPError) as failure:
+        response = await get(url + "/whoami", pki, certificate=getattr(pki, which))
+        # TLS 1.3 reports the client's rejected certificate after the handshake; the request
+        # itself then fails, never reaching the app.
+        pytest.fail(f"a {which} certificate was accepted: {response.status_code}")
+    assert failure.value is not None
+    assert (await get(url + "/whoami", pki, certificate=pki.client)).status_code == 200
+
+
+# Every spelling a client might use to pass itself off as the module.
+SPOOFS = [
+    [("Hostkit-Identity", "eyJzY2hlbWUiOiJiYXNpYyJ9.AAAA")],
+    [("HOSTKIT-IDENTITY", "x"), ("hostkit-identity", "y")],
+    [("hostkit_identity", "eyJ9.AAAA"), ("Hostkit_Client_Cert", "AAAA")],
+    [("Hostkit-Client-Cert", "MIIB")],
+    [("Connection", "Hostkit-Client-Cert, X-Forwarded-For"), ("Hostkit-Client-Cert", "MIIB"),
+     ("X-Forwarded-For", "203.0.113.9")],
+    [("X-Forwarded-For", "203.0.113.9"), ("x-forwarded-for", "198.51.100.7")],
+    [("X_Forwarded_For", "203.0.113.9"), ("X-Forwarded-Proto", "http")],
+    [("Hostkit-Token", "guess"), ("HOSTKIT_TOKEN", "guess")],
+]
+
+
+@pytest.mark.parametrize("spoof", SPOOFS, ids=lambda spoof: "+".join(n for n, _ in spoof))
+async def test_clients_cannot_forge_identity_certificate_or_address(
+        site: tuple[str, str], pki: Pki, spoof: list[tuple[str, str]]) -> None:
+    model, url = site
+    response = await get(url + "/whoami", pki, headers=spoof)
+    assert response.status_code == 200, response.text
+    seen = response.json()
+    assert seen["authenticated"] is False
+    assert seen["certificate"] is None
+    assert seen["remote_ip"] == "127.0.0.1"
+    assert seen["scheme"] == "https"
+    if model == "OutOfProcess":
+        # Nothing the client sent in these namespaces reaches the child: only the module's
+        # own forwarding headers, with what the module saw.
+        assert sorted(seen["headers"]) == [["x-forwarded-for", "127.0.0.1"],
+                                           ["x-forwarded-proto", "https"]]
+
+
+async def test_spoofed_headers_do_not_override_a_real_identity(
+        site: tuple[str, str], pki: Pki) -> None:
+    _, url = site
+    headers = [*basic(USER, PASSWORD).items(), ("Hostkit-Identity", "forged"),
+               ("hostkit_client_cert", base64.b64encode(der_of(pki.untrusted)).decode())]
+    response = await get(url + "/whoami", pki, certificate=pki.client, headers=headers)
+    seen = response.json()
+    assert seen["authentication_type"] == "Basic" and seen["name"] == USER
+    assert seen["certificate"] == base64.b64encode(der_of(pki.client)).decode()
+
+
+@pytest.fixture(scope="module", params=["InProcess", "OutOfProcess"])
+def explicit_site(request: pytest.FixtureRequest, anyio_backend: str, pki: Pki,
+                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    root = tmp_path_factory.mktemp(f"explicit-{request.param}")
+    write_site(root, pki, request.param, authentication="automatic_authentication = false")
+    program, url = start(root, anyio_backend)
+    yield url
+    program.stop()
+
+
+async def test_without_automatic_authentication_the_user_waits_for_authenticate(
+        explicit_site: str, pki: Pki) -> None:
+    credentials = basic(USER, PASSWORD)
+    implicit = (await get(explicit_site + "/whoami", pki, headers=credentials)).json()
+    assert implicit["authenticated"] is False
+    explicit = (await get(explicit_site + "/explicit", pki, headers=credentials)).json()
+    assert explicit["authenticated"] is True and explicit["name"] == USER
+    # Claims transformation ran once on the principal authenticate() returned.
+    assert explicit["claims"].count(TRANSFORMED) == 1
+    challenged = await get(explicit_site + "/challenge", pki)
+    assert challenged.status_code == 401
+    assert challenged.headers.get_list("www-authenticate") == [
+        'Basic realm="Wonderland", charset="UTF-8"', "Certificate"]
+    # Wrong credentials are refused by the server even when the app authenticates itself.
+    refused = await get(explicit_site + "/explicit", pki, headers=basic(USER, "wrong"))
+    assert refused.status_code == 401
+
+
+async def test_forward_identity_and_certificate_can_be_turned_off(
+        anyio_backend: str, pki: Pki, tmp_path: Path) -> None:
+    write_site(tmp_path, pki, "OutOfProcess",
+               "module.forward_identity = false\n"
+               "integration.forward_client_certificate = false\n")
+    program, url = start(tmp_path, anyio_backend)
+    try:
+        by_password = (await get(url + "/whoami", pki, headers=basic(USER, PASSWORD))).json()
+        assert by_password["authenticated"] is False
+        by_certificate = (await get(url + "/whoami", pki, certificate=pki.client)).json()
+        assert by_certificate["authenticated"] is False
+        assert by_certificate["certificate"] is None
+        # The module still authenticates: wrong credentials never reach the child.
+        assert (await get(url + "/whoami", pki, headers=basic(USER, "x"))).status_code == 401
+    finally:
+        program.stop()
