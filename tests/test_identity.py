@@ -2,8 +2,9 @@
 identity and claims transformation, the same in both hosting models.
 
 One program per {InProcess, OutOfProcess} × {asyncio, trio} serves https with
-``client_certificate_mode = "optional"`` and the ``basic`` and ``certificate`` schemes; the
-same requests must give the same user, claims and certificate bytes in every cell.
+``client_certificate_mode = "optional"``, the ``basic`` and ``certificate`` schemes and a
+plugin's ``apikey`` scheme; the same requests must give the same user, claims and certificate
+bytes in every cell.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import base64
 import datetime
 import hashlib
+import shutil
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +26,7 @@ import trustme
 from hostkit.authentication.passwords import hash_password
 from hostkit.authentication.users_file import set_user
 
-from support import PROGRAMS, Program, python
+from support import PROGRAMS, SAMPLES, Program, python
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -72,12 +74,14 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 def write_site(root: Path, pki: Pki, model: str, extra: str = "",
                authentication: str = "") -> None:
-    """hostkit.toml (https, optional client certificates, basic + certificate) and users;
+    """hostkit.toml (https, optional client certificates, basic + certificate + a plugin's
+    apikey scheme) and users;
     ``extra`` goes before the tables, ``authentication`` into ``[authentication]``."""
     set_user(root / "users.txt", USER, hash_password(PASSWORD, TEST_ITERATIONS))
     (root / "hostkit.toml").write_text(
         f'hosting_model = "{model}"\n'
         'urls = ["https://127.0.0.1:0"]\n'
+        'plugins = ["apikey_scheme"]\n'
         "shutdown_timeout = 5\n"
         f"{extra}\n"
         "[tls]\n"
@@ -86,7 +90,7 @@ def write_site(root: Path, pki: Pki, model: str, extra: str = "",
         f'client_ca = "{pki.root / "clients-ca.pem"}"\n'
         'client_certificate_mode = "optional"\n'
         "[authentication]\n"
-        'schemes = ["basic", "certificate"]\n'
+        'schemes = ["basic", "certificate", "apikey"]\n'
         'authentication_display_name = "Wonderland"\n'
         f"{authentication}\n")
 
@@ -135,13 +139,18 @@ def expected_view(kind: str, pki: Pki) -> dict[str, Any]:
         return {"authenticated": True, "authentication_type": "Basic", "name": USER,
                 "claims": [["name", USER], ["nameidentifier", USER], TRANSFORMED],
                 "certificate": None}
+    if kind == "apikey":
+        return {"authenticated": True, "authentication_type": "ApiKey",
+                "name": "reporting-service", "claims": [["name", "reporting-service"],
+                                                        TRANSFORMED], "certificate": None}
     der = der_of(pki.client)
     return {"authenticated": True, "authentication_type": "Certificate", "name": USER,
             "certificate": base64.b64encode(der).decode(),
             "claims": None}  # checked claim by claim below: trustme adds its own subject fields
 
 
-CLIENTS = ["anonymous", "basic", "certificate"]
+CLIENTS = ["anonymous", "basic", "certificate", "apikey"]
+CREDENTIALS = {"basic": basic(USER, PASSWORD), "apikey": {"X-Api-Key": "k-123"}}
 
 
 @pytest.mark.parametrize("kind", CLIENTS)
@@ -150,7 +159,7 @@ async def test_the_app_sees_the_same_identity_in_both_models(
     model, url = site
     response = await get(url + "/whoami", pki,
                          certificate=pki.client if kind == "certificate" else None,
-                         headers=basic(USER, PASSWORD) if kind == "basic" else None)
+                         headers=CREDENTIALS.get(kind))
     assert response.status_code == 200, response.text
     seen = response.json()
     assert seen["model"] == model
@@ -172,14 +181,14 @@ async def test_the_app_sees_the_same_identity_in_both_models(
 async def test_wrong_or_malformed_credentials_get_401_and_the_server_keeps_serving(
         site: tuple[str, str], pki: Pki) -> None:
     _, url = site
-    for headers in (basic(USER, "wrong"), basic("nobody", PASSWORD),
+    for headers in (basic(USER, "wrong"), basic("nobody", PASSWORD), {"X-Api-Key": "k-999"},
                     {"Authorization": "Basic !!not-base64!!"},
                     {"Authorization": "Basic " + base64.b64encode(b"no-colon").decode()}):
         response = await get(url + "/whoami", pki, headers=headers)
         assert response.status_code == 401, headers
         assert response.content == b""
         assert response.headers.get_list("www-authenticate") == [
-            'Basic realm="Wonderland", charset="UTF-8"', "Certificate"]
+            'Basic realm="Wonderland", charset="UTF-8"', "Certificate", "ApiKey"]
     assert (await get(url + "/whoami", pki, headers=basic(USER, PASSWORD))).status_code == 200
 
 
@@ -269,7 +278,7 @@ async def test_without_automatic_authentication_the_user_waits_for_authenticate(
     challenged = await get(explicit_site + "/challenge", pki)
     assert challenged.status_code == 401
     assert challenged.headers.get_list("www-authenticate") == [
-        'Basic realm="Wonderland", charset="UTF-8"', "Certificate"]
+        'Basic realm="Wonderland", charset="UTF-8"', "Certificate", "ApiKey"]
     # Wrong credentials are refused by the server even when the app authenticates itself.
     refused = await get(explicit_site + "/explicit", pki, headers=basic(USER, "wrong"))
     assert refused.status_code == 401
@@ -289,5 +298,31 @@ async def test_forward_identity_and_certificate_can_be_turned_off(
         assert by_certificate["certificate"] is None
         # The module still authenticates: wrong credentials never reach the child.
         assert (await get(url + "/whoami", pki, headers=basic(USER, "x"))).status_code == 401
+    finally:
+        program.stop()
+
+
+@pytest.mark.parametrize("model", ["InProcess", "OutOfProcess"])
+async def test_claims_sample_adds_roles_from_its_configuration(
+        anyio_backend: str, model: str, tmp_path: Path) -> None:
+    shutil.copytree(SAMPLES / "claims", tmp_path, dirs_exist_ok=True)
+    set_user(tmp_path / "users.txt", "alice", hash_password("a-pass", TEST_ITERATIONS))
+    set_user(tmp_path / "users.txt", "bob", hash_password("b-pass", TEST_ITERATIONS))
+    program = Program(python("app.py", "--urls=http://127.0.0.1:0", f"--hosting_model={model}",
+                             f"--async_backend={anyio_backend}"), cwd=tmp_path)
+    try:
+        (url,) = program.wait_started()
+        async with httpx.AsyncClient(timeout=TIMEOUT) as client:
+            alice = (await client.get(url + "/", auth=("alice", "a-pass"))).json()
+            bob_admin = await client.get(url + "/admin", auth=("bob", "b-pass"))
+            anonymous_admin = await client.get(url + "/admin")
+            alice_admin = await client.get(url + "/admin", auth=("alice", "a-pass"))
+        assert alice == {"name": "alice", "authenticated": True,
+                         "roles": ["admin", "editor"], "model": model}
+        assert bob_admin.status_code == 403
+        assert anonymous_admin.status_code == 401
+        assert anonymous_admin.headers["www-authenticate"] == (
+            'Basic realm="hostkit claims sample", charset="UTF-8"')
+        assert alice_admin.status_code == 200
     finally:
         program.stop()

@@ -51,15 +51,15 @@ def build_authenticator(configuration: Configuration,
         if name in by_name:
             raise ConfigurationError(f"two authentication schemes are named {name!r}")
         by_name[name] = scheme
-    schemes: list[AuthenticationScheme] = []
-    for name in (name.lower() for name in options.schemes):
+    names = [name.lower() for name in options.schemes]
+    for index, name in enumerate(names):
         if name not in by_name:
             raise ConfigurationError(
                 f"{where}authentication.schemes: unknown scheme {name!r}; "
                 f"allowed: {', '.join(sorted(by_name))}")
-        if any(scheme.name == name for scheme in schemes):
+        if name in names[:index]:
             raise ConfigurationError(f"{where}authentication.schemes lists {name!r} twice")
-        schemes.append(by_name[name] or _built_in(name, configuration, where))
+    schemes = [by_name[name] or _built_in(name, configuration, where) for name in names]
     return Authenticator(schemes, options.authentication_display_name)
 
 
@@ -74,8 +74,9 @@ def _built_in(name: str, configuration: Configuration, where: str) -> Authentica
     path = configuration.path(options.authentication.users_file)
     if not path.is_file():
         file_source = configuration.source_of("authentication.users_file")
+        setting = f"authentication.users_file = {options.authentication.users_file!r}"
         raise ConfigurationError(
-            f"{file_source or 'default'}: authentication.users_file = "
-            f"{options.authentication.users_file!r}: no such file ({path}), needed by the "
-            "basic scheme; create it with `hostkit users add NAME`")
+            (f"{file_source}: {setting}" if file_source else f"{setting} (the default)")
+            + f": no such file ({path}), needed by the basic scheme; create it with "
+            "`hostkit users add NAME`")
     return BasicScheme(path)
