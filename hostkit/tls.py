@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, Protocol
 
 from hostkit.configuration import Configuration
 
@@ -43,7 +43,16 @@ def server_context(configuration: Configuration,
     return context
 
 
-def tls_extension(ssl_object: ssl.SSLObject | ssl.SSLSocket) -> dict[str, Any]:
+class TLSConnection(Protocol):
+    """What :func:`tls_extension` reads: an ``ssl.SSLObject``, ``ssl.SSLSocket`` or a
+    ``trio.SSLStream`` (which forwards these to its SSLObject)."""
+
+    def getpeercert(self, binary_form: Literal[True]) -> bytes | None: ...
+
+    def version(self) -> str | None: ...
+
+
+def tls_extension(ssl_object: TLSConnection) -> dict[str, Any]:
     """The ASGI ``tls`` scope extension for a connection whose handshake is done.
 
     ``client_cert_chain`` holds the client's certificate (PEM) when it presented one, else is

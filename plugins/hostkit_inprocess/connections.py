@@ -16,7 +16,7 @@ import functools
 import socket
 import ssl
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import anyio
 from anyio.abc import TaskStatus
@@ -27,7 +27,7 @@ from hypercorn.trio.tcp_server import TCPServer as TrioTCPServer
 from hypercorn.trio.worker_context import WorkerContext as TrioWorkerContext
 from hypercorn.typing import AppWrapper
 
-from hostkit.tls import tls_extension
+from hostkit.tls import TLSConnection, tls_extension
 
 
 class _WithTLSExtension:
@@ -109,7 +109,9 @@ async def serve_trio(app: AppWrapper, config: Config, secure: list[socket.socket
         connection_app = app
         if isinstance(stream, trio.SSLStream):
             # trio.SSLStream forwards getpeercert() and version() to its SSLObject.
-            connection_app = _WithTLSExtension(app, functools.partial(tls_extension, stream))
+            tls_connection = cast(TLSConnection, stream)
+            connection_app = _WithTLSExtension(app, functools.partial(tls_extension,
+                                                                      tls_connection))
         await TrioTCPServer(connection_app, config, context, {}, stream)
 
     listeners: list[Any] = []
