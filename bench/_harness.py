@@ -94,8 +94,11 @@ class ServerProcess:
     """
 
     def __init__(self, name: str, argv: Sequence[str], ready_marker: str, *,
-                 env: Mapping[str, str], cwd: str | Path):
+                 env: Mapping[str, str], cwd: str | Path,
+                 on_line: Callable[[str], None] | None = None):
         self.name = name
+        #: called (on the reader thread) with every stderr line, e.g. to follow a log.
+        self.on_line = on_line
         self.argv = list(argv)
         self.ready_marker = ready_marker
         self.ready_line: str | None = None
@@ -123,6 +126,8 @@ class ServerProcess:
             for raw in self.popen.stderr:
                 line = raw.rstrip("\n")
                 self.log.append(line)
+                if self.on_line is not None:
+                    self.on_line(line)
                 if self.ready_line is None and self.ready_marker in line:
                     self.ready_at = time.monotonic()
                     self.ready_line = line

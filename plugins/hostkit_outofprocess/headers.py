@@ -4,7 +4,9 @@ Request (client → child): every header in the reserved ``hostkit-`` namespace,
 forwarding header (``X-Forwarded-*``, ``Forwarded``, ``X-Real-IP``) and every hop-by-hop header
 (including those named in ``Connection``) is dropped, matching names case-insensitively and with
 ``_`` read as ``-``, so no spelling of them reaches the child. Then the module adds its own
-``X-Forwarded-For``, ``X-Forwarded-Proto`` and ``Hostkit-Token``. ``Host`` is kept.
+``X-Forwarded-For``, ``X-Forwarded-Proto`` and ``Hostkit-Token``. ``Host`` is the client's
+(or the absolute-form target's authority, see :mod:`request_rules`), written by the caller
+first, so naming it in ``Connection`` cannot remove it.
 
 Response (child → client): hop-by-hop headers are dropped; framing is re-done by h11.
 """
@@ -24,8 +26,8 @@ HOP_BY_HOP = frozenset({
 _FORWARDING = frozenset({b"forwarded", b"x-real-ip"})
 _FORWARDING_PREFIX = b"x-forwarded-"
 _RESERVED_PREFIX = RESERVED_HEADER_PREFIX.encode("ascii")
-# The module answers "Expect: 100-continue" itself and frames the body itself.
-_HANDLED_BY_MODULE = frozenset({b"expect", b"content-length"})
+# The module answers "Expect: 100-continue" itself, frames the body itself, and writes Host.
+_HANDLED_BY_MODULE = frozenset({b"expect", b"content-length", b"host"})
 IDEMPOTENT_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 
 
@@ -87,23 +89,3 @@ def response_headers(headers: Sequence[Header]) -> list[Header]:
     return [(name, value) for name, value in headers
             if (key := canonical(name)) not in HOP_BY_HOP and key not in named]
 
-
-def ambiguous_framing(raw_head: bytes) -> str | None:
-    """Why a request head's body framing is ambiguous, or ``None`` when it is not.
-
-    h11 merges repeated identical ``Content-Length`` headers and lets ``Transfer-Encoding``
-    win over ``Content-Length``; a proxy must refuse both (request smuggling), so the raw
-    head is checked before h11's view of it is trusted.
-    """
-    head = raw_head.lower()
-    lengths = head.count(b"\ncontent-length:")
-    encodings = head.count(b"\ntransfer-encoding:")
-    if lengths > 1:
-        return "more than one Content-Length header"
-    if lengths and encodings:
-        return "both Content-Length and Transfer-Encoding"
-    if lengths:
-        start = head.index(b"\ncontent-length:") + len(b"\ncontent-length:")
-        if b"," in head[start:head.find(b"\n", start)]:
-            return "a Content-Length with more than one value"
-    return None

@@ -76,6 +76,7 @@ class ModuleServer:
         self.request_timeout = options.module.request_timeout
         limits = options.server_options
         self.head_timeout = min(limits.keep_alive_timeout, limits.request_header_timeout)
+        self.request_header_timeout = limits.request_header_timeout
         self.pool_idle = min(_POOL_IDLE_CAP, self.head_timeout * _POOL_SHARE)
         self.pages = ErrorPages(
             show_details=self.environment_name.lower() == "development",

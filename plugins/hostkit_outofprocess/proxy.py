@@ -23,6 +23,7 @@ from anyio.abc import ByteStream
 from hostkit.authentication import AuthenticateResult
 
 from hostkit_outofprocess import headers as header_rules
+from hostkit_outofprocess import request_rules
 from hostkit_outofprocess.connection_identity import ConnectionIdentity
 from hostkit_outofprocess.pages import ErrorPages
 from hostkit_outofprocess.pool import (
@@ -61,6 +62,8 @@ class Upstream(Protocol):
     """What the proxy needs from the module."""
 
     request_timeout: float
+    #: also the grace period of a request body's minimum data rate (:class:`BodyPace`).
+    request_header_timeout: float
 
     async def acquire(self) -> Target:
         """A child for the next request; raises ``ChildUnavailable`` with the answer to give."""
@@ -74,16 +77,19 @@ class _ClientGone(Exception):
     """The client closed its connection."""
 
 
-async def _read_into(stream: ByteStream | ProtocolStream, connection: h11.Connection,
-                     head: bytearray) -> bytes:
-    """Read the client's next bytes into h11 (and the raw-head copy). ``b""``: the end."""
+async def _read_into(reader: _ClientReader | _DirectInput) -> bytes:
+    """Read the client's next bytes into h11 (and the raw-head copy). ``b""``: the end.
+
+    ``reader.head`` is looked up after the read: the connection starts a new copy for each
+    request, also while a read is under way.
+    """
     try:
-        data = await stream.receive(READ_SIZE)
+        data = await reader.stream.receive(READ_SIZE)
     except _CLIENT_ERRORS:
         data = b""
-    if len(head) < MAX_HEAD_SIZE:
-        head += data[:MAX_HEAD_SIZE]
-    connection.receive_data(data)
+    if len(reader.head) < MAX_HEAD_SIZE:
+        reader.head += data[:MAX_HEAD_SIZE]
+    reader.connection.receive_data(data)
     return data
 
 
@@ -106,7 +112,7 @@ class _ClientReader:
         with self._scope, self._ready_tx:
             try:
                 while True:
-                    data = await _read_into(self.stream, self.connection, self.head)
+                    data = await _read_into(self)
                     self._nudge()
                     if not data:
                         self.gone = True
@@ -129,6 +135,9 @@ class _ClientReader:
             self._credit_tx.send_nowait(None)
         except anyio.WouldBlock:
             pass
+
+    async def take_available(self) -> None:
+        """Nothing to do: what this reader has read is in h11 already."""
 
     async def wait_data(self) -> None:
         """Wait until more bytes (or the end) reached h11."""
@@ -173,8 +182,13 @@ class _DirectInput:
         """Reading ahead is the protocol's job here (bounded by its high-water mark)."""
 
     async def wait_data(self) -> None:
-        if not await _read_into(self.stream, self.connection, self.head):
+        if not await _read_into(self):
             self._ended = True
+
+    async def take_available(self) -> None:
+        """Feed h11 what the protocol has buffered already, without waiting for more."""
+        while self.stream.protocol.chunks:
+            await _read_into(self)
 
     async def stop(self) -> None:
         self.stream.protocol.on_eof = None
@@ -190,6 +204,7 @@ class ClientConnection:
         self.pages = pages
         self.identity = identity
         self.head_timeout = head_timeout
+        self._pace = BodyPace(0.0)
         self.stopping = stopping
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_SIZE)
         self.reader: _ClientReader | _DirectInput = (
@@ -218,6 +233,8 @@ class ClientConnection:
     async def _serve_requests(self) -> None:
         while not self.stopping.is_set():
             self.idle = True
+            # The raw copy of the next head starts with what h11 holds of it already.
+            self.reader.head = bytearray(self.h11.trailing_data[0][:MAX_HEAD_SIZE])
             with anyio.move_on_after(self.head_timeout) as self._wait_scope:
                 try:
                     event = await self._next_event()
@@ -226,14 +243,20 @@ class ClientConnection:
                     return
             self.idle = False
             if not isinstance(event, h11.Request):
+                if self._wait_scope.cancelled_caught and self.reader.head.strip(b"\r\n") \
+                        and not self.stopping.is_set():
+                    await self._refuse(408)  # a head begun and not finished in time
                 return  # closed, timed out, or the module stops
-            head, self.reader.head = bytes(self.reader.head), bytearray()
             try:
-                keep_alive = await self._exchange(event, head)
+                keep_alive = await self._exchange(
+                    event, request_rules.head_of(bytes(self.reader.head)))
             except (_Aborted, _ClientGone):
                 return
             except h11.RemoteProtocolError as error:
                 await self._answer(error.error_status_hint or 400, close=True)
+                return
+            except _BodyTimeout:
+                await self._refuse(408)
                 return
             if not keep_alive or self.h11.our_state is not h11.DONE \
                     or self.h11.their_state is not h11.DONE:
@@ -252,11 +275,11 @@ class ClientConnection:
 
     # -- one request ------------------------------------------------------------------------
 
-    async def _exchange(self, request: h11.Request, raw_head: bytes) -> bool:
+    async def _exchange(self, request: h11.Request, raw_head: bytes | None) -> bool:
         """Forward one request and relay its response. Returns whether to keep the connection."""
-        problem = header_rules.ambiguous_framing(raw_head)
-        if problem is not None:
-            await self._answer(400, close=True)
+        checked = request_rules.check(request, raw_head, MAX_HEAD_SIZE)
+        if isinstance(checked, request_rules.Refusal):
+            await self._answer(checked.status, close=True)
             return False
         framing, has_body = _framing(request)
         if not has_body:
@@ -273,6 +296,14 @@ class ClientConnection:
         if has_body and self.h11.they_are_waiting_for_100_continue:
             await self._send(self.h11.send(h11.InformationalResponse(status_code=100,
                                                                      headers=[])))
+        body_start: list[h11.Data | h11.EndOfMessage] = []
+        if has_body:
+            # Nothing reaches the child before its body has begun well-formed.
+            body_start = await self._body_start()
+            if isinstance(body_start[-1], h11.EndOfMessage):  # all of it is here
+                framing = (b"content-length",
+                           str(sum(len(e.data) for e in body_start[:-1])).encode())
+        outgoing = _Outgoing(request, checked.target, checked.host, body_start)
         idempotent = not has_body and request.method in header_rules.IDEMPOTENT_METHODS
         stale_retried = False
         for _ in range(_MAX_ATTEMPTS):
@@ -287,7 +318,7 @@ class ClientConnection:
                 if await target.unreachable():
                     continue  # the child died; nothing reached it: the next child takes it
                 break
-            outcome = await self._forward(request, framing, has_body, websocket, target, child,
+            outcome = await self._forward(outgoing, framing, has_body, websocket, target, child,
                                           authenticated, first_attempt=not stale_retried,
                                           idempotent=idempotent)
             if isinstance(outcome, bool):
@@ -296,22 +327,25 @@ class ClientConnection:
         await self._answer(502, self.pages.for_status(502), close=has_body)
         return not has_body
 
-    async def _forward(self, request: h11.Request, framing: header_rules.Header | None,
+    async def _forward(self, outgoing: _Outgoing, framing: header_rules.Header | None,
                        has_body: bool, websocket: bool, target: Target, child: ChildConnection,
                        authenticated: AuthenticateResult | None, first_attempt: bool,
                        idempotent: bool) -> bool | object:
-        """Send ``request`` on ``child`` and relay the answer.
+        """Send the request on ``child`` and relay the answer.
 
         Returns keep-alive, or ``_RETRY`` when a reused (pooled) connection turned out to be
         stale before the request reached the child: the head could not be written, or (for an
         idempotent request without a body) the child closed without a byte of answer.
         """
+        request = outgoing.request
         stale_retry = first_attempt and child.reused
         forwarded = header_rules.request_headers(
             request.headers, client_ip=self.identity.client_ip, scheme=self.identity.scheme,
             token=target.token, framing=framing, websocket=websocket,
             identity=self.identity.forwarded_headers(authenticated, target.token))
-        head = request_head(request.method, request.target, forwarded)
+        head = request_head(request.method, outgoing.target, [(b"host", outgoing.host),
+                                                               *forwarded])
+        head += _frame_body(outgoing.body_start, framing)
         head_request = request.method == b"HEAD"
         reusable = False
         # One scope per exchange: the client leaving cancels it, and while the module waits
@@ -328,9 +362,12 @@ class ClientConnection:
                         return _RETRY
                     await self._answer(502, self.pages.for_status(502), close=True)
                     return False
-                if has_body:
+                if has_body and not isinstance(outgoing.body_start[-1], h11.EndOfMessage):
                     body_sent = await self._send_body(child, chunked=framing is not None
                                                       and framing[0] == b"transfer-encoding")
+                elif has_body:
+                    body_sent = True
+                    self.reader.grant()
                 else:
                     body_sent = True
                     if not websocket:
@@ -352,7 +389,9 @@ class ClientConnection:
                     await self._switch_protocols(response, child)
                     return False
                 keep = await self._relay(response, child, head_request)
-                reusable = True
+                # A handshake's connection is never reused, even when the child refused it:
+                # a strict parser treats whatever follows an upgrade request as the new protocol.
+                reusable = not websocket
                 return keep and body_sent
             finally:
                 self.reader.on_gone = None
@@ -366,16 +405,54 @@ class ClientConnection:
         await self._answer(504, self.pages.for_status(504), close=True)
         return False
 
-    async def _send_body(self, child: ChildConnection, chunked: bool) -> bool:
-        """Stream the request body to the child. Returns False if the child stopped taking it."""
-        while True:
+    async def _body_event(self) -> h11.Data | h11.EndOfMessage:
+        """The next piece of the request body, at the pace :class:`BodyPace` allows."""
+        started = anyio.current_time()
+        with anyio.move_on_after(self._pace.allowance()) as waiting:
             event = await self._next_event()
+        self._pace.waited += anyio.current_time() - started
+        if waiting.cancelled_caught:
+            raise _BodyTimeout()
+        if isinstance(event, h11.Data):
+            self._pace.received += len(event.data)
+            return event
+        if isinstance(event, h11.EndOfMessage):
+            return event
+        raise _ClientGone()
+
+    async def _body_start(self) -> list[h11.Data | h11.EndOfMessage]:
+        """The first piece of the body and whatever more of it has already arrived.
+
+        Taken before anything is sent to the child: a body that begins malformed gets its 400
+        (raised by h11) while the child has seen nothing of the request.
+        """
+        self._pace = BodyPace(self.upstream.request_header_timeout)
+        events: list[h11.Data | h11.EndOfMessage] = [await self._body_event()]
+        await self.reader.take_available()
+        size = 0
+        while not isinstance(events[-1], h11.EndOfMessage) and size < READ_SIZE:
+            event = self.h11.next_event()
+            if event is h11.NEED_DATA:
+                break
+            if not isinstance(event, (h11.Data, h11.EndOfMessage)):
+                raise _ClientGone()
+            if isinstance(event, h11.Data):
+                size += len(event.data)
+                self._pace.received += len(event.data)
+            events.append(event)
+        return events
+
+    async def _send_body(self, child: ChildConnection, chunked: bool) -> bool:
+        """Stream the rest of the request body to the child (after :meth:`_body_start`).
+
+        Returns False if the child stopped taking it.
+        """
+        while True:
+            event = await self._body_event()
             if isinstance(event, h11.Data):
                 data = chunk(event.data) if chunked else event.data
-            elif isinstance(event, h11.EndOfMessage):
-                data = LAST_CHUNK if chunked else b""  # client trailers are not forwarded
             else:
-                raise _ClientGone()
+                data = LAST_CHUNK if chunked else b""  # client trailers are not forwarded
             if data:
                 try:
                     await child.stream.send(data)
@@ -459,9 +536,55 @@ class ClientConnection:
         out += self.h11.send(h11.EndOfMessage())
         await self._send(out)
 
+    async def _refuse(self, status: int) -> None:
+        """Answer ``status`` and close, unless the response began or the client left."""
+        try:
+            await self._answer(status, close=True)
+        except (_Aborted, _ClientGone):
+            pass
+
     async def _answer_unavailable(self, unavailable: ChildUnavailable, close: bool) -> None:
         status, body, extra = self.pages.for_unavailable(unavailable)
         await self._answer(status, body, extra=extra, close=close)
+
+
+class _BodyTimeout(Exception):
+    """The client's request body stopped coming at the pace :class:`BodyPace` allows."""
+
+
+class BodyPace:
+    """How long the module waits for the next bytes of a request body (slow-client defence).
+
+    The body gets ``grace`` seconds (``server.request_header_timeout``) of waiting, plus
+    1/:attr:`MIN_RATE` s for every byte received, counting only the time spent waiting on the
+    client (not on the child): Kestrel's ``MinRequestBodyDataRate`` of 240 bytes/s, with the
+    header timeout as its grace period. A body trickling slower is cut off with 408.
+    """
+
+    MIN_RATE = 240.0
+
+    def __init__(self, grace: float):
+        self.grace = grace
+        self.received = 0
+        self.waited = 0.0
+
+    def allowance(self) -> float:
+        """Seconds the module may still wait for the client's next body bytes."""
+        return max(0.0, self.grace + self.received / self.MIN_RATE - self.waited)
+
+
+class _Outgoing:
+    """A checked request on its way to the child: its target and Host as forwarded, and the
+    start of its body (read before anything is sent)."""
+
+    __slots__ = ("request", "target", "host", "body_start")
+
+    def __init__(self, request: h11.Request, target: bytes, host: bytes,
+                 body_start: list[h11.Data | h11.EndOfMessage]):
+        self.request = request
+        self.target = target
+        self.host = host
+        self.body_start = body_start
 
 
 _RETRY = object()
@@ -480,8 +603,20 @@ def _framing(request: h11.Request) -> tuple[header_rules.Header | None, bool]:
             return (b"transfer-encoding", b"chunked"), True
     for name, value in request.headers:
         if name == b"content-length":
-            return (b"content-length", value), value.strip() != b"0"
+            length = int(value)  # h11 checked it is digits; the child gets it without zeros
+            return (b"content-length", str(length).encode()), length != 0
     return None, False
+
+
+def _frame_body(events: list[h11.Data | h11.EndOfMessage],
+                framing: header_rules.Header | None) -> bytes:
+    """The body events read so far, framed as ``framing`` says."""
+    chunked = framing is not None and framing[0] == b"transfer-encoding"
+    out = b"".join(chunk(e.data) if chunked else bytes(e.data)
+                   for e in events if isinstance(e, h11.Data))
+    if chunked and events and isinstance(events[-1], h11.EndOfMessage):
+        out += LAST_CHUNK
+    return out
 
 
 async def _copy(source: ByteStream, sink: ByteStream, scope: anyio.CancelScope) -> None:

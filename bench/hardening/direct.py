@@ -1,0 +1,148 @@
+"""Direct to the child: requests that skip the module and try to pass the token check.
+
+A child (the hardening app) is started by hand with the module's contract and a known token,
+exactly as the module would start it. Then ``count`` requests go straight to its port, on
+keep-alive connections, each with one of the token variants below: none, wrong, truncated,
+extended, duplicated, case-changed, under another spelling of the name, in a comma list, in a
+trailer, folded. Figures: how many were answered 400 (all must be), how many reached the app
+(``/calls`` afterwards, with the right token, must say 1: itself), and how many lines of the
+child's output contain the token (none may).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+import sys
+import tempfile
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import anyio
+
+from bench._harness import ServerProcess, free_port, server_environment
+from bench.hardening.client import HttpConnection, RequestFailed, build
+from bench.hardening.fronts import APP, write_settings
+
+_TIMEOUT = 10.0
+
+
+def variants(token: str) -> dict[str, Callable[[str], bytes]]:
+    """Every way of getting the token wrong, as a function of the path -> request bytes."""
+    wrong = secrets.token_urlsafe(32)[:len(token)]
+
+    def get(*headers: tuple[str, str]) -> Callable[[str], bytes]:
+        return lambda path: build("GET", path, headers)
+
+    return {
+        "no token": get(),
+        "empty": get(("Hostkit-Token", "")),
+        "wrong": get(("Hostkit-Token", wrong)),
+        "truncated by one": get(("Hostkit-Token", token[:-1])),
+        "truncated to half": get(("Hostkit-Token", token[:len(token) // 2])),
+        "extended": get(("Hostkit-Token", token + "A")),
+        "duplicated": get(("Hostkit-Token", token), ("Hostkit-Token", token)),
+        "right then wrong": get(("Hostkit-Token", token), ("Hostkit-Token", wrong)),
+        "wrong then right": get(("Hostkit-Token", wrong), ("Hostkit-Token", token)),
+        "differently cased names": get(("Hostkit-Token", token), ("hostkit-token", token)),
+        "upper case": get(("Hostkit-Token", token.upper())),
+        "swapped case": get(("Hostkit-Token", token.swapcase())),
+        "underscore name": get(("Hostkit_Token", token)),
+        "comma list": get(("Hostkit-Token", f"{token}, {token}")),
+        "quoted": get(("Hostkit-Token", f'"{token}"')),
+        "in a cookie": get(("Cookie", f"Hostkit-Token={token}")),
+        "in the query": lambda path: build("GET", f"{path}?hostkit-token={token}"),
+        "in a trailer": lambda path: build("POST", path, [("Transfer-Encoding", "chunked")])
+        + f"1\r\nx\r\n0\r\nHostkit-Token: {token}\r\n\r\n".encode(),
+        "folded": lambda path: (f"GET {path} HTTP/1.1\r\nHost: test\r\nHostkit-Token: "
+                                f"{token[:10]}\r\n {token[10:]}\r\n\r\n").encode(),
+        "with a NUL": lambda path: (f"GET {path} HTTP/1.1\r\nHost: test\r\nHostkit-Token: "
+                                    f"{token}\0\r\n\r\n").encode(),
+    }
+
+
+@dataclasses.dataclass
+class Figures:
+    requests: int
+    statuses: Counter[int]
+    failures: Counter[str]
+    nonempty_400s: int
+    handler_calls: int
+    token_lines: int
+    output_lines: int
+
+    @property
+    def rejected_fraction(self) -> float:
+        return self.statuses.get(400, 0) / self.requests if self.requests else 0.0
+
+
+class HandStartedChild:
+    """The hardening app started as a child by hand, with a token the suite knows."""
+
+    def __init__(self, backend: str):
+        self.backend = backend
+        self.port = free_port()
+        self.token = secrets.token_urlsafe(32)
+        self._root = tempfile.TemporaryDirectory(prefix="hostkit-direct-")
+        write_settings(Path(self._root.name), {"hosting_model": "OutOfProcess"})
+        self.lines: list[str] = []
+        # stdout joins stderr, so every line the child writes anywhere is checked.
+        self.process = ServerProcess(
+            f"child ({backend})",
+            ["/bin/sh", "-c", 'exec "$0" "$@" 1>&2', sys.executable, str(APP),
+             f"--async_backend={backend}"],
+            "Application started.",
+            env=server_environment({"HOSTKIT_PORT": str(self.port), "HOSTKIT_TOKEN": self.token,
+                                    "HOSTKIT_PATH_BASE": "/"}, drop_prefixes=("HOSTKIT_",)),
+            cwd=self._root.name, on_line=self.lines.append)
+
+    def start(self) -> HandStartedChild:
+        self.process.wait_ready(30)
+        return self
+
+    def stop(self) -> None:
+        self.process.stop()
+        self._root.cleanup()
+
+
+async def run(child: HandStartedChild, count: int, connections: int = 8) -> Figures:
+    """``count`` requests with wrong tokens straight to ``child``, on ``connections``."""
+    cases = list(variants(child.token).values())
+    paths = ["/", "/calls", "/apply", "/whoami"]
+    statuses: Counter[int] = Counter()
+    failures: Counter[str] = Counter()
+    nonempty = 0
+    next_index = 0
+
+    async def worker() -> None:
+        nonlocal next_index, nonempty
+        connection = HttpConnection(child.port)
+        try:
+            while next_index < count:
+                index, next_index = next_index, next_index + 1
+                data = cases[index % len(cases)](paths[index % len(paths)])
+                try:
+                    response = await connection.request(data, _TIMEOUT)
+                except RequestFailed as failure:
+                    failures[failure.kind] += 1
+                    continue
+                statuses[response.status] += 1
+                if response.status == 400 and response.body:
+                    nonempty += 1
+        finally:
+            await connection.aclose()
+
+    async with anyio.create_task_group() as task_group:
+        for _ in range(connections):
+            task_group.start_soon(worker)
+    check = HttpConnection(child.port)
+    try:
+        answer = await check.request(build("GET", "/calls", [("Hostkit-Token", child.token)]),
+                                     _TIMEOUT)
+    finally:
+        await check.aclose()
+    calls = int(answer.body) - 1 if answer.status == 200 else -1
+    lines = list(child.lines)
+    return Figures(count, statuses, failures, nonempty, calls,
+                   sum(child.token in line for line in lines), len(lines))

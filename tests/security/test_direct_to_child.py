@@ -1,0 +1,36 @@
+"""Requests straight to a child's port, with every wrong token: all refused, none logged.
+
+The child is started by hand with the module's contract and a known token; CI sends a few
+hundred requests per backend (``python -m bench.hardening --full`` sends 10,000).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import anyio
+import pytest
+
+from bench.hardening import direct
+
+pytestmark = pytest.mark.integration
+
+QUICK_REQUESTS = 400
+
+
+@pytest.fixture(scope="module", params=["asyncio", "trio"])
+def child(request: pytest.FixtureRequest) -> Iterator[direct.HandStartedChild]:
+    started = direct.HandStartedChild(request.param).start()
+    yield started
+    started.stop()
+
+
+def test_every_wrong_token_gets_400_and_never_reaches_the_app(
+        child: direct.HandStartedChild) -> None:
+    assert QUICK_REQUESTS >= 10 * len(direct.variants(child.token))  # each variant, often
+    figures = anyio.run(direct.run, child, QUICK_REQUESTS, backend=child.backend)
+    assert figures.failures == {}
+    assert figures.statuses == {400: QUICK_REQUESTS}
+    assert figures.nonempty_400s == 0
+    assert figures.handler_calls == 0
+    assert figures.output_lines > 0 and figures.token_lines == 0

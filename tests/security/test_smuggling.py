@@ -1,0 +1,141 @@
+"""Request smuggling: the hand-written corpus and generated mutations against a real front.
+
+The front runs on asyncio and on trio with a recording child (``bench.hardening``): for every
+vector, what the child received is read with h11 and llhttp and compared with what the
+module parsed (see ``bench/hardening/smuggling.py`` for the definition of a divergence).
+The full run (``python -m bench.hardening --full``) sends more generated vectors.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from bench.hardening import corpus, smuggling
+from bench.hardening.corpus import SMUGGLED, Vector, head
+from bench.hardening.wire import read_h11
+
+pytestmark = pytest.mark.integration
+
+#: generated vectors per backend in CI (the full run sends 3000).
+QUICK_MUTATIONS = 60
+
+
+@pytest.fixture(scope="module", params=["asyncio", "trio"])
+def front(request: pytest.FixtureRequest) -> Iterator[smuggling.RecordingFront]:
+    recording = smuggling.RecordingFront(request.param).start()
+    yield recording
+    recording.stop()
+
+
+def test_the_corpus_has_at_least_300_hand_written_vectors() -> None:
+    vectors = corpus.vectors()
+    assert len(vectors) >= 300
+    assert len({v.name for v in vectors}) == len(vectors)
+
+
+def test_hand_written_corpus_has_no_divergence(front: smuggling.RecordingFront) -> None:
+    outcomes = [front.check(vector) for vector in corpus.vectors()]
+    divergent = [o.describe() for o in outcomes if o.divergences]
+    assert divergent == [], "\n".join(divergent)
+    # Both kinds occur: the check is not vacuous.
+    assert sum(o.accepted for o in outcomes) > 100
+    assert sum(o.refused for o in outcomes) > 100
+
+
+def test_generated_mutations_have_no_divergence(front: smuggling.RecordingFront) -> None:
+    outcomes = smuggling.fuzz(front, QUICK_MUTATIONS)
+    assert len(outcomes) >= QUICK_MUTATIONS
+
+
+def _only_request(outcome: smuggling.Outcome) -> smuggling.Message:
+    (message,) = read_h11(outcome.child_data).messages
+    return message
+
+
+def _header(outcome: smuggling.Outcome, name: bytes) -> list[bytes]:
+    return [v for n, v in _only_request(outcome).headers if n.lower() == name]
+
+
+_BIG_BODY = b"x" * 20000
+# Each case is a fix: the vector, the statuses the client gets, the requests the child
+# completes, and what else must hold.
+REGRESSIONS: list[tuple[str, bytes, list[int], int, Callable[[smuggling.Outcome], bool]]] = [
+    ("a pipelined request is judged by its own head, not by the bytes after it",
+     b"GET /echo HTTP/1.1\r\nHost: a\r\n\r\n" + head(b"Transfer-Encoding: chunked")
+     + b"0\r\n\r\n" + head(b"Content-Length: 5") + b"hello",
+     [200, 200, 200], 3, lambda o: True),
+    ("repeated Content-Length is refused after a body longer than a head",
+     head(b"Content-Length: 20000") + _BIG_BODY
+     + head(b"Content-Length: 5", b"Content-Length: 5") + b"hello",
+     [200, 400], 1, lambda o: True),
+    ("a body that begins malformed never reaches the child",
+     head(b"Transfer-Encoding: chunked") + b"5\r\nhelloXX0\r\n\r\n",
+     [400], 0, lambda o: o.child_bytes == 0),
+    ("an absolute-form target is forwarded in origin-form with its authority as Host",
+     b"GET http://evil:8080/echo?q=1 HTTP/1.1\r\nHost: a\r\n\r\n", [200], 1,
+     lambda o: _only_request(o).target == b"/echo?q=1" and _header(o, b"host") == [b"evil:8080"]),
+    ("userinfo in an absolute-form target is refused",
+     b"GET http://u@evil/echo HTTP/1.1\r\nHost: a\r\n\r\n", [400], 0, lambda o: o.child_bytes == 0),
+    ("a target that is neither origin- nor absolute-form is refused",
+     b"GET evil:80 HTTP/1.1\r\nHost: a\r\n\r\n", [400], 0, lambda o: o.child_bytes == 0),
+    ("CONNECT is refused", b"CONNECT evil:443 HTTP/1.1\r\nHost: evil:443\r\n\r\n", [501], 0,
+     lambda o: o.child_bytes == 0),
+    ("HTTP/2.0 on an HTTP/1.1 connection is refused", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+     [505], 0, lambda o: o.child_bytes == 0),
+    ("a control character in a header value is refused",
+     b"GET /echo HTTP/1.1\r\nHost: a\r\nX: a\x01b\r\n\r\n", [400], 0, lambda o: o.child_bytes == 0),
+    ("obs-fold is refused", b"GET /echo HTTP/1.1\r\nHost: a\r\n Transfer-Encoding: chunked\r\n\r\n",
+     [400], 0, lambda o: o.child_bytes == 0),
+    ("HTTP/1.0 without Host reaches the child with an empty Host",
+     b"GET /echo HTTP/1.0\r\n\r\n", [200], 1, lambda o: _header(o, b"host") == [b""]),
+    ("Connection cannot remove Host", b"GET /echo HTTP/1.1\r\nHost: a\r\nConnection: Host\r\n\r\n",
+     [200], 1, lambda o: _header(o, b"host") == [b"a"]),
+    ("a head over 16 KB is refused even when it arrives at once",
+     b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: a\r\n\r\n", [431], 0,
+     lambda o: o.child_bytes == 0),
+    ("Content-Length reaches the child without leading zeros",
+     head(b"Content-Length: 005") + b"hello", [200], 1,
+     lambda o: _header(o, b"content-length") == [b"5"]),
+    ("a body that is all here is forwarded with Content-Length",
+     head(b"Transfer-Encoding: chunked") + b"5\r\nhello\r\n0\r\n\r\n", [200], 1,
+     lambda o: _header(o, b"content-length") == [b"5"]),
+    ("a refused WebSocket handshake's child connection carries nothing more",
+     b"GET /echo HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+     b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+     + SMUGGLED, [200, 200], 2, lambda o: True),
+]
+
+
+@pytest.mark.parametrize("name, data, statuses, forwarded, holds", REGRESSIONS,
+                         ids=[case[0] for case in REGRESSIONS])
+def test_fixed_cases(front: smuggling.RecordingFront, name: str, data: bytes,
+                     statuses: list[int], forwarded: int,
+                     holds: Callable[[smuggling.Outcome], bool]) -> None:
+    outcome = front.check(Vector("regression", name, data))
+    assert outcome.divergences == []
+    assert (outcome.statuses, outcome.forwarded) == (statuses, forwarded)
+    assert holds(outcome), outcome.child_data[:300]
+
+
+def test_requests_sent_one_after_another_on_a_kept_alive_connection(
+        front: smuggling.RecordingFront) -> None:
+    """Each head is read whole, also when it arrives while the front was already reading (on
+    trio, a read begun during the previous exchange): no request is mistaken for a cut-off
+    head."""
+    url = front.front.url
+    host, port = url.removeprefix("http://").split(":")
+    requests = [b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n",
+                head(b"Transfer-Encoding: chunked") + b"3\r\nabc\r\n0\r\n\r\n",
+                b"GET /b HTTP/1.1\r\nHost: a\r\n\r\n"]
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        for data in requests:
+            sock.sendall(data)
+            answer = b""
+            while b"\r\n\r\n" not in answer or not answer.endswith(b"}"):
+                chunk = sock.recv(65536)
+                assert chunk, answer
+                answer += chunk
+            assert answer.startswith(b"HTTP/1.1 200"), answer

@@ -1,0 +1,62 @@
+"""The spoof matrix: reserved and forwarding headers in every spelling, through a real front.
+
+Every name in ``bench.hardening.spoof.RESERVED`` × every variant (case, ``_`` for ``-``,
+duplicated, named in ``Connection``, as a trailer, …) with a unique marker value. None may be
+accepted: the child (its exact bytes, and a hostkit app behind the integration layer) sees
+only the module's own values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from bench.hardening import spoof
+from bench.hardening.fronts import Front
+from bench.hardening.smuggling import RecordingFront
+
+pytestmark = pytest.mark.integration
+
+CASES = list(spoof.cases())
+
+
+@pytest.fixture(scope="module", params=["asyncio", "trio"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def recording(backend: str) -> Iterator[RecordingFront]:
+    front = RecordingFront(backend).start()
+    yield front
+    front.stop()
+
+
+@pytest.fixture(scope="module")
+def app_front(backend: str) -> Iterator[Front]:
+    front = Front(backend).start()
+    yield front
+    front.stop()
+
+
+def test_the_matrix_covers_every_name_and_variant() -> None:
+    assert len(CASES) == len(spoof.RESERVED) * len(spoof.VARIANTS)
+    names = {name.lower() for name in spoof.RESERVED}
+    assert {b"hostkit-token", b"hostkit-identity", b"hostkit-client-cert", b"x-forwarded-for",
+            b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port",
+            b"x-forwarded-prefix", b"forwarded", b"x-real-ip"} <= names
+
+
+def test_the_child_receives_only_the_modules_values(recording: RecordingFront) -> None:
+    results = [spoof.check_recorded(recording, case) for case in CASES]
+    accepted = [f"{r.case.name!r} {r.case.variant}: {r.problems}" for r in results if r.accepted]
+    assert accepted == [], "\n".join(accepted)
+    assert all(r.status == 200 for r in results)  # stripped, not refused: the check ran
+
+
+def test_the_app_sees_only_the_modules_values(app_front: Front) -> None:
+    results = [spoof.check_app(app_front.url, case) for case in CASES]
+    accepted = [f"{r.case.name!r} {r.case.variant}: {r.problems}" for r in results if r.accepted]
+    assert accepted == [], "\n".join(accepted)
+    assert all(r.status == 200 for r in results)
