@@ -16,6 +16,7 @@ A server plugin hands each ASGI call to :class:`ServerStage`, which
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 
 import anyio
 from anyio.abc import TaskGroup
@@ -80,10 +81,12 @@ class _Exchange(RequestState):
             self.mark_disconnected()
         return message
 
-    async def send(self, message: Message) -> None:
+    def send(self, message: Message) -> Awaitable[None]:
+        """The server's ``send``, noting the response start. A plain function returning the
+        server's awaitable: no coroutine of its own on the path of every message."""
         if message["type"] == "http.response.start":
             self.response_started = True
-        await self._send(message)
+        return self._send(message)
 
     def watch(self) -> None:
         """Start reading ahead of the app so a disconnect is seen while it is busy."""
@@ -120,6 +123,25 @@ class _Exchange(RequestState):
         self.finished = True
         if self._watch_scope is not None:
             self._watch_scope.cancel()
+
+    def release(self) -> None:
+        """The stage is done with the request: let go of the server's ``receive`` and ``send``.
+
+        The scope holds this state and the server's callables hold the scope: kept, they
+        would make a reference cycle per request, left to the garbage collector, whose
+        pauses under load show as latency. A late ``receive`` gets ``http.disconnect``, a
+        late ``send`` raises ``RuntimeError``.
+        """
+        self._receive = _request_over
+        self._send = _response_over
+
+
+async def _request_over() -> Message:
+    return _DISCONNECT
+
+
+async def _response_over(message: Message) -> None:
+    raise RuntimeError(f"{message.get('type')!r} sent after the request was over")
 
 
 async def _drain(receive: Receive, stop_at_end_of_stream: bool = False) -> bool:
@@ -206,22 +228,12 @@ class ServerStage:
         self.start_failure: StartupFailure | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind == "lifespan":
-            await _answer_lifespan(receive, send)
+        """Called by the server for every ASGI connection; HTTP requests take the short path
+        (one coroutine for the stage's own work), everything else :meth:`_serve_other`."""
+        if scope["type"] != "http":
+            await self._serve_other(scope, receive, send)
             return
-        scope["hostkit"] = self.features
-        scope["user"] = ClaimsPrincipal.anonymous()
-        if self.lifespan_state:
-            scope["state"] = self.lifespan_state.copy()
-        if kind == "http":
-            await self._serve_http(scope, receive, send)
-        elif self.start_failure is not None:
-            await send({"type": "websocket.close", "code": 1011})
-        else:
-            await self.app(scope, receive, send)
-
-    async def _serve_http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._prepare(scope)
         if self.start_failure is not None:
             await self._answer_start_failure(send)
             return
@@ -236,23 +248,49 @@ class ServerStage:
         exchange = _Exchange(receive, send, limit, self.task_group, self.allow_synchronous_io)
         scope[REQUEST_STATE_KEY] = exchange
         try:
-            await self.app(scope, exchange.receive, exchange.send)
-        except ClientDisconnected:
-            return
-        except RequestBodyTooLargeError:
-            pass  # answered below, once the read-ahead has stopped
-        except Exception:
-            if not exchange.body_too_large or exchange.response_started:
-                logger.exception("unhandled exception while serving %s %s",
-                                 scope.get("method"), scope.get("path"))
-                if exchange.response_started:
-                    raise  # the server aborts the connection: never a made-up end of body
-                await _answer(send, 500)
+            try:
+                await self.app(scope, exchange.receive, exchange.send)
+            except ClientDisconnected:
                 return
+            except RequestBodyTooLargeError:
+                pass  # answered below, once the read-ahead has stopped
+            except Exception:
+                if not exchange.body_too_large or exchange.response_started:
+                    logger.exception("unhandled exception while serving %s %s",
+                                     scope.get("method"), scope.get("path"))
+                    if exchange.response_started:
+                        raise  # the server aborts the connection: no made-up end of body
+                    await _answer(send, 500)
+                    return
+            finally:
+                exchange.finish()
+            if not exchange.response_started:
+                await self._answer_unanswered(scope, exchange, send)
         finally:
-            exchange.finish()
-        if exchange.response_started:
+            exchange.release()
+
+    def _prepare(self, scope: Scope) -> None:
+        """Put the features, an anonymous user and the lifespan state in the scope."""
+        scope["hostkit"] = self.features
+        scope["user"] = ClaimsPrincipal.anonymous()
+        if self.lifespan_state:
+            scope["state"] = self.lifespan_state.copy()
+
+    async def _serve_other(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Lifespan (answered here: the host runs the app's) and WebSocket connections."""
+        if scope["type"] == "lifespan":
+            await _answer_lifespan(receive, send)
             return
+        self._prepare(scope)
+        if self.start_failure is not None:
+            await send({"type": "websocket.close", "code": 1011})
+        else:
+            await self.app(scope, receive, send)
+
+    @staticmethod
+    async def _answer_unanswered(scope: Scope, exchange: _Exchange, send: Send) -> None:
+        """The app ended without starting a response: 413 when it stopped at the body
+        limit (after a bounded drain), else a logged 500."""
         if exchange.body_too_large:
             await exchange.drain()
             await _answer(send, 413)
