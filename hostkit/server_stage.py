@@ -127,13 +127,16 @@ class _Exchange(RequestState):
     def release(self) -> None:
         """The stage is done with the request: let go of the server's ``receive`` and ``send``.
 
-        The scope holds this state and the server's callables hold the scope: kept, they
-        would make a reference cycle per request, left to the garbage collector, whose
+        The scope holds this state and the server's callables (and the authentication
+        layers') hold the scope: kept, they would make a reference cycle per request, left to the garbage collector, whose
         pauses under load show as latency. A late ``receive`` gets ``http.disconnect``, a
         late ``send`` raises ``RuntimeError``.
         """
         self._receive = _request_over
         self._send = _response_over
+        # The authentication layers' callables hold the request's context, and so the scope.
+        self.authenticate = None
+        self.challenge = None
 
 
 async def _request_over() -> Message:
