@@ -26,6 +26,9 @@ from bench.hardening.client import HttpConnection, RequestFailed, build
 from bench.hardening.fronts import APP, write_settings
 
 _TIMEOUT = 10.0
+#: requests per backend in CI's run and in the full run.
+QUICK = 400
+FULL = 10_000
 
 
 def variants(token: str) -> dict[str, Callable[[str], bytes]]:
@@ -72,9 +75,34 @@ class Figures:
     token_lines: int
     output_lines: int
 
+    backend: str = ""
+
     @property
     def rejected_fraction(self) -> float:
         return self.statuses.get(400, 0) / self.requests if self.requests else 0.0
+
+    def lines(self) -> list[str]:
+        others = {s: n for s, n in self.statuses.items() if s != 400}
+        return [f"direct to the child ({self.backend}): {self.requests} requests with wrong "
+                f"tokens, {100 * self.rejected_fraction:.1f}% answered 400 "
+                f"({self.nonempty_400s} with a body; other answers {others or 'none'}, "
+                f"failures {dict(self.failures) or 'none'}), {self.handler_calls} handler "
+                f"calls, {self.token_lines} of {self.output_lines} output lines contain the "
+                "token"]
+
+    def problems(self) -> list[str]:
+        found = []
+        if self.statuses.get(400, 0) != self.requests or self.failures:
+            found.append(f"not every request answered 400: {dict(self.statuses)}, "
+                         f"{dict(self.failures)}")
+        if self.nonempty_400s:
+            found.append(f"{self.nonempty_400s} refusals had a body")
+        if self.handler_calls:
+            found.append(f"the app was called {self.handler_calls} times")
+        if self.token_lines or not self.output_lines:
+            found.append(f"{self.token_lines} output lines contain the token "
+                         f"(of {self.output_lines})")
+        return found
 
 
 class HandStartedChild:
@@ -145,4 +173,4 @@ async def run(child: HandStartedChild, count: int, connections: int = 8) -> Figu
     calls = int(answer.body) - 1 if answer.status == 200 else -1
     lines = list(child.lines)
     return Figures(count, statuses, failures, nonempty, calls,
-                   sum(child.token in line for line in lines), len(lines))
+                   sum(child.token in line for line in lines), len(lines), child.backend)

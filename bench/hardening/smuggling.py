@@ -48,6 +48,9 @@ MODULE_HEADERS = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"hostkit-
 _EXCHANGE_TIMEOUT = 3.0
 _TAIL_WAIT = 0.1      # after the last expected answer, when the client's bytes end mid-request
 _ABORT_WAIT = 2.0     # for the module to close a child connection it left mid-request
+#: generated mutations per backend in CI's run and in the full run.
+QUICK_MUTATIONS = 60
+FULL_MUTATIONS = 3000
 
 
 @dataclasses.dataclass
@@ -332,8 +335,10 @@ def _show(messages: Iterable[Message]) -> str:
     return "[" + ", ".join(m.summary() for m in messages) + "]"
 
 
-def fuzz(front: RecordingFront, examples: int) -> list[Outcome]:
-    """``examples`` generated mutations (:mod:`bench.hardening.mutations`) through ``front``.
+def fuzz(front: RecordingFront, examples: int,
+         outcomes: list[Outcome] | None = None) -> list[Outcome]:
+    """``examples`` generated mutations (:mod:`bench.hardening.mutations`) through ``front``,
+    each outcome appended to ``outcomes`` (and returned).
 
     Raises ``AssertionError`` with the smallest vector hypothesis finds for a divergence.
     """
@@ -341,7 +346,7 @@ def fuzz(front: RecordingFront, examples: int) -> list[Outcome]:
 
     from bench.hardening.mutations import mutated_requests
 
-    outcomes: list[Outcome] = []
+    outcomes = [] if outcomes is None else outcomes
 
     @settings(max_examples=examples, deadline=None, database=None, print_blob=True,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -353,3 +358,51 @@ def fuzz(front: RecordingFront, examples: int) -> list[Outcome]:
 
     one()
     return outcomes
+
+
+@dataclasses.dataclass
+class Figures:
+    """A run of vectors through one front."""
+
+    backend: str
+    source: str                  # "corpus" or "mutations"
+    outcomes: list[Outcome]
+    failure: str = ""            # the divergence hypothesis stopped on, shrunk
+
+    @property
+    def divergent(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.divergences]
+
+    def lines(self) -> list[str]:
+        refused = [o for o in self.outcomes if o.refused]
+        statuses = collections.Counter(o.statuses[0] for o in refused)
+        silent = sum(not o.statuses for o in self.outcomes)
+        leaked = sum(o.child_bytes > 0 for o in refused)
+        return [
+            f"smuggling {self.source} ({self.backend}): {len(self.outcomes)} vectors, "
+            f"{len(self.divergent) + bool(self.failure)} divergences; "
+            f"{sum(o.accepted for o in self.outcomes)} forwarded, {len(refused)} refused "
+            f"({', '.join(f'{n}x {s}' for s, n in sorted(statuses.items()))}) with "
+            f"{leaked} bytes-to-the-child cases, {silent} waiting for more bytes when the "
+            f"client stopped; {sum(o.input_disagreement for o in self.outcomes)} read "
+            "differently by h11 and llhttp on the way in",
+            *(f"  DIVERGENCE {o.describe()}" for o in self.divergent[:20]),
+            *([f"  DIVERGENCE {self.failure}"] if self.failure else [])]
+
+    def problems(self) -> list[str]:
+        found = [o.describe() for o in self.divergent]
+        return found + ([self.failure] if self.failure else [])
+
+
+def run_corpus(front: RecordingFront, vectors: list[Vector]) -> Figures:
+    return Figures(front.front.backend, "corpus", [front.check(v) for v in vectors])
+
+
+def run_mutations(front: RecordingFront, examples: int) -> Figures:
+    """:func:`fuzz`, with a divergence reported instead of raised."""
+    collected: list[Outcome] = []
+    try:
+        fuzz(front, examples, collected)
+    except AssertionError as error:
+        return Figures(front.front.backend, "mutations", collected, str(error)[:2000])
+    return Figures(front.front.backend, "mutations", collected)

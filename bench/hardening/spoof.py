@@ -144,3 +144,32 @@ def check_app(url: str, case: Case) -> Result:
     elif answer.status < 400:
         problems.append(f"answered {answer.status}")
     return Result(case, answer.status, problems)
+
+
+@dataclasses.dataclass
+class Figures:
+    backend: str
+    child: str                    # "recording child" or "hostkit app"
+    results: list[Result]
+
+    def lines(self) -> list[str]:
+        accepted = [r for r in self.results if r.accepted]
+        refused = sum(r.status >= 400 for r in self.results)
+        return [f"spoof matrix ({self.backend}, {self.child}): {len(self.results)} cases "
+                f"({len(RESERVED)} names x {len(VARIANTS)} variants), {len(accepted)} accepted; "
+                f"{len(self.results) - refused - len(accepted)} stripped, {refused} refused",
+                *(f"  ACCEPTED {r.case.name!r} {r.case.variant}: {r.problems}"
+                  for r in accepted)]
+
+    def problems(self) -> list[str]:
+        return [f"{r.case.name!r} {r.case.variant}: {r.problems}" for r in self.results
+                if r.accepted]
+
+
+def run_recorded(front: RecordingFront) -> Figures:
+    return Figures(front.front.backend, "recording child",
+                   [check_recorded(front, case) for case in cases()])
+
+
+def run_app(backend: str, url: str) -> Figures:
+    return Figures(backend, "hostkit app", [check_app(url, case) for case in cases()])

@@ -10,13 +10,14 @@ in Python.
 from __future__ import annotations
 
 import collections
+import select
 import time
 
 import anyio
 import httptools
-from anyio.abc import ByteStream
+from anyio.abc import ByteStream, SocketAttribute
 
-from hostkit_outofprocess.streams import connect_child
+from hostkit_outofprocess.streams import ProtocolStream, connect_child
 
 READ_SIZE = 65536
 Header = tuple[bytes, bytes]
@@ -180,6 +181,26 @@ class ChildConnection:
         self.reusable = (not head_request and not self._eof and response is not None
                          and response.keep_alive and not self.upgraded_data)
 
+    def peer_closed(self) -> bool:
+        """Whether this idle connection has anything to read, which on an idle connection
+        means the child closed it (or died): it cannot carry a request.
+
+        Asked of the socket itself, without waiting for the event loop to notice: a child
+        killed a moment ago has already closed its sockets, and a request written to one of
+        them would be lost without a sign of whether the child had read it.
+        """
+        if isinstance(self.stream, ProtocolStream):
+            if self.stream.protocol.eof:
+                return True
+            sock = self.stream.transport.get_extra_info("socket")
+        else:
+            sock = self.stream.extra(SocketAttribute.raw_socket, None)
+        if sock is None:
+            return False
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
+
     async def aclose(self) -> None:
         if self.closed:
             return
@@ -211,7 +232,8 @@ class ConnectionPool:
         now = time.monotonic()
         while self._idle:
             connection = self._idle.pop()
-            if not connection.closed and now - connection.idle_since < self.idle_timeout:
+            if not connection.closed and now - connection.idle_since < self.idle_timeout \
+                    and not connection.peer_closed():
                 return connection
             await connection.aclose()
         return ChildConnection(await connect_child(self.port))

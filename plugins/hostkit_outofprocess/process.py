@@ -18,6 +18,7 @@ import dataclasses
 import logging
 import math
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -36,13 +37,18 @@ from hostkit.settings import ModuleOptions
 
 logger = logging.getLogger("hostkit.module")
 
-# Runs in the child before the real program: parent-death signal, then exec. `-S` skips site
-# so the launcher costs a few milliseconds.
+# Runs in the child before the real program: parent-death signal, a 1 MB output pipe (when
+# the module reads the output: a burst of logging then rarely waits for the module), then
+# exec. `-S` skips site so the launcher costs a few milliseconds.
 _LAUNCHER = (
-    "import ctypes,os,signal,sys\n"
+    "import ctypes,fcntl,os,signal,sys\n"
     "try:\n"
     "    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)\n"
     "except (OSError, AttributeError):\n"
+    "    pass\n"
+    "try:\n"
+    "    fcntl.fcntl(1, 1031, 1 << 20)\n"  # F_SETPIPE_SZ; fails harmlessly on a file
+    "except OSError:\n"
     "    pass\n"
     "if os.getppid() != int(sys.argv[1]):\n"
     "    os._exit(70)\n"
@@ -52,6 +58,9 @@ _LAUNCHER = (
 OUTPUT_TAIL_BYTES = 16 * 1024
 #: The rolling window of ``rapid_fails_per_minute``.
 RAPID_FAIL_WINDOW = 60.0
+# Child ports are picked at random from here up to the start of the ephemeral range.
+_FIRST_CHILD_PORT = 10000
+_PORT_ATTEMPTS = 50
 # Connect attempts while a child starts back off from the first to the last delay.
 _PROBE_FIRST_DELAY = 0.005
 _PROBE_LAST_DELAY = 0.1
@@ -93,8 +102,35 @@ class AppOffline(ChildUnavailable):
         self.content = content
 
 
+def _ephemeral_ports() -> range:
+    """The range outgoing connections take their local ports from (Linux; a default else)."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return range(low, high + 1)
+
+
 def free_loopback_port() -> int:
-    """A TCP port on 127.0.0.1 the kernel says is free now."""
+    """A free TCP port on 127.0.0.1 for a child, outside the ephemeral range.
+
+    A port the kernel hands out for ``bind(0)`` comes from the range every outgoing
+    connection takes its local port from: while the child starts, a client's or the module's
+    own connection can take it, and the child then fails to listen. So, like ANCM, pick
+    random ports below that range (checking each is free now), and fall back to the kernel's
+    choice only when none is.
+    """
+    ephemeral = _ephemeral_ports()
+    candidates = range(_FIRST_CHILD_PORT, ephemeral.start)
+    for _ in range(_PORT_ATTEMPTS if len(candidates) > 0 else 0):
+        port = random.choice(candidates)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])

@@ -235,6 +235,7 @@ class ClientConnection:
             self.idle = True
             # The raw copy of the next head starts with what h11 holds of it already.
             self.reader.head = bytearray(self.h11.trailing_data[0][:MAX_HEAD_SIZE])
+            event: h11.Event | None = None  # stays None when the wait times out
             with anyio.move_on_after(self.head_timeout) as self._wait_scope:
                 try:
                     event = await self._next_event()

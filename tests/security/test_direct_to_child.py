@@ -15,8 +15,6 @@ from bench.hardening import direct
 
 pytestmark = pytest.mark.integration
 
-QUICK_REQUESTS = 400
-
 
 @pytest.fixture(scope="module", params=["asyncio", "trio"])
 def child(request: pytest.FixtureRequest) -> Iterator[direct.HandStartedChild]:
@@ -27,10 +25,11 @@ def child(request: pytest.FixtureRequest) -> Iterator[direct.HandStartedChild]:
 
 def test_every_wrong_token_gets_400_and_never_reaches_the_app(
         child: direct.HandStartedChild) -> None:
-    assert QUICK_REQUESTS >= 10 * len(direct.variants(child.token))  # each variant, often
-    figures = anyio.run(direct.run, child, QUICK_REQUESTS, backend=child.backend)
+    assert direct.QUICK >= 10 * len(direct.variants(child.token))  # each variant, often
+    figures = anyio.run(direct.run, child, direct.QUICK, backend=child.backend)
+    assert figures.problems() == []
     assert figures.failures == {}
-    assert figures.statuses == {400: QUICK_REQUESTS}
+    assert figures.statuses == {400: direct.QUICK}
     assert figures.nonempty_400s == 0
     assert figures.handler_calls == 0
     assert figures.output_lines > 0 and figures.token_lines == 0

@@ -19,9 +19,6 @@ from bench.hardening.wire import read_h11
 
 pytestmark = pytest.mark.integration
 
-#: generated vectors per backend in CI (the full run sends 3000).
-QUICK_MUTATIONS = 60
-
 
 @pytest.fixture(scope="module", params=["asyncio", "trio"])
 def front(request: pytest.FixtureRequest) -> Iterator[smuggling.RecordingFront]:
@@ -37,17 +34,18 @@ def test_the_corpus_has_at_least_300_hand_written_vectors() -> None:
 
 
 def test_hand_written_corpus_has_no_divergence(front: smuggling.RecordingFront) -> None:
-    outcomes = [front.check(vector) for vector in corpus.vectors()]
-    divergent = [o.describe() for o in outcomes if o.divergences]
-    assert divergent == [], "\n".join(divergent)
+    figures = smuggling.run_corpus(front, corpus.vectors())
+    assert figures.problems() == []
+    outcomes = figures.outcomes
     # Both kinds occur: the check is not vacuous.
     assert sum(o.accepted for o in outcomes) > 100
     assert sum(o.refused for o in outcomes) > 100
 
 
 def test_generated_mutations_have_no_divergence(front: smuggling.RecordingFront) -> None:
-    outcomes = smuggling.fuzz(front, QUICK_MUTATIONS)
-    assert len(outcomes) >= QUICK_MUTATIONS
+    figures = smuggling.run_mutations(front, smuggling.QUICK_MUTATIONS)
+    assert figures.problems() == []
+    assert len(figures.outcomes) >= smuggling.QUICK_MUTATIONS
 
 
 def _only_request(outcome: smuggling.Outcome) -> smuggling.Message:

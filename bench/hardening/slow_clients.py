@@ -1,0 +1,142 @@
+"""Slow clients: connections that trickle a head or a body, one byte per ``interval``.
+
+``heads`` connections send a request head one byte at a time; ``bodies`` connections send a
+whole head announcing a body, then the body one byte at a time. Meanwhile ``normal`` keep-alive
+clients load the front with ``GET /``. Figures: how long each slow connection stayed open
+(every one must be closed within ``server.request_header_timeout`` + 1 s), and the normal
+clients' p99 latency against a baseline run without slow clients (at most 2x).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import anyio
+
+from bench.hardening.client import Sample, build, now
+from bench.hardening.fronts import Front
+from bench.hardening.load import failed, latency_ms, run_clients
+
+_TIMEOUT = 30.0
+#: CI's run (short timeouts through the configuration) and the full run.
+QUICK = {"header_timeout": 1.0, "heads": 60, "bodies": 20, "interval": 0.3, "normal": 8,
+         "baseline": 1.5}
+FULL = {"header_timeout": 10.0, "heads": 500, "bodies": 100, "interval": 5.0, "normal": 8,
+        "baseline": 10.0}
+#: CI compares p99s of a few ms on a shared machine: below this, a difference is noise.
+CI_NOISE_FLOOR_MS = 25.0
+
+
+@dataclasses.dataclass
+class Figures:
+    header_timeout: float
+    slow_heads: list[float]        # seconds each slow-head connection stayed open
+    slow_bodies: list[float]
+    answered_408: int
+    baseline_p99_ms: float
+    loaded_p99_ms: float
+    normal_requests: int
+    normal_failures: int
+
+    @property
+    def longest(self) -> float:
+        return max(self.slow_heads + self.slow_bodies, default=0.0)
+
+    backend: str = ""
+
+    @property
+    def p99_ratio(self) -> float:
+        return self.loaded_p99_ms / self.baseline_p99_ms if self.baseline_p99_ms else 0.0
+
+    def lines(self) -> list[str]:
+        return [f"slow clients ({self.backend}): {len(self.slow_heads)} slow heads and "
+                f"{len(self.slow_bodies)} slow bodies closed after at most "
+                f"{max(self.slow_heads, default=0):.2f} s / {max(self.slow_bodies, default=0):.2f}"
+                f" s (request_header_timeout {self.header_timeout:g} s), {self.answered_408} "
+                f"told 408; normal clients p99 {self.loaded_p99_ms:.1f} ms against "
+                f"{self.baseline_p99_ms:.1f} ms without them ({self.p99_ratio:.2f}x), "
+                f"{self.normal_failures} of {self.normal_requests} failed"]
+
+    def problems(self, noise_floor_ms: float = 0.0) -> list[str]:
+        found = []
+        if self.longest > self.header_timeout + 1:
+            found.append(f"a slow connection stayed open {self.longest:.2f} s")
+        if self.normal_failures or not self.normal_requests:
+            found.append(f"{self.normal_failures} normal requests failed")
+        if self.loaded_p99_ms > 2 * max(self.baseline_p99_ms, noise_floor_ms):
+            found.append(f"normal p99 {self.loaded_p99_ms:.1f} ms is more than twice "
+                         f"{self.baseline_p99_ms:.1f} ms")
+        return found
+
+
+def front_for(backend: str, header_timeout: float) -> Front:
+    return Front(backend, server={"request_header_timeout": header_timeout,
+                                  "keep_alive_timeout": header_timeout})
+
+
+async def _trickle(port: int, head: bytes, trickled: bytes, interval: float, limit: float,
+                   open_for: list[float], answers: list[bytes]) -> None:
+    """Send ``head`` at once and ``trickled`` one byte per ``interval`` until the front closes
+    the connection; record how long it stayed open."""
+    stream = await anyio.connect_tcp("127.0.0.1", port)
+    opened = now()
+    received = b""
+    try:
+        with anyio.move_on_after(limit):
+            if head:
+                await stream.send(head)
+            for index in range(len(trickled)):
+                await stream.send(trickled[index:index + 1])
+                with anyio.move_on_after(interval):
+                    while True:
+                        data = await stream.receive()
+                        received += data
+    except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+        pass
+    finally:
+        open_for.append(now() - opened)
+        answers.append(received)
+        await stream.aclose()
+
+
+async def run(front: Front, header_timeout: float, heads: int, bodies: int,
+              interval: float, normal: int, baseline: float) -> Figures:
+    """A baseline of ``normal`` clients for ``baseline`` s, then the same with slow clients."""
+    request = build("GET", "/")
+    samples_before: list[Sample] = []
+    samples_during: list[Sample] = []
+    await _load(front, 1, request, 0.5, [])  # the child is up and warm
+    await _load(front, normal, request, baseline, samples_before)
+    head_times: list[float] = []
+    body_times: list[float] = []
+    answers: list[bytes] = []
+    limit = header_timeout + 10
+    endless_head = b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: " + b"s" * 10000
+    body_head = build("POST", "/apply", [("x-request-id", "slow")], None)[:-2] + \
+        b"Content-Length: 10000\r\n\r\n"
+    stop = anyio.Event()
+    async with anyio.create_task_group() as task_group:
+        for _ in range(heads):
+            task_group.start_soon(_trickle, front.port, b"", endless_head, interval, limit,
+                                  head_times, answers)
+        for _ in range(bodies):
+            task_group.start_soon(_trickle, front.port, body_head, b"b" * 10000, interval,
+                                  limit, body_times, answers)
+        task_group.start_soon(run_clients, front.port, normal,
+                              lambda c, n: ("GET", request, ""), stop, samples_during, _TIMEOUT)
+        await anyio.sleep(header_timeout + 1)
+        stop.set()
+    return Figures(header_timeout, head_times, body_times,
+                   sum(answer.startswith(b"HTTP/1.1 408") for answer in answers),
+                   latency_ms(samples_before, 0.99), latency_ms(samples_during, 0.99),
+                   len(samples_during), len(failed(samples_during)), front.backend)
+
+
+async def _load(front: Front, clients: int, request: bytes, seconds: float,
+                samples: list[Sample]) -> None:
+    stop = anyio.Event()
+    async with anyio.create_task_group() as task_group:
+        task_group.start_soon(run_clients, front.port, clients,
+                              lambda c, n: ("GET", request, ""), stop, samples, _TIMEOUT)
+        await anyio.sleep(seconds)
+        stop.set()

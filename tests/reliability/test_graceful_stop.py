@@ -1,0 +1,23 @@
+"""SIGTERM to the front with 64 clients in flight: none fails, the front exits 0, and the
+child stops within ``module.shutdown_time_limit`` without being killed."""
+
+from __future__ import annotations
+
+from functools import partial
+import anyio
+import pytest
+
+from bench.hardening import graceful
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_sigterm_under_load_drains_every_request_in_flight(backend: str) -> None:
+    front = graceful.front_for(backend).start()
+    try:
+        figures = anyio.run(partial(graceful.run, front, **graceful.QUICK), backend=backend)
+    finally:
+        front.stop()
+    assert figures.problems() == [], figures.lines()
+    assert figures.in_flight >= graceful.QUICK["clients"]

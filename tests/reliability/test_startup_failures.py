@@ -1,0 +1,46 @@
+"""Children that cannot start: a crash on start (the rapid-fail budget and its recovery) and a
+child that never listens (``startup_time_limit``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import pytest
+
+from bench.hardening import startup
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_rapid_fail_refuses_fast_without_spawning(backend: str, tmp_path: Path) -> None:
+    quick = startup.QUICK
+    front = startup.flaky_front(backend, quick["crashes"], tmp_path / "starts").start()
+    try:
+        figures = anyio.run(startup.rapid_fail, front, quick["crashes"], quick["refusals"],
+                            False, backend=backend)
+    finally:
+        front.stop()
+    assert figures.problems() == [], figures.lines()
+    assert figures.failed_starts == [502] * quick["crashes"]
+
+
+@pytest.mark.anyio
+async def test_rapid_fail_recovers_when_the_window_has_passed(anyio_backend: str) -> None:
+    recovery = await startup.recovery_in_process(startup.QUICK["crashes"],
+                                                 startup.QUICK["window"])
+    assert recovery.problems() == [], recovery.lines()
+    assert recovery.waited >= startup.QUICK["window"] / 2
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_child_that_never_listens_gets_502_5_and_is_killed(backend: str) -> None:
+    limit = startup.QUICK["limit"]
+    front = startup.never_listening_front(backend, limit).start()
+    try:
+        figures = anyio.run(startup.startup_timeout, front, limit, startup.QUICK["waiting"],
+                            backend=backend)
+    finally:
+        front.stop()
+    assert figures.problems() == [], figures.lines()
