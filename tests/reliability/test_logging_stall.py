@@ -23,8 +23,13 @@ _F_GETPIPE_SZ = 1032
 def test_a_chatty_child_does_not_stall_requests(backend: str, file_log: bool) -> None:
     front = logging_stall.front_for(backend, file_log).start()
     try:
-        figures = anyio.run(partial(logging_stall.run, front, file_log, **logging_stall.QUICK),
-                            backend=backend)
+        measure = partial(logging_stall.run, front, file_log, **logging_stall.QUICK)
+        figures = anyio.run(measure, backend=backend)
+        problems = figures.problems(logging_stall.CI_NOISE_FLOOR_MS)
+        if problems and all("p99" in problem for problem in problems):
+            # One p99 over a second on a shared runner can be noise; a real stall shows in a
+            # second measurement too.
+            figures = anyio.run(measure, backend=backend)
         pipe = None if file_log else _pipe_size(front.children[-1][0])
     finally:
         front.stop()
