@@ -9,8 +9,9 @@ from these pieces always ends by itself.
 - :func:`fetch` (and :func:`fetch_with_headers`): one GET, to check a server answers what it
   should before loading it; :func:`keeps_alive`: whether it keeps the connection open;
 - :func:`wait_accepting`: wait for a server that logs nothing when ready (nginx);
-- :func:`process_cmdline`, :func:`processes_matching`, :func:`child_pids`: find processes
-  (Linux ``/proc``), e.g. leftovers after a benchmark stopped everything;
+- :func:`process_state`, :func:`process_alive`, :func:`process_cmdline`,
+  :func:`processes_matching`, :func:`child_pids`: find processes (Linux ``/proc``), e.g.
+  leftovers after a benchmark stopped everything;
 - :func:`source_state`: the code a benchmark measured (git HEAD, changes, a hash);
 - :func:`ensure_wrk` (and :func:`ensure_program` for other tools), :func:`run_wrk` and
   :func:`parse_wrk`: the load generator.
@@ -268,14 +269,26 @@ def wait_accepting(port: int, timeout: float, *, alive: Callable[[], bool] | Non
 
 # --- processes (Linux /proc) ---------------------------------------------------------------
 
-def process_cmdline(pid: int) -> list[str] | None:
-    """The command line of a live (not zombie) process, or ``None`` when there is none."""
+def process_state(pid: int) -> str | None:
+    """The state letter of a process (``Z`` for a zombie), or ``None`` when it is gone."""
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
         return None
-    if state == "Z":
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process exists and has not exited (a zombie has)."""
+    return process_state(pid) not in (None, "Z")
+
+
+def process_cmdline(pid: int) -> list[str] | None:
+    """The command line of a live (not zombie) process, or ``None`` when there is none."""
+    if not process_alive(pid):
+        return None
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
         return None
     return [part.decode("utf-8", "replace") for part in raw.split(b"\0") if part]
 

@@ -18,7 +18,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from functools import partial
 from pathlib import Path
 from typing import Protocol
 
@@ -89,8 +88,7 @@ def reliability_crash(full: bool) -> Iterator[Reported]:
         with tempfile.TemporaryDirectory(prefix="hostkit-ledger-") as folder:
             ledger = Path(folder) / "ledger"
             with crash.front_for(backend, ledger) as front:
-                yield anyio.run(partial(crash.run, front, ledger,
-                                        **(crash.FULL if full else crash.QUICK)),
+                yield anyio.run(crash.run, front, ledger, crash.FULL if full else crash.QUICK,
                                 backend=backend)
 
 
@@ -102,8 +100,7 @@ def reliability_graceful(full: bool) -> Iterator[Reported]:
     for backend in BACKENDS:
         front = graceful.front_for(backend).start()
         try:
-            yield anyio.run(partial(graceful.run, front,
-                                    **(graceful.FULL if full else graceful.QUICK)),
+            yield anyio.run(graceful.run, front, graceful.FULL if full else graceful.QUICK,
                             backend=backend)
         finally:
             front.stop()
@@ -112,8 +109,8 @@ def reliability_graceful(full: bool) -> Iterator[Reported]:
 def reliability_slow_clients(full: bool) -> Iterator[Reported]:
     settings = slow_clients.FULL if full else slow_clients.QUICK
     for backend in BACKENDS:
-        with slow_clients.front_for(backend, settings["header_timeout"]) as front:
-            yield anyio.run(partial(slow_clients.run, front, **settings), backend=backend)
+        with slow_clients.front_for(backend, settings.header_timeout) as front:
+            yield anyio.run(slow_clients.run, front, settings, backend=backend)
 
 
 def reliability_logging(full: bool) -> Iterator[Reported]:
@@ -121,23 +118,19 @@ def reliability_logging(full: bool) -> Iterator[Reported]:
     for backend in BACKENDS:
         for file_log in (False, True):
             with logging_stall.front_for(backend, file_log) as front:
-                yield anyio.run(partial(logging_stall.run, front, file_log, **settings),
-                                backend=backend)
+                yield anyio.run(logging_stall.run, front, file_log, settings, backend=backend)
 
 
 def reliability_startup(full: bool) -> Iterator[Reported]:
     settings = startup.FULL if full else startup.QUICK
     for backend in BACKENDS:
         with tempfile.TemporaryDirectory(prefix="hostkit-flaky-") as folder:
-            with startup.flaky_front(backend, settings["crashes"],
+            with startup.flaky_front(backend, settings.crashes,
                                      Path(folder) / "starts") as front:
-                yield anyio.run(startup.rapid_fail, front, settings["crashes"],
-                                settings["refusals"], settings["recover"], backend=backend)
-        yield anyio.run(startup.recovery_in_process, settings["crashes"], settings["window"],
-                        backend=backend)
-        with startup.never_listening_front(backend, settings["limit"]) as front:
-            yield anyio.run(startup.startup_timeout, front, settings["limit"],
-                            settings["waiting"], backend=backend)
+                yield anyio.run(startup.rapid_fail, front, settings, backend=backend)
+        yield anyio.run(startup.recovery_in_process, settings, backend=backend)
+        with startup.never_listening_front(backend, settings.limit) as front:
+            yield anyio.run(startup.startup_timeout, front, settings, backend=backend)
 
 
 SUITES: dict[str, Suite] = {
@@ -168,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     for name in names:
         suite_started = time.monotonic()
-        entries = []
+        entries: list[dict[str, object]] = []
         try:
             for figures in SUITES[name](options.full):
                 for line in figures.lines():

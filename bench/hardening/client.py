@@ -141,6 +141,15 @@ class HttpConnection:
                 await stream.aclose()
 
 
+async def request_once(port: int, data: bytes, timeout: float) -> Response:
+    """One request on a connection of its own (:class:`RequestFailed` without an answer)."""
+    connection = HttpConnection(port)
+    try:
+        return await connection.request(data, timeout)
+    finally:
+        await connection.aclose()
+
+
 @dataclasses.dataclass
 class Sample:
     """One request a load client made: when it was sent and answered, and how it ended."""

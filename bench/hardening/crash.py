@@ -19,14 +19,24 @@ from pathlib import Path
 
 import anyio
 
+from bench._harness import process_alive
 from bench.hardening.client import Sample, build, now
 from bench.hardening.fronts import Front
-from bench.hardening.load import failed, run_clients
+from bench.hardening.load import Request, failed, run_clients
 
 _TIMEOUT = 20.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    clients: int
+    duration: float      # seconds of kills
+    interval: float      # seconds between kills
+
+
 #: CI's run and the full run (python -m bench.hardening --full).
-QUICK = {"clients": 64, "duration": 3.5, "interval": 1.0}
-FULL = {"clients": 64, "duration": 60.0, "interval": 2.0}
+QUICK = Settings(clients=64, duration=3.5, interval=1.0)
+FULL = Settings(clients=64, duration=60.0, interval=2.0)
 
 
 @dataclasses.dataclass
@@ -95,11 +105,11 @@ def front_for(backend: str, ledger: Path) -> Front:
                                   "environment_variables": {"LEDGER_FILE": str(ledger)}})
 
 
-async def run(front: Front, ledger: Path, clients: int, duration: float,
-              interval: float) -> Figures:
-    """Load ``front`` for ``duration`` s, killing its child every ``interval`` s."""
+async def run(front: Front, ledger: Path, settings: Settings) -> Figures:
+    """Load ``front`` with keep-alive clients, killing its child every ``interval`` s."""
+    interval = settings.interval
 
-    def next_request(client: int, n: int) -> tuple[str, bytes]:
+    def next_request(client: int, n: int) -> Request:
         if n % 2:
             tag = f"{client}-{n}"
             return "POST", build("POST", "/apply", [("x-request-id", tag)], b"x"), tag
@@ -111,13 +121,13 @@ async def run(front: Front, ledger: Path, clients: int, duration: float,
 
     async def killer() -> None:
         started = now()
-        while now() - started < duration:
+        while now() - started < settings.duration:
             await anyio.sleep(interval)
             # A child that was just replaced serves for a while before the next kill.
             pid = await _live_child(front, serving_for=interval / 2)
             kill = Kill(now(), pid)
             os.kill(pid, signal.SIGKILL)
-            while _alive(pid):
+            while process_alive(pid):
                 await anyio.sleep(0.001)
             kill.dead_at = now()
             kills.append(kill)
@@ -125,8 +135,8 @@ async def run(front: Front, ledger: Path, clients: int, duration: float,
         stop.set()
 
     async with anyio.create_task_group() as task_group:
-        task_group.start_soon(run_clients, front.port, clients, next_request, stop, samples,
-                              _TIMEOUT)
+        task_group.start_soon(run_clients, front.port, settings.clients, next_request, stop,
+                              samples, _TIMEOUT)
         task_group.start_soon(killer)
     figures = _figures(front, ledger, samples, kills)
     figures.backend = front.backend
@@ -138,18 +148,10 @@ async def _live_child(front: Front, serving_for: float) -> int:
     with anyio.fail_after(_TIMEOUT):
         while True:
             children = [pid for pid, _ in front.children if pid in front.listening]
-            if children and _alive(children[-1]) \
+            if children and process_alive(children[-1]) \
                     and now() - front.listening[children[-1]] >= serving_for:
                 return children[-1]
             await anyio.sleep(0.01)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def _figures(front: Front, ledger: Path, samples: list[Sample], kills: list[Kill]) -> Figures:

@@ -22,7 +22,7 @@ from pathlib import Path
 import anyio
 
 from bench._harness import ServerProcess, free_port, server_environment
-from bench.hardening.client import HttpConnection, RequestFailed, build
+from bench.hardening.client import HttpConnection, RequestFailed, build, request_once
 from bench.hardening.fronts import APP, write_settings
 
 _TIMEOUT = 10.0
@@ -164,12 +164,8 @@ async def run(child: HandStartedChild, count: int, connections: int = 8) -> Figu
     async with anyio.create_task_group() as task_group:
         for _ in range(connections):
             task_group.start_soon(worker)
-    check = HttpConnection(child.port)
-    try:
-        answer = await check.request(build("GET", "/calls", [("Hostkit-Token", child.token)]),
-                                     _TIMEOUT)
-    finally:
-        await check.aclose()
+    answer = await request_once(child.port, build("GET", "/calls", [("Hostkit-Token",
+                                                                      child.token)]), _TIMEOUT)
     calls = int(answer.body) - 1 if answer.status == 200 else -1
     lines = list(child.lines)
     return Figures(count, statuses, failures, nonempty, calls,

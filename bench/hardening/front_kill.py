@@ -14,9 +14,8 @@ import dataclasses
 import os
 import socket
 import time
-from pathlib import Path
 
-from bench._harness import fetch, free_port
+from bench._harness import fetch, free_port, process_state
 from bench.hardening.fronts import Front
 
 _PR_SET_CHILD_SUBREAPER = 36
@@ -33,14 +32,6 @@ class Round:
     zombies: list[int]         # exited, but nobody reaped them
     gone_after: float          # seconds from the kill until every child was gone
     port_bindable: bool
-
-
-def _state(pid: int) -> str | None:
-    """The process state letter (``Z`` for a zombie), or ``None`` when it is gone."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return None
 
 
 def _reap(pid: int) -> None:
@@ -94,14 +85,14 @@ def one_round(backend: str, port: int) -> Round:
         gone_after = _GRACE
         while time.monotonic() - killed < _GRACE:
             for pid in children:
-                if _state(pid) == "Z":
+                if process_state(pid) == "Z":
                     _reap(pid)  # an orphan of ours now (subreaper): the reaping is init's job
-            if all(_state(pid) is None for pid in children):
+            if all(process_state(pid) is None for pid in children):
                 gone_after = time.monotonic() - killed
                 break
             time.sleep(0.01)
-        survivors = [pid for pid in children if _state(pid) not in (None, "Z")]
-        zombies = [pid for pid in children if _state(pid) == "Z"]
+        survivors = [pid for pid in children if process_state(pid) not in (None, "Z")]
+        zombies = [pid for pid in children if process_state(pid) == "Z"]
     finally:
         front.stop()
     return Round(children, survivors, zombies, gone_after, bindable(port))

@@ -16,14 +16,22 @@ import signal
 import anyio
 import anyio.to_thread
 
-from bench.hardening.client import HttpConnection, Sample, build, now
+from bench.hardening.client import Sample, build, now, request_once
 from bench.hardening.fronts import Front
 from bench.hardening.load import failed, run_clients
 
 _TIMEOUT = 30.0
 SHUTDOWN_TIME_LIMIT = 3.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    clients: int
+    slow: float          # seconds each request takes in the app
+
+
 #: the same in CI and in the full run: 64 clients with a request in flight.
-QUICK = FULL = {"clients": 64, "slow": 0.5}
+QUICK = FULL = Settings(clients=64, slow=0.5)
 
 
 @dataclasses.dataclass
@@ -61,19 +69,16 @@ def front_for(backend: str) -> Front:
                  module={"shutdown_time_limit": SHUTDOWN_TIME_LIMIT})
 
 
-async def run(front: Front, clients: int, slow: float) -> Figures:
+async def run(front: Front, settings: Settings) -> Figures:
     """Load ``front`` until every client has a request in flight, then SIGTERM it."""
     assert front.process is not None
     samples: list[Sample] = []
     stop = anyio.Event()
+    slow = settings.slow
     request = build("GET", f"/slow?{slow}")
     signalled = 0.0
 
-    warm_up = HttpConnection(front.port)
-    try:
-        await warm_up.request(build("GET", "/"), _TIMEOUT)  # the child is up
-    finally:
-        await warm_up.aclose()
+    await request_once(front.port, build("GET", "/"), _TIMEOUT)  # the child is up
     child = front.children[-1][0]
 
     async def signal_when_all_in_flight() -> None:
@@ -85,7 +90,7 @@ async def run(front: Front, clients: int, slow: float) -> Figures:
         stop.set()
 
     async with anyio.create_task_group() as task_group:
-        task_group.start_soon(run_clients, front.port, clients,
+        task_group.start_soon(run_clients, front.port, settings.clients,
                               lambda c, n: ("GET", request, ""), stop, samples, _TIMEOUT)
         task_group.start_soon(signal_when_all_in_flight)
     code = await anyio.to_thread.run_sync(front.process.popen.wait, _TIMEOUT)

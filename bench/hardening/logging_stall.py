@@ -1,9 +1,10 @@
 """A chatty child: 100 MB on stdout while it serves, with the module's file log off and on.
 
-One client has the app write ``chunk`` bytes of output per request (``GET /log?BYTES&stdout``)
-until ``total`` bytes are written; ``normal`` clients load ``GET /`` meanwhile. The baseline
-is the same run with the output going to ``/dev/null`` (``&null``): the same work with nothing
-behind the output that could be slow. With ``module.stdout_log_enabled`` off, the module
+One client has the app write ``chunk`` bytes of output per request (``GET /log?BYTES&stdout``),
+paced so that ``total`` bytes take ``duration`` seconds (100 MB in 10 s in the full run: far
+more than any app logs); ``normal`` clients load ``GET /`` meanwhile. The baseline is the same
+run with the output going to ``/dev/null`` (``&null``): the same work with nothing behind the
+output that could be slow. With ``module.stdout_log_enabled`` off, the module
 reads the child's pipe; on, the child writes to its log file itself. Figures, per mode: the
 requests that failed or timed out (none may), and the normal clients' p99 against the
 baseline's (at most 1.2x).
@@ -15,14 +16,25 @@ import dataclasses
 
 import anyio
 
-from bench.hardening.client import HttpConnection, RequestFailed, Sample, build
+from bench.hardening.client import HttpConnection, RequestFailed, Sample, build, now
 from bench.hardening.fronts import Front
 from bench.hardening.load import failed, latency_ms, run_clients
 
 _TIMEOUT = 30.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    total: int           # bytes of output per run
+    chunk: int           # bytes per request
+    duration: float      # seconds the total is spread over
+    normal: int          # normal keep-alive clients
+    rounds: int = 2      # runs per mode, alternating
+
+
 #: CI's run and the full run (100 MB per mode and round).
-QUICK = {"total": 8 * 2**20, "chunk": 256 * 2**10, "normal": 8}
-FULL = {"total": 100 * 2**20, "chunk": 2**20, "normal": 8}
+QUICK = Settings(total=8 * 2**20, chunk=256 * 2**10, duration=0.75, normal=8)
+FULL = Settings(total=100 * 2**20, chunk=2**20, duration=10.0, normal=8)
 #: CI compares p99s of a few ms on a shared machine: below this, a difference is noise.
 CI_NOISE_FLOOR_MS = 25.0
 
@@ -73,9 +85,11 @@ def front_for(backend: str, file_log: bool) -> Front:
     return Front(backend, module={"stdout_log_enabled": file_log, "request_timeout": _TIMEOUT})
 
 
-async def _one_run(front: Front, sink: str, total: int, chunk: int, normal: int,
-                   samples: list[Sample]) -> int:
-    """Write ``total`` bytes to ``sink`` under load; returns the writer's failures."""
+async def _one_run(front: Front, sink: str, settings: Settings, samples: list[Sample],
+                   share: float = 1.0) -> int:
+    """Write ``share`` of the total to ``sink`` under load; returns the writer's failures."""
+    total, chunk = int(settings.total * share), settings.chunk
+    pause = chunk * settings.duration / settings.total
     writer_failures = 0
     written = 0
     stop = anyio.Event()
@@ -84,8 +98,10 @@ async def _one_run(front: Front, sink: str, total: int, chunk: int, normal: int,
     async def writer() -> None:
         nonlocal written, writer_failures
         connection = HttpConnection(front.port)
+        started = now()
         try:
             while written < total:
+                await anyio.sleep(max(0.0, started + written // chunk * pause - now()))
                 try:
                     response = await connection.request(build("GET", f"/log?{chunk}&{sink}"),
                                                         _TIMEOUT)
@@ -100,26 +116,25 @@ async def _one_run(front: Front, sink: str, total: int, chunk: int, normal: int,
             stop.set()
 
     async with anyio.create_task_group() as task_group:
-        task_group.start_soon(run_clients, front.port, normal,
+        task_group.start_soon(run_clients, front.port, settings.normal,
                               lambda c, n: ("GET", request, ""), stop, samples, _TIMEOUT)
         task_group.start_soon(writer)
     return writer_failures
 
 
-async def run(front: Front, file_log: bool, total: int, chunk: int, normal: int,
-              rounds: int = 2) -> Figures:
+async def run(front: Front, file_log: bool, settings: Settings) -> Figures:
     """Baseline (output to /dev/null) and chatty (stdout) runs, alternating, ``rounds`` each,
     after a warm-up; each mode's samples are pooled."""
-    await _one_run(front, "null", total // 4, chunk, normal, [])  # warm-up, not measured
+    await _one_run(front, "null", settings, [], share=0.25)  # warm-up, not measured
     runs = {}
     for sink in ("null", "stdout"):
         runs[sink] = Run(sink, 0, 0, 0, 0.0)
     pooled: dict[str, list[Sample]] = {"null": [], "stdout": []}
-    for _ in range(rounds):
+    for _ in range(settings.rounds):
         for sink in ("null", "stdout"):
             samples: list[Sample] = []
-            runs[sink].failures += await _one_run(front, sink, total, chunk, normal, samples)
-            runs[sink].written += total
+            runs[sink].failures += await _one_run(front, sink, settings, samples)
+            runs[sink].written += settings.total
             pooled[sink] += samples
     for sink, samples in pooled.items():
         runs[sink].normal_requests = len(samples)

@@ -18,11 +18,22 @@ from bench.hardening.fronts import Front
 from bench.hardening.load import failed, latency_ms, run_clients
 
 _TIMEOUT = 30.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    header_timeout: float    # server.request_header_timeout (and keep_alive_timeout)
+    heads: int               # slow-head connections
+    bodies: int              # slow-body connections
+    interval: float          # seconds between two bytes
+    normal: int              # normal keep-alive clients
+    baseline: float          # seconds of the run without slow clients
+
+
 #: CI's run (short timeouts through the configuration) and the full run.
-QUICK = {"header_timeout": 1.0, "heads": 60, "bodies": 20, "interval": 0.3, "normal": 8,
-         "baseline": 1.5}
-FULL = {"header_timeout": 10.0, "heads": 500, "bodies": 100, "interval": 5.0, "normal": 8,
-        "baseline": 10.0}
+QUICK = Settings(header_timeout=1.0, heads=60, bodies=20, interval=0.3, normal=8, baseline=1.5)
+FULL = Settings(header_timeout=10.0, heads=500, bodies=100, interval=5.0, normal=8,
+                baseline=10.0)
 #: CI compares p99s of a few ms on a shared machine: below this, a difference is noise.
 CI_NOISE_FLOOR_MS = 25.0
 
@@ -99,14 +110,15 @@ async def _trickle(port: int, head: bytes, trickled: bytes, interval: float, lim
         await stream.aclose()
 
 
-async def run(front: Front, header_timeout: float, heads: int, bodies: int,
-              interval: float, normal: int, baseline: float) -> Figures:
-    """A baseline of ``normal`` clients for ``baseline`` s, then the same with slow clients."""
+async def run(front: Front, settings: Settings) -> Figures:
+    """A baseline of the normal clients alone, then the same with the slow clients."""
+    header_timeout, interval, normal = settings.header_timeout, settings.interval, \
+        settings.normal
     request = build("GET", "/")
     samples_before: list[Sample] = []
     samples_during: list[Sample] = []
     await _load(front, 1, request, 0.5, [])  # the child is up and warm
-    await _load(front, normal, request, baseline, samples_before)
+    await _load(front, normal, request, settings.baseline, samples_before)
     head_times: list[float] = []
     body_times: list[float] = []
     answers: list[bytes] = []
@@ -116,10 +128,10 @@ async def run(front: Front, header_timeout: float, heads: int, bodies: int,
         b"Content-Length: 10000\r\n\r\n"
     stop = anyio.Event()
     async with anyio.create_task_group() as task_group:
-        for _ in range(heads):
+        for _ in range(settings.heads):
             task_group.start_soon(_trickle, front.port, b"", endless_head, interval, limit,
                                   head_times, answers)
-        for _ in range(bodies):
+        for _ in range(settings.bodies):
             task_group.start_soon(_trickle, front.port, body_head, b"b" * 10000, interval,
                                   limit, body_times, answers)
         task_group.start_soon(run_clients, front.port, normal,

@@ -188,8 +188,11 @@ class RecordingFront:
         while True:
             pending = self.log.pending(connection)
             by_h11, by_llhttp = read_h11(pending), read_llhttp(pending)
-            stand_in = bool(by_llhttp.error and "Invalid method" in by_llhttp.error
-                            and by_h11.messages)
+            # llhttp knows a fixed table of methods ("Invalid method", or "Expected space
+            # after method" past a known prefix such as GET0); any token is a method, so
+            # llhttp reads the rest with the method replaced.
+            stand_in = bool(by_llhttp.error and "method" in by_llhttp.error
+                            and not by_h11.error)
             if stand_in:
                 by_llhttp = read_llhttp(with_stand_in_methods(pending, [0, *by_h11.ends]))
             if by_h11.error or by_llhttp.error:

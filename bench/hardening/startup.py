@@ -19,18 +19,29 @@ from pathlib import Path
 
 import anyio
 
-from bench.hardening.client import HttpConnection, RequestFailed, Response, build, now
+from bench._harness import process_alive
+from bench.hardening.client import RequestFailed, Response, build, now, request_once
 from bench.hardening.fronts import PROGRAMS, Front, child_program
 
 _TIMEOUT = 30.0
 FLAKY = PROGRAMS / "flaky_start.py"
 NEVER_LISTENS = PROGRAMS / "never_listens.py"
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    crashes: int         # failed starts; the budget is one less
+    refusals: int        # requests timed while the budget is spent
+    recover: bool        # wait (the real minute) for a real front to serve again
+    window: float        # the process manager's window in the in-process recovery
+    limit: float         # startup_time_limit for the child that never listens
+    waiting: int         # requests waiting for that child
+
+
 #: CI's run (recovery through the process manager with a 1 s window) and the full run (a
 #: real front, waiting out the real minute).
-QUICK = {"crashes": 3, "refusals": 20, "recover": False, "window": 1.0, "limit": 1.5,
-         "waiting": 5}
-FULL = {"crashes": 3, "refusals": 50, "recover": True, "window": 1.0, "limit": 5.0,
-        "waiting": 20}
+QUICK = Settings(crashes=3, refusals=20, recover=False, window=1.0, limit=1.5, waiting=5)
+FULL = Settings(crashes=3, refusals=50, recover=True, window=1.0, limit=5.0, waiting=20)
 
 
 @dataclasses.dataclass
@@ -114,14 +125,12 @@ class StartupTimeout:
 
 
 async def _get(port: int, path: str = "/") -> tuple[Response | None, float]:
-    connection = HttpConnection(port)
+    """A GET and how long it took; ``None`` for no answer."""
     started = now()
     try:
-        return await connection.request(build("GET", path), _TIMEOUT), now() - started
+        return await request_once(port, build("GET", path), _TIMEOUT), now() - started
     except RequestFailed:
         return None, now() - started
-    finally:
-        await connection.aclose()
 
 
 def flaky_front(backend: str, crashes: int, counter: Path) -> Front:
@@ -130,10 +139,11 @@ def flaky_front(backend: str, crashes: int, counter: Path) -> Front:
         "environment_variables": {"FLAKY_COUNTER": str(counter), "FLAKY_CRASHES": str(crashes)}})
 
 
-async def rapid_fail(front: Front, crashes: int, refusals: int,
-                     wait_for_recovery: bool) -> RapidFail:
-    """Spend the budget, then time ``refusals`` refused requests; optionally wait (up to the
+async def rapid_fail(front: Front, settings: Settings) -> RapidFail:
+    """Spend the budget, then time the refused requests; with ``recover``, wait (up to the
     60 s window and a bit) until the module serves again by itself."""
+    crashes, refusals, wait_for_recovery = settings.crashes, settings.refusals, \
+        settings.recover
     failed_starts = []
     for _ in range(crashes):
         response, _ = await _get(front.port)
@@ -164,7 +174,7 @@ async def rapid_fail(front: Front, crashes: int, refusals: int,
                      front.backend, wait_for_recovery)
 
 
-async def recovery_in_process(crashes: int, window: float) -> Recovery:
+async def recovery_in_process(settings: Settings) -> Recovery:
     """The process manager alone, with a short rolling window: spend the budget, and acquire
     again until a child runs (the window passes; nobody acts)."""
     from hostkit_outofprocess.process import (
@@ -174,14 +184,15 @@ async def recovery_in_process(crashes: int, window: float) -> Recovery:
         StartupFailure,
     )
 
+    crashes, window = settings.crashes, settings.window
     with tempfile.TemporaryDirectory(prefix="hostkit-flaky-") as root:
         counter = Path(root) / "starts"
         (Path(root) / "hostkit.toml").write_text('hosting_model = "OutOfProcess"\n')
         environment = {**os.environ, "FLAKY_COUNTER": str(counter),
                        "FLAKY_CRASHES": str(crashes)}
-        settings = ChildSettings([sys.executable, str(FLAKY)], Path(root), environment, "/",
-                                 15, 3, crashes - 1, None)
-        manager = ProcessManager(settings, 1, rapid_fail_window=window)
+        child = ChildSettings([sys.executable, str(FLAKY)], Path(root), environment, "/",
+                              15, 3, crashes - 1, None)
+        manager = ProcessManager(child, 1, rapid_fail_window=window)
         with anyio.fail_after(_TIMEOUT):
             async with anyio.create_task_group() as task_group:
                 await task_group.start(manager.run)
@@ -197,43 +208,37 @@ async def recovery_in_process(crashes: int, window: float) -> Recovery:
                     refused_at = now()
                 while True:  # no one acts: the window passes and the next start works
                     try:
-                        child = await manager.acquire()
+                        running = await manager.acquire()
                         break
                     except RapidFailLimit:
                         await anyio.sleep(0.05)
                 waited = now() - refused_at
                 task_group.cancel_scope.cancel()
-        return Recovery(window, child.pid, waited)
+        return Recovery(window, running.pid, waited)
 
 
 def never_listening_front(backend: str, limit: float) -> Front:
     return Front(backend, module={**child_program(NEVER_LISTENS), "startup_time_limit": limit})
 
 
-async def startup_timeout(front: Front, limit: float, waiting: int) -> StartupTimeout:
-    """``waiting`` requests arrive together while a child never listens."""
+async def startup_timeout(front: Front, settings: Settings) -> StartupTimeout:
+    """``waiting`` requests arrive together while a child never listens (``limit``)."""
+    limit = settings.limit
     results: list[tuple[Response | None, float]] = []
 
     async def one() -> None:
         results.append(await _get(front.port))
 
     async with anyio.create_task_group() as task_group:
-        for _ in range(waiting):
+        for _ in range(settings.waiting):
             task_group.start_soon(one)
     (pid, _), = front.children[:1]
     killed = False
     with anyio.move_on_after(2):
-        while Path(f"/proc/{pid}").exists() and _state(pid) != "Z":
+        while process_alive(pid):
             await anyio.sleep(0.02)
         killed = True
     return StartupTimeout(
         limit, [r.status if r else 0 for r, _ in results],
         sum(b"502.5" in r.body for r, _ in results if r), max(t for _, t in results), killed,
         front.backend)
-
-
-def _state(pid: int) -> str | None:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return None

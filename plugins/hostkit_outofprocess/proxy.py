@@ -302,8 +302,8 @@ class ClientConnection:
             # Nothing reaches the child before its body has begun well-formed.
             body_start = await self._body_start()
             if isinstance(body_start[-1], h11.EndOfMessage):  # all of it is here
-                framing = (b"content-length",
-                           str(sum(len(e.data) for e in body_start[:-1])).encode())
+                length = sum(len(e.data) for e in body_start if isinstance(e, h11.Data))
+                framing = (b"content-length", str(length).encode())
         outgoing = _Outgoing(request, checked.target, checked.host, body_start)
         idempotent = not has_body and request.method in header_rules.IDEMPOTENT_METHODS
         stale_retried = False

@@ -7,7 +7,6 @@ wait for the next one; no POST is applied twice (the app's request-id ledger).
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 
 import anyio
@@ -24,7 +23,7 @@ def test_only_requests_in_flight_at_a_kill_fail(backend: str, tmp_path: Path) ->
     ledger = tmp_path / "ledger"
     front = crash.front_for(backend, ledger).start()
     try:
-        figures = anyio.run(partial(crash.run, front, ledger, **crash.QUICK), backend=backend)
+        figures = anyio.run(crash.run, front, ledger, crash.QUICK, backend=backend)
     finally:
         front.stop()
     assert figures.problems() == [], figures.lines()

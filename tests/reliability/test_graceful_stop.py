@@ -3,7 +3,6 @@ child stops within ``module.shutdown_time_limit`` without being killed."""
 
 from __future__ import annotations
 
-from functools import partial
 import anyio
 import pytest
 
@@ -16,8 +15,8 @@ pytestmark = pytest.mark.integration
 def test_sigterm_under_load_drains_every_request_in_flight(backend: str) -> None:
     front = graceful.front_for(backend).start()
     try:
-        figures = anyio.run(partial(graceful.run, front, **graceful.QUICK), backend=backend)
+        figures = anyio.run(graceful.run, front, graceful.QUICK, backend=backend)
     finally:
         front.stop()
     assert figures.problems() == [], figures.lines()
-    assert figures.in_flight >= graceful.QUICK["clients"]
+    assert figures.in_flight >= graceful.QUICK.clients

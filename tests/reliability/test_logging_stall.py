@@ -23,7 +23,7 @@ _F_GETPIPE_SZ = 1032
 def test_a_chatty_child_does_not_stall_requests(backend: str, file_log: bool) -> None:
     front = logging_stall.front_for(backend, file_log).start()
     try:
-        measure = partial(logging_stall.run, front, file_log, **logging_stall.QUICK)
+        measure = partial(logging_stall.run, front, file_log, logging_stall.QUICK)
         figures = anyio.run(measure, backend=backend)
         problems = figures.problems(logging_stall.CI_NOISE_FLOOR_MS)
         if problems and all("p99" in problem for problem in problems):
@@ -34,7 +34,7 @@ def test_a_chatty_child_does_not_stall_requests(backend: str, file_log: bool) ->
     finally:
         front.stop()
     assert figures.problems(logging_stall.CI_NOISE_FLOOR_MS) == [], figures.lines()
-    assert figures.chatty.written >= 2 * logging_stall.QUICK["total"]
+    assert figures.chatty.written >= 2 * logging_stall.QUICK.total
     # A burst of output fills a 1 MB pipe before the child waits on the module to read it.
     assert pipe is None or pipe >= 2**20
 

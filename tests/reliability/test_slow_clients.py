@@ -10,7 +10,6 @@ ms moves that much by itself).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from functools import partial
 import anyio
 import pytest
 
@@ -23,22 +22,22 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module", params=["asyncio", "trio"])
 def front(request: pytest.FixtureRequest) -> Iterator[Front]:
-    started = slow_clients.front_for(request.param, slow_clients.QUICK["header_timeout"]).start()
+    started = slow_clients.front_for(request.param, slow_clients.QUICK.header_timeout).start()
     yield started
     started.stop()
 
 
 def test_slow_connections_are_closed_in_time_and_normal_clients_go_on(front: Front) -> None:
     quick = slow_clients.QUICK
-    figures = anyio.run(partial(slow_clients.run, front, **quick), backend=front.backend)
+    figures = anyio.run(slow_clients.run, front, quick, backend=front.backend)
     if _only_latency(figures.problems(slow_clients.CI_NOISE_FLOOR_MS)):
         # One p99 over a couple of seconds on a shared runner can be noise; a real stall
         # shows in a second measurement too.
-        figures = anyio.run(partial(slow_clients.run, front, **quick), backend=front.backend)
+        figures = anyio.run(slow_clients.run, front, quick, backend=front.backend)
     errors = [line for line in front.lines() if "error while serving" in line]
     assert figures.problems(slow_clients.CI_NOISE_FLOOR_MS) == [], figures.lines()
-    assert len(figures.slow_heads) == quick["heads"] and len(figures.slow_bodies) == quick["bodies"]
-    assert figures.answered_408 == quick["heads"] + quick["bodies"]
+    assert (len(figures.slow_heads), len(figures.slow_bodies)) == (quick.heads, quick.bodies)
+    assert figures.answered_408 == quick.heads + quick.bodies
     assert errors == []  # a timed-out head is an answer (408), not an error in the log
 
 
@@ -54,7 +53,7 @@ def test_body_pace_gives_the_grace_then_240_bytes_a_second() -> None:
 
 
 def test_a_fast_upload_after_a_pause_within_the_grace_is_not_cut(front: Front) -> None:
-    grace = slow_clients.QUICK["header_timeout"]
+    grace = slow_clients.QUICK.header_timeout
 
     async def upload() -> int:
         connection = HttpConnection(front.port)

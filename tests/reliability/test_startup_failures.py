@@ -16,31 +16,27 @@ pytestmark = pytest.mark.integration
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_rapid_fail_refuses_fast_without_spawning(backend: str, tmp_path: Path) -> None:
     quick = startup.QUICK
-    front = startup.flaky_front(backend, quick["crashes"], tmp_path / "starts").start()
+    front = startup.flaky_front(backend, quick.crashes, tmp_path / "starts").start()
     try:
-        figures = anyio.run(startup.rapid_fail, front, quick["crashes"], quick["refusals"],
-                            False, backend=backend)
+        figures = anyio.run(startup.rapid_fail, front, quick, backend=backend)
     finally:
         front.stop()
     assert figures.problems() == [], figures.lines()
-    assert figures.failed_starts == [502] * quick["crashes"]
+    assert figures.failed_starts == [502] * quick.crashes
 
 
 @pytest.mark.anyio
 async def test_rapid_fail_recovers_when_the_window_has_passed(anyio_backend: str) -> None:
-    recovery = await startup.recovery_in_process(startup.QUICK["crashes"],
-                                                 startup.QUICK["window"])
+    recovery = await startup.recovery_in_process(startup.QUICK)
     assert recovery.problems() == [], recovery.lines()
-    assert recovery.waited >= startup.QUICK["window"] / 2
+    assert recovery.waited >= startup.QUICK.window / 2
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_a_child_that_never_listens_gets_502_5_and_is_killed(backend: str) -> None:
-    limit = startup.QUICK["limit"]
-    front = startup.never_listening_front(backend, limit).start()
+    front = startup.never_listening_front(backend, startup.QUICK.limit).start()
     try:
-        figures = anyio.run(startup.startup_timeout, front, limit, startup.QUICK["waiting"],
-                            backend=backend)
+        figures = anyio.run(startup.startup_timeout, front, startup.QUICK, backend=backend)
     finally:
         front.stop()
     assert figures.problems() == [], figures.lines()
