@@ -52,7 +52,7 @@ def _choices(what: str, values: Iterable[str], allowed: tuple[str, ...]) -> tupl
     return result
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@dataclasses.dataclass(frozen=True, init=False)
 class ServerInfo:
     """What one server supports; a plugin returns these from ``hostkit_declare_servers``.
 
@@ -61,7 +61,7 @@ class ServerInfo:
     itself, ``HostingModel.OUT_OF_PROCESS`` when it can run in an out-of-process child (on
     loopback, behind the module). ``async_backends``: ``"asyncio"`` and/or ``"trio"``.
     ``url_schemes``: ``"http"``, ``"https"`` (TLS from ``[tls]``) and/or ``"unix"``. Values
-    are normalised (lower-cased, duplicates dropped); an unknown or empty one raises
+    are normalised to tuples (lower-cased, duplicates dropped); an unknown or empty one raises
     ``ValueError`` when the plugin makes the object.
     """
 
@@ -70,12 +70,13 @@ class ServerInfo:
     async_backends: tuple[str, ...]
     url_schemes: tuple[str, ...]
 
-    def __post_init__(self) -> None:
-        normalised = {
-            "name": self.name.strip().lower(),
-            "hosting_models": _models(self.hosting_models),
-            "async_backends": _choices("async backend", self.async_backends, ASYNC_BACKENDS),
-            "url_schemes": _choices("url scheme", self.url_schemes, URL_SCHEMES),
+    def __init__(self, *, name: str, hosting_models: Iterable[HostingModel | str],
+                 async_backends: Iterable[str], url_schemes: Iterable[str]):
+        normalised: dict[str, object] = {
+            "name": name.strip().lower(),
+            "hosting_models": _models(hosting_models),
+            "async_backends": _choices("async backend", async_backends, ASYNC_BACKENDS),
+            "url_schemes": _choices("url scheme", url_schemes, URL_SCHEMES),
         }
         for field, value in normalised.items():
             if not value:

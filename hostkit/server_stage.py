@@ -49,7 +49,7 @@ class _Exchange(RequestState):
 
     def __init__(self, receive: Receive, send: Send, limit: int, task_group: TaskGroup | None,
                  allow_synchronous_io: bool):
-        super().__init__(allow_synchronous_io)
+        RequestState.__init__(self, allow_synchronous_io)  # cheaper than super() per request
         self._receive = receive
         self._send = send
         self._limit = limit
@@ -176,7 +176,7 @@ def _expects_continue(scope: Scope) -> bool:
 
 def _declared_length(scope: Scope) -> int | None:
     for name, value in scope["headers"]:
-        if name.lower() == b"content-length":
+        if len(name) == 14 and name.lower() == b"content-length":
             try:
                 return int(value)
             except ValueError:
@@ -231,12 +231,19 @@ class ServerStage:
         self.start_failure: StartupFailure | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Called by the server for every ASGI connection; HTTP requests take the short path
-        (one coroutine for the stage's own work), everything else :meth:`_serve_other`."""
-        if scope["type"] != "http":
-            await self._serve_other(scope, receive, send)
+        """Called by the server for every ASGI connection. An HTTP request runs in this one
+        coroutine (the stage's own work is on the path of every request: kept inline)."""
+        kind = scope["type"]
+        if kind == "lifespan":
+            await _answer_lifespan(receive, send)
             return
-        self._prepare(scope)
+        scope["hostkit"] = self.features
+        scope["user"] = ClaimsPrincipal.anonymous()
+        if self.lifespan_state:
+            scope["state"] = self.lifespan_state.copy()
+        if kind != "http":
+            await self._serve_websocket(scope, receive, send)
+            return
         if self.start_failure is not None:
             await self._answer_start_failure(send)
             return
@@ -272,19 +279,8 @@ class ServerStage:
         finally:
             exchange.release()
 
-    def _prepare(self, scope: Scope) -> None:
-        """Put the features, an anonymous user and the lifespan state in the scope."""
-        scope["hostkit"] = self.features
-        scope["user"] = ClaimsPrincipal.anonymous()
-        if self.lifespan_state:
-            scope["state"] = self.lifespan_state.copy()
-
-    async def _serve_other(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Lifespan (answered here: the host runs the app's) and WebSocket connections."""
-        if scope["type"] == "lifespan":
-            await _answer_lifespan(receive, send)
-            return
-        self._prepare(scope)
+    async def _serve_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A WebSocket connection: closed (1011) while the app failed to start, else the app."""
         if self.start_failure is not None:
             await send({"type": "websocket.close", "code": 1011})
         else:
