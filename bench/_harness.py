@@ -517,6 +517,17 @@ def add_load_options(parser: argparse.ArgumentParser, *, noun: str = "server") -
                         help="wrk threads (default: 2)")
 
 
+def benchmark_parser(prog: str, description: str, results_file: Path, *,
+                     noun: str = "server") -> argparse.ArgumentParser:
+    """A benchmark's command line: the load options and ``--output`` (default
+    ``results_file``); add the benchmark's own options, then :func:`parse_load_options`."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    add_load_options(parser, noun=noun)
+    parser.add_argument("--output", type=Path, default=results_file,
+                        help=f"JSON results file (default: {results_file})")
+    return parser
+
+
 def parse_load_options(parser: argparse.ArgumentParser,
                        argv: Sequence[str] | None) -> argparse.Namespace:
     """Parse, and check wrk gets at least one connection per thread."""

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._harness import (
-    add_load_options,
+    benchmark_parser,
     parse_load_options,
     BenchmarkError,
     ServerProcess,
@@ -74,12 +74,9 @@ class Target:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The benchmark's options; defaults give ``wrk -t2 -c32 -d10s``, 3 rounds."""
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.inprocess",
-        description=f"Benchmark hostkit InProcess against bare hypercorn. Target: {TARGET}.")
-    add_load_options(parser, noun="server")
-    parser.add_argument("--output", type=Path, default=RESULTS_FILE,
-                        help=f"JSON results file (default: {RESULTS_FILE})")
+    parser = benchmark_parser(
+        "python -m bench.inprocess",
+        f"Benchmark hostkit InProcess against bare hypercorn. Target: {TARGET}.", RESULTS_FILE)
     return parse_load_options(parser, argv)
 
 

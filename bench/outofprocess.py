@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._harness import (
-    add_load_options,
+    benchmark_parser,
     parse_load_options,
     BenchmarkError,
     Reply,
@@ -111,17 +111,14 @@ def _count(text: str) -> int:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The benchmark's options; defaults give ``wrk -t2 -c32 -d10s``, 3 rounds."""
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.outofprocess",
-        description="Benchmark hostkit OutOfProcess against nginx in front of the same hostkit "
-                    f"child, and hostkit InProcess. Targets: {TARGETS}.")
-    add_load_options(parser, noun="target")
+    parser = benchmark_parser(
+        "python -m bench.outofprocess",
+        "Benchmark hostkit OutOfProcess against nginx in front of the same hostkit child, and "
+        f"hostkit InProcess. Targets: {TARGETS}.", RESULTS_FILE, noun="target")
     parser.add_argument("--cold-starts", type=_count, default=3, metavar="N",
                         help="fresh OutOfProcess fronts timed to their first 200 (default: 3)")
     parser.add_argument("--recoveries", type=_count, default=3, metavar="N",
                         help="child SIGKILLs timed to the next 200 (default: 3)")
-    parser.add_argument("--output", type=Path, default=RESULTS_FILE,
-                        help=f"JSON results file (default: {RESULTS_FILE})")
     return parse_load_options(parser, argv)
 
 

@@ -26,7 +26,6 @@ import argparse
 import contextlib
 import dataclasses
 import datetime
-import importlib.metadata
 import json
 import os
 import platform
@@ -39,7 +38,7 @@ from typing import Any
 
 from bench._harness import (
     BenchmarkError,
-    add_load_options,
+    benchmark_parser,
     ensure_wrk,
     fetch,
     free_port,
@@ -51,7 +50,15 @@ from bench._harness import (
     wrk_command,
     wrk_version,
 )
-from bench.outofprocess import Target, check_answer, hostkit_environment, measure
+from bench.outofprocess import (
+    Target,
+    _errors_note,
+    _version,
+    check_answer,
+    hostkit_environment,
+    load,
+    rotations,
+)
 
 BARE = "bare uvicorn"
 PLUGIN = "hostkit uvicorn"
@@ -68,12 +75,9 @@ _FIELDS = ("requests_per_sec", "p50_ms", "p99_ms")
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The benchmark's options; defaults give ``wrk -t2 -c32 -d10s``, 3 rounds."""
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.uvicorn",
-        description=f"Benchmark the uvicorn plugin against bare uvicorn. Target: {TARGET}.")
-    add_load_options(parser, noun="server")
-    parser.add_argument("--output", type=Path, default=RESULTS_FILE,
-                        help=f"JSON results file (default: {RESULTS_FILE})")
+    parser = benchmark_parser(
+        "python -m bench.uvicorn",
+        f"Benchmark the uvicorn plugin against bare uvicorn. Target: {TARGET}.", RESULTS_FILE)
     return parse_load_options(parser, argv)
 
 
@@ -106,6 +110,35 @@ def start(name: str, cwd: str) -> Target:
     return Target(name, loopback_url(port), [server])
 
 
+# --- measuring -----------------------------------------------------------------------------
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(wrk: str, targets: list[Target], options: argparse.Namespace
+            ) -> dict[str, list[float]]:
+    """Every round: warmup + measured run per target, the order rotated. Returns each
+    server's CPU microseconds per request in each measured run: what it costs, whatever else
+    the machine is doing (req/s also depends on how much CPU the server got)."""
+    cpu: dict[str, list[float]] = {target.name: [] for target in targets}
+    for round_index, order in enumerate(rotations(targets, options.rounds)):
+        for target in order:
+            load(wrk, target, options, options.warmup)
+            pid = target.processes[0].pid
+            before = cpu_seconds(pid)
+            result = load(wrk, target, options, options.duration)
+            cpu[target.name].append((cpu_seconds(pid) - before) * 1e6 / max(result.requests, 1))
+            target.runs.append(result)
+            print(f"round {round_index + 1}/{options.rounds}  {target.name:<18} "
+                  f"{result.requests_per_sec:>9.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
+                  f"p99 {result.p99_ms:6.2f} ms  {cpu[target.name][-1]:6.1f} CPU us/request"
+                  + _errors_note(result), flush=True)
+    return cpu
+
+
 # --- reporting -----------------------------------------------------------------------------
 
 def ratio(candidate: Target, baseline: Target, field: str, run: int | None = None) -> float:
@@ -115,7 +148,7 @@ def ratio(candidate: Target, baseline: Target, field: str, run: int | None = Non
     return float(getattr(candidate.runs[run], field) / getattr(baseline.runs[run], field))
 
 
-def compute_ratios(by_name: dict[str, Target]) -> dict[str, Any]:
+def compute_ratios(by_name: dict[str, Target], cpu: dict[str, list[float]]) -> dict[str, Any]:
     plugin, bare, hypercorn = by_name[PLUGIN], by_name[BARE], by_name[HYPERCORN]
     per_round = [{"plugin_bare_rps": ratio(plugin, bare, "requests_per_sec", index),
                   "plugin_hypercorn_rps": ratio(plugin, hypercorn, "requests_per_sec", index)}
@@ -128,6 +161,8 @@ def compute_ratios(by_name: dict[str, Target]) -> dict[str, Any]:
         "per_round": per_round,
         "plugin_bare_rps_median_of_rounds": statistics.median(
             round_ratios["plugin_bare_rps"] for round_ratios in per_round),
+        "cpu_us_per_request": {name: statistics.median(runs) for name, runs in cpu.items()},
+        "plugin_bare_cpu": statistics.median(cpu[PLUGIN]) / statistics.median(cpu[BARE]),
     }
 
 
@@ -157,21 +192,20 @@ def format_report(targets: list[Target], ratios: dict[str, Any],
         f"{PLUGIN}/{BARE} p50:         {ratios['plugin_bare_p50']:.3f}x",
         f"{PLUGIN}/{BARE} p99:         {ratios['plugin_bare_p99']:.3f}x",
         f"{PLUGIN}/{HYPERCORN} req/s:  {ratios['plugin_hypercorn_rps']:.3f}x  (reference)",
+        "",
+        "server CPU per request (median): " + ", ".join(
+            f"{name} {value:.1f} us" for name, value in ratios["cpu_us_per_request"].items()),
+        f"{PLUGIN}/{BARE} CPU per request: {ratios['plugin_bare_cpu']:.3f}x "
+        "(the cost, less sensitive than req/s to what else the machine runs)",
     ]
     if any(run.errors for target in targets for run in target.runs):
         lines.append("WARNING: some runs had socket errors or non-2xx/3xx responses")
     return "\n".join(lines)
 
 
-def _version(distribution: str) -> str:
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def results_document(targets: list[Target], ratios: dict[str, Any], source: dict[str, Any],
-                     options: argparse.Namespace, wrk: str) -> dict[str, Any]:
+def results_document(targets: list[Target], ratios: dict[str, Any], cpu: dict[str, list[float]],
+                     source: dict[str, Any], options: argparse.Namespace,
+                     wrk: str) -> dict[str, Any]:
     return {
         "benchmark": "uvicorn",
         "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -193,6 +227,7 @@ def results_document(targets: list[Target], ratios: dict[str, Any], source: dict
                 "command": target.processes[0].argv,
                 "median": {field: target.median(field) for field in _FIELDS},
                 "runs": [dataclasses.asdict(run) for run in target.runs],
+                "cpu_us_per_request": cpu[target.name],
             }
             for target in targets
         },
@@ -221,18 +256,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{name}: pid {target.processes[0].pid}, {target.url}", flush=True)
                 check_answer(name, fetch(target.url))
                 targets.append(target)
-            measure(wrk, targets, options)
+            cpu = measure(wrk, targets, options)
     except BenchmarkError as error:
         print(f"benchmark failed: {error}", file=sys.stderr)
         return 1
     source["at_end"] = source_state(*SOURCES)
-    ratios = compute_ratios({target.name: target for target in targets})
+    ratios = compute_ratios({target.name: target for target in targets}, cpu)
     print(format_report(targets, ratios, options))
     if source["at_start"]["sha256"] != source["at_end"]["sha256"]:
         print("WARNING: source files changed during the run", file=sys.stderr)
     options.output.parent.mkdir(parents=True, exist_ok=True)
-    options.output.write_text(json.dumps(results_document(targets, ratios, source, options, wrk),
-                                         indent=2) + "\n")
+    document = results_document(targets, ratios, cpu, source, options, wrk)
+    options.output.write_text(json.dumps(document, indent=2) + "\n")
     print(f"\nresults: {options.output}")
     return 0
 

@@ -83,6 +83,15 @@ class ServerInfo:
                 raise ValueError(f"ServerInfo: {field} must not be empty")
             object.__setattr__(self, field, value)
 
+    def serves(self, hosting_model: HostingModel, server_name: str,
+               behind_module: bool) -> bool:
+        """Whether ``hostkit_create_server`` should make this server: the name is this
+        server's, and this process runs the pipeline (InProcess, or an out-of-process child
+        behind the module). The public side of OutOfProcess is the module's, whatever
+        ``server`` says. Call it with the hook's own arguments."""
+        return server_name == self.name and (
+            hosting_model is HostingModel.IN_PROCESS or behind_module)
+
     def describe(self) -> str:
         """One line for ``hostkit plugins``: models; backends; url schemes."""
         return (f"{', '.join(model.value for model in self.hosting_models)}; "

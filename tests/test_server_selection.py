@@ -120,3 +120,12 @@ def test_first_declaration_of_a_name_wins() -> None:
     plugins = Plugins({})
     plugins.load_entry_points()
     assert declared_servers(plugins)["hypercorn"].async_backends == ("asyncio", "trio")
+
+
+def test_serves_is_the_name_in_a_process_that_runs_the_pipeline() -> None:
+    both = ServerInfo(name="x", hosting_models=["InProcess", "OutOfProcess"],
+                      async_backends=["asyncio"], url_schemes=["http"])
+    assert both.serves(HostingModel.IN_PROCESS, "x", behind_module=False)
+    assert both.serves(HostingModel.OUT_OF_PROCESS, "x", behind_module=True)
+    assert not both.serves(HostingModel.OUT_OF_PROCESS, "x", behind_module=False)  # the module
+    assert not both.serves(HostingModel.IN_PROCESS, "y", behind_module=False)

@@ -33,8 +33,6 @@ def hostkit_create_server(hosting_model: HostingModel, server_name: str,
                           configuration: hostkit.Configuration,
                           behind_module: bool) -> hostkit.Server | None:
     """Answer for ``server = "hypercorn"``: InProcess, or OutOfProcess behind the module."""
-    if server_name != SERVER_NAME:
-        return None
-    if hosting_model is HostingModel.OUT_OF_PROCESS and not behind_module:
-        return None  # the public side of OutOfProcess is the module's job
+    if not SERVER_INFO.serves(hosting_model, server_name, behind_module):
+        return None  # another server, or the public side of OutOfProcess (the module's)
     return HypercornServer(configuration)

@@ -55,8 +55,6 @@ def hostkit_create_server(hosting_model: HostingModel, server_name: str,
     ``None`` for another server name, and for the public side of OutOfProcess (the module's
     job); an out-of-process child (``behind_module``) gets a uvicorn server on its port.
     """
-    if server_name != SERVER_NAME:
-        return None
-    if hosting_model is HostingModel.OUT_OF_PROCESS and not behind_module:
-        return None
+    if not SERVER_INFO.serves(hosting_model, server_name, behind_module):
+        return None  # another server, or the public side of OutOfProcess (the module's)
     return UvicornServer(configuration)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import socket
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import anyio
 import sniffio
@@ -56,12 +57,14 @@ class UvicornServer:
         so uvicorn's own are off; logging stays the program's (no ``log_config``), with no
         access log and no ``server`` header, like the built-in hypercorn server.
         """
+        # uvicorn types these as int and uses them as seconds (call_later, wait_for): a float
+        # setting such as 2.5 keeps its meaning.
+        keep_alive: Any = self.options.server_options.keep_alive_timeout
+        graceful: Any = self.options.shutdown_timeout
         return uvicorn.Config(
             app, http="httptools", interface="asgi3", lifespan="off", log_config=None,
             access_log=False, server_header=False, proxy_headers=False, backlog=BACKLOG,
-            timeout_keep_alive=self.options.server_options.keep_alive_timeout,  # type: ignore[arg-type]
-            timeout_graceful_shutdown=self.options.shutdown_timeout,  # type: ignore[arg-type]
-        )
+            timeout_keep_alive=keep_alive, timeout_graceful_shutdown=graceful)
 
     async def serve(self, app: ASGIApp, stopping: anyio.Event, *,
                     task_status: TaskStatus[list[str]] = anyio.TASK_STATUS_IGNORED) -> None:
