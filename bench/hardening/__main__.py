@@ -19,7 +19,6 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Protocol
 
 import anyio
 
@@ -37,15 +36,10 @@ from bench.hardening import (
     startup,
 )
 from bench.hardening.fronts import Front
+from bench.hardening.report import Reported
 
 BACKENDS = ("asyncio", "trio")
 RESULTS = Path(__file__).resolve().parent.parent / "results" / "hardening.json"
-
-
-class Reported(Protocol):
-    def lines(self) -> list[str]: ...
-
-    def problems(self) -> list[str]: ...
 
 
 Suite = Callable[[bool], Iterator[Reported]]

@@ -19,6 +19,7 @@ import anyio.to_thread
 from bench.hardening.client import Sample, build, now, request_once
 from bench.hardening.fronts import Front
 from bench.hardening.load import failed, run_clients
+from bench.hardening.report import timing
 
 _TIMEOUT = 30.0
 SHUTDOWN_TIME_LIMIT = 3.0
@@ -58,9 +59,10 @@ class Figures:
             found.append(f"{self.failed_in_flight} of {self.in_flight} in flight failed")
         if self.exit_code != 0:
             found.append(f"exit status {self.exit_code}")
-        if self.child_killed or self.child_stop_seconds > SHUTDOWN_TIME_LIMIT:
-            found.append(f"the child stopped after {self.child_stop_seconds:.2f} s, killed: "
-                         f"{self.child_killed}")
+        if self.child_killed:
+            found.append("the child was killed, not stopped")
+        if self.child_stop_seconds > SHUTDOWN_TIME_LIMIT:
+            found.append(timing(f"the child stopped after {self.child_stop_seconds:.2f} s"))
         return found
 
 

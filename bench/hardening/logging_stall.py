@@ -19,6 +19,7 @@ import anyio
 from bench.hardening.client import HttpConnection, RequestFailed, Sample, build, now
 from bench.hardening.fronts import Front
 from bench.hardening.load import failed, latency_ms, run_clients
+from bench.hardening.report import timing
 
 _TIMEOUT = 30.0
 
@@ -76,8 +77,8 @@ class Figures:
         if self.chatty.failures or self.baseline.failures:
             found.append(f"{self.chatty.failures} + {self.baseline.failures} requests failed")
         if self.chatty.p99_ms > 1.2 * max(self.baseline.p99_ms, noise_floor_ms):
-            found.append(f"p99 {self.chatty.p99_ms:.1f} ms is more than 1.2x "
-                         f"{self.baseline.p99_ms:.1f} ms")
+            found.append(timing(f"p99 {self.chatty.p99_ms:.1f} ms is more than 1.2x "
+                                f"{self.baseline.p99_ms:.1f} ms"))
         return found
 
 

@@ -16,6 +16,7 @@ import anyio
 from bench.hardening.client import Sample, build, now
 from bench.hardening.fronts import Front
 from bench.hardening.load import failed, latency_ms, run_clients
+from bench.hardening.report import timing
 
 _TIMEOUT = 30.0
 
@@ -71,12 +72,12 @@ class Figures:
     def problems(self, noise_floor_ms: float = 0.0) -> list[str]:
         found = []
         if self.longest > self.header_timeout + 1:
-            found.append(f"a slow connection stayed open {self.longest:.2f} s")
+            found.append(timing(f"a slow connection stayed open {self.longest:.2f} s"))
         if self.normal_failures or not self.normal_requests:
             found.append(f"{self.normal_failures} normal requests failed")
         if self.loaded_p99_ms > 2 * max(self.baseline_p99_ms, noise_floor_ms):
-            found.append(f"normal p99 {self.loaded_p99_ms:.1f} ms is more than twice "
-                         f"{self.baseline_p99_ms:.1f} ms")
+            found.append(timing(f"normal p99 {self.loaded_p99_ms:.1f} ms is more than twice "
+                                f"{self.baseline_p99_ms:.1f} ms"))
         return found
 
 

@@ -9,6 +9,11 @@ tiny launcher that asks the kernel for SIGKILL when its parent dies (``PR_SET_PD
 kept across ``exec``), checks the parent is still there, and then ``exec``s the real command,
 so the same holds for programs that are not hostkit at all. Each child leads its own process
 group, so stopping it reaches whatever it started too.
+
+The kernel's "parent" there is the *thread* that forked the child, not the process: a child
+forked from a worker thread is killed when that thread ends (trio's do after 10 s idle). So
+each child is forked, read and reaped by a thread of its own that lives exactly as long as
+the child, on asyncio and on trio alike.
 """
 
 from __future__ import annotations
@@ -23,14 +28,15 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import IO
 
 import anyio
-from anyio.abc import Process, TaskGroup
+from anyio.abc import TaskGroup
 
 from hostkit.child_contract import ChildContract
 from hostkit.settings import ModuleOptions
@@ -58,6 +64,7 @@ _LAUNCHER = (
 OUTPUT_TAIL_BYTES = 16 * 1024
 #: The rolling window of ``rapid_fails_per_minute``.
 RAPID_FAIL_WINDOW = 60.0
+_OUTPUT_READ_SIZE = 65536
 # Child ports are picked at random from here up to the start of the ephemeral range.
 _FIRST_CHILD_PORT = 10000
 _PORT_ATTEMPTS = 50
@@ -173,7 +180,8 @@ class ChildSettings:
 class Child:
     """One started child process with its contract (port, token) and latest output."""
 
-    def __init__(self, process: Process, contract: ChildContract, log_path: Path | None = None):
+    def __init__(self, process: subprocess.Popen[bytes], contract: ChildContract,
+                 log_path: Path | None = None):
         self.process = process
         self.contract = contract
         #: the stdout log file when ``stdout_log_enabled``, else output is kept in memory.
@@ -188,6 +196,7 @@ class Child:
         self.failure_counted = False
         self.tail = collections.deque[bytes]()
         self._tail_size = 0
+        self._tail_lock = threading.Lock()  # the child's own thread adds, the loop reads
 
     @property
     def port(self) -> int:
@@ -206,13 +215,16 @@ class Child:
                     return log.read().decode("utf-8", "replace")
             except OSError:
                 return ""
-        return b"".join(self.tail).decode("utf-8", "replace")
+        with self._tail_lock:
+            return b"".join(self.tail).decode("utf-8", "replace")
 
-    def _keep(self, chunk: bytes) -> None:
-        self.tail.append(chunk)
-        self._tail_size += len(chunk)
-        while self._tail_size > OUTPUT_TAIL_BYTES and len(self.tail) > 1:
-            self._tail_size -= len(self.tail.popleft())
+    def keep(self, chunk: bytes) -> None:
+        """Add ``chunk`` to the latest output (called from the child's own thread)."""
+        with self._tail_lock:
+            self.tail.append(chunk)
+            self._tail_size += len(chunk)
+            while self._tail_size > OUTPUT_TAIL_BYTES and len(self.tail) > 1:
+                self._tail_size -= len(self.tail.popleft())
 
     def describe_exit(self) -> str:
         code = self.returncode
@@ -262,6 +274,8 @@ class ProcessManager:
         self._failures: collections.deque[float] = collections.deque()
         self._task_group: TaskGroup | None = None
         self._offline: bytes | None = None
+        # One thread per child for its whole life (see the module docstring): never a queue.
+        self._threads = anyio.CapacityLimiter(math.inf)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -381,26 +395,25 @@ class ProcessManager:
         log = _PendingLog.open(settings.log_prefix) if settings.log_prefix else None
         started = time.monotonic()
         try:
-            process = await anyio.open_process(
-                command, stdin=subprocess.DEVNULL,
-                stdout=log.file if log is not None else subprocess.PIPE,
-                stderr=subprocess.STDOUT, cwd=settings.cwd,
-                env={**settings.environment, **contract.to_environ()},
-                start_new_session=True)
+            child: Child = await self._task_group.start(self._own, slot, command, contract, log)
         except OSError as error:
             self._record_failure()
             raise StartupFailure(f"cannot start {settings.command[0]}: {error}") from None
         finally:
             if log is not None:
                 log.file.close()  # the child has its own descriptor now
-        child = Child(process, contract, log.name_for(process.pid) if log else None)
         logger.info("started child pid %d on 127.0.0.1:%d (slot %d)", child.pid, child.port,
                     slot.index)
-        self._task_group.start_soon(self._watch, slot, child)
         try:
             await self._wait_listening(child)
         except StartupFailure:
             self._record_failure(child)
+            raise
+        except BaseException:
+            # Cancelled while it starts (the module stops): no slot holds it, so no stop
+            # sequence would reach it.
+            child.stopping = True
+            child.signal_group(signal.SIGKILL)
             raise
         logger.info("child pid %d listening after %.0f ms", child.pid,
                     (time.monotonic() - started) * 1000)
@@ -441,22 +454,67 @@ class ProcessManager:
         with anyio.move_on_after(0.2):
             await child.output_done.wait()
 
-    async def _watch(self, slot: _Slot, child: Child) -> None:
-        """Read the child's output until it ends, then reap it and record how it ended.
+    async def _own(self, slot: _Slot, command: list[str], contract: ChildContract,
+                   log: _PendingLog | None, *,
+                   task_status: anyio.abc.TaskStatus[Child] = anyio.TASK_STATUS_IGNORED
+                   ) -> None:
+        """Start a child and own it until it is reaped, then record how it ended.
 
-        Shielded: a child is watched until it is reaped, also while the module stops (the
-        stop sequence ends every child with SIGKILL at the latest, so this is bounded).
+        The child is forked, read and reaped by a thread of its own (the module docstring
+        says why). Like a shielded task, this waits for that thread whatever is cancelled: the
+        stop sequence ends every child with SIGKILL at the latest, so this is bounded. Errors
+        starting it (``OSError``) are raised before ``task_status.started``.
         """
-        with anyio.CancelScope(shield=True):
-            try:
-                if child.process.stdout is not None:
-                    async for chunk in child.process.stdout:
-                        child._keep(chunk)
-                child.output_done.set()
-                child.returncode = await child.process.wait()
-            finally:
-                child.output_done.set()
-                child.exited.set()
+        handed: list[Child] = []
+        failure: OSError | None = None
+        ready = anyio.Event()
+
+        def hand_over(child: Child) -> None:  # in the event loop, called from the thread
+            handed.append(child)
+            ready.set()
+
+        async def reap() -> None:
+            nonlocal failure
+            with anyio.CancelScope(shield=True):
+                try:
+                    await anyio.to_thread.run_sync(self._spawn_and_reap, command, contract,
+                                                   log, hand_over, limiter=self._threads)
+                except OSError as error:
+                    failure = error
+                finally:
+                    for child in handed:
+                        child.output_done.set()
+                        child.exited.set()
+                        self._report_exit(slot, child)
+                    ready.set()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(reap)
+            await ready.wait()
+            if handed:
+                task_status.started(handed[0])
+        if failure is not None:
+            raise failure
+
+    def _spawn_and_reap(self, command: list[str], contract: ChildContract,
+                        log: _PendingLog | None, hand_over: Callable[[Child], None]) -> None:
+        """In the child's own thread: fork it, hand it over, read its output, reap it."""
+        process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL,
+            stdout=log.file if log is not None else subprocess.PIPE,
+            stderr=subprocess.STDOUT, cwd=self.settings.cwd,
+            env={**self.settings.environment, **contract.to_environ()},
+            start_new_session=True)
+        child = Child(process, contract, log.name_for(process.pid) if log else None)
+        anyio.from_thread.run_sync(hand_over, child)
+        if process.stdout is not None:
+            with process.stdout:
+                while chunk := os.read(process.stdout.fileno(), _OUTPUT_READ_SIZE):
+                    child.keep(chunk)
+        anyio.from_thread.run_sync(child.output_done.set)
+        child.returncode = process.wait()
+
+    def _report_exit(self, slot: _Slot, child: Child) -> None:
         if not child.stopping:
             self._record_failure(child)
             tail = child.output().strip()
