@@ -47,34 +47,25 @@ Suite = Callable[[bool], Iterator[Reported]]
 
 def security_smuggling(full: bool) -> Iterator[Reported]:
     for backend in BACKENDS:
-        front = smuggling.RecordingFront(backend).start()
-        try:
+        with smuggling.RecordingFront(backend) as front:
             yield smuggling.run_corpus(front, corpus.vectors())
             yield smuggling.run_mutations(
                 front, smuggling.FULL_MUTATIONS if full else smuggling.QUICK_MUTATIONS)
-        finally:
-            front.stop()
 
 
 def security_spoof(full: bool) -> Iterator[Reported]:
     for backend in BACKENDS:
-        recording = smuggling.RecordingFront(backend).start()
-        try:
+        with smuggling.RecordingFront(backend) as recording:
             yield spoof.run_recorded(recording)
-        finally:
-            recording.stop()
         with Front(backend) as front:
             yield spoof.run_app(backend, front.url)
 
 
 def security_direct(full: bool) -> Iterator[Reported]:
     for backend in BACKENDS:
-        child = direct.HandStartedChild(backend).start()
-        try:
+        with direct.HandStartedChild(backend) as child:
             yield anyio.run(direct.run, child, direct.FULL if full else direct.QUICK,
                             backend=backend)
-        finally:
-            child.stop()
 
 
 def reliability_crash(full: bool) -> Iterator[Reported]:
@@ -92,12 +83,9 @@ def reliability_front_kill(full: bool) -> Iterator[Reported]:
 
 def reliability_graceful(full: bool) -> Iterator[Reported]:
     for backend in BACKENDS:
-        front = graceful.front_for(backend).start()
-        try:
+        with graceful.front_for(backend) as front:
             yield anyio.run(graceful.run, front, graceful.FULL if full else graceful.QUICK,
                             backend=backend)
-        finally:
-            front.stop()
 
 
 def reliability_slow_clients(full: bool) -> Iterator[Reported]:

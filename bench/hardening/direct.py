@@ -133,6 +133,12 @@ class HandStartedChild:
         self.process.stop()
         self._root.cleanup()
 
+    def __enter__(self) -> HandStartedChild:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
 
 async def run(child: HandStartedChild, count: int, connections: int = 8) -> Figures:
     """``count`` requests with wrong tokens straight to ``child``, on ``connections``."""

@@ -143,6 +143,12 @@ class RecordingFront:
         self.front.stop()
         self._root.cleanup()
 
+    def __enter__(self) -> RecordingFront:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
     def fence(self) -> int:
         """Wait until the child has logged everything sent to it so far; returns its lines."""
         with socket.create_connection((LOOPBACK, self._child_port), timeout=5) as fence:

@@ -18,9 +18,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module", params=["asyncio", "trio"])
 def child(request: pytest.FixtureRequest) -> Iterator[direct.HandStartedChild]:
-    started = direct.HandStartedChild(request.param).start()
-    yield started
-    started.stop()
+    with direct.HandStartedChild(request.param) as started:
+        yield started
 
 
 def test_every_wrong_token_gets_400_and_never_reaches_the_app(

@@ -22,9 +22,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module", params=["asyncio", "trio"])
 def front(request: pytest.FixtureRequest) -> Iterator[smuggling.RecordingFront]:
-    recording = smuggling.RecordingFront(request.param).start()
-    yield recording
-    recording.stop()
+    with smuggling.RecordingFront(request.param) as recording:
+        yield recording
 
 
 def test_the_corpus_has_at_least_300_hand_written_vectors() -> None:

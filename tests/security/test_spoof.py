@@ -28,16 +28,14 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="module")
 def recording(backend: str) -> Iterator[RecordingFront]:
-    front = RecordingFront(backend).start()
-    yield front
-    front.stop()
+    with RecordingFront(backend) as front:
+        yield front
 
 
 @pytest.fixture(scope="module")
 def app_front(backend: str) -> Iterator[Front]:
-    front = Front(backend).start()
-    yield front
-    front.stop()
+    with Front(backend) as front:
+        yield front
 
 
 def test_the_matrix_covers_every_name_and_variant() -> None:
