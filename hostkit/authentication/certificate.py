@@ -4,16 +4,14 @@ The TLS handshake verified the certificate against ``tls.client_ca`` (``hostkit/
 this scheme turns it into claims: the subject's fields (``cn``, ``o``, ``ou``, ``c``,
 ``email``, …), the whole subject as ``x500distinguishedname``, the ``thumbprint`` (SHA-1,
 upper-case hex, as Windows shows it) and the ``serialnumber``. The name is the subject's
-common name. Certificates are parsed with ``cryptography``.
+common name. Certificates are parsed with ``cryptography``, imported on first use (it takes a
+noticeable part of a process's start).
 """
 
 from __future__ import annotations
 
 import hashlib
 from typing import TYPE_CHECKING
-
-from cryptography import x509
-from cryptography.x509.oid import NameOID
 
 from hostkit.authentication.scheme import AuthenticateResult
 from hostkit.identity import Claim, ClaimsIdentity, ClaimsPrincipal, ClaimTypes
@@ -22,27 +20,33 @@ if TYPE_CHECKING:
     from hostkit.context import HttpContext
 
 AUTHENTICATION_TYPE = "Certificate"
+# Subject fields by their OID (dotted string), with the claim type each becomes; other fields
+# become a claim named by their RFC 4514 short name.
 _SUBJECT_CLAIMS = {
-    NameOID.COMMON_NAME: ClaimTypes.COMMON_NAME,
-    NameOID.ORGANIZATION_NAME: ClaimTypes.ORGANIZATION,
-    NameOID.ORGANIZATIONAL_UNIT_NAME: ClaimTypes.ORGANIZATIONAL_UNIT,
-    NameOID.COUNTRY_NAME: ClaimTypes.COUNTRY,
-    NameOID.EMAIL_ADDRESS: ClaimTypes.EMAIL,
+    "2.5.4.3": ClaimTypes.COMMON_NAME,
+    "2.5.4.10": ClaimTypes.ORGANIZATION,
+    "2.5.4.11": ClaimTypes.ORGANIZATIONAL_UNIT,
+    "2.5.4.6": ClaimTypes.COUNTRY,
+    "1.2.840.113549.1.9.1": ClaimTypes.EMAIL,
 }
+_COMMON_NAME = "2.5.4.3"
 
 
 def certificate_principal(der: bytes) -> ClaimsPrincipal:
     """The principal a client certificate (DER) stands for. Raises ``ValueError`` when the
     bytes are not a certificate."""
+    from cryptography import x509
+
     certificate = x509.load_der_x509_certificate(der)
     claims: list[Claim] = []
     common_name: str | None = None
     for attribute in certificate.subject:
         value = attribute.value if isinstance(attribute.value, str) else \
             attribute.value.decode("utf-8", "replace")
-        claim_type = _SUBJECT_CLAIMS.get(attribute.oid, attribute.rfc4514_attribute_name.lower())
+        oid = attribute.oid.dotted_string
+        claim_type = _SUBJECT_CLAIMS.get(oid, attribute.rfc4514_attribute_name.lower())
         claims.append(Claim(claim_type, value))
-        if attribute.oid == NameOID.COMMON_NAME and common_name is None:
+        if oid == _COMMON_NAME and common_name is None:
             common_name = value
     claims.append(Claim(ClaimTypes.X500_DISTINGUISHED_NAME, certificate.subject.rfc4514_string()))
     claims.append(Claim(ClaimTypes.THUMBPRINT, hashlib.sha1(der).hexdigest().upper()))

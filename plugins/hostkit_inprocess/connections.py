@@ -23,8 +23,6 @@ from anyio.abc import TaskStatus
 from hypercorn.asyncio.tcp_server import TCPServer as AsyncioTCPServer
 from hypercorn.asyncio.worker_context import WorkerContext as AsyncioWorkerContext
 from hypercorn.config import Config
-from hypercorn.trio.tcp_server import TCPServer as TrioTCPServer
-from hypercorn.trio.worker_context import WorkerContext as TrioWorkerContext
 from hypercorn.typing import AppWrapper
 
 from hostkit.tls import TLSConnection, tls_extension
@@ -101,7 +99,9 @@ async def serve_trio(app: AppWrapper, config: Config, secure: list[socket.socket
                      task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
     """Serve on trio until ``stopping``; then let connections finish within
     ``config.graceful_timeout`` and cancel the rest."""
-    import trio
+    import trio  # imported here: an asyncio host does not load trio
+    from hypercorn.trio.tcp_server import TCPServer as TrioTCPServer
+    from hypercorn.trio.worker_context import WorkerContext as TrioWorkerContext
 
     context = TrioWorkerContext(None)
 
