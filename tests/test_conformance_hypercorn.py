@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import pytest
-
 from hostkit.testing.conformance import ServerConformance
-
-pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
 
 class TestHypercorn(ServerConformance):

@@ -43,8 +43,6 @@ from hostkit.testing.client import (
 from hostkit.testing.program import Program, python
 from hostkit.testing.servers import declaration, server_under_test, try_build
 
-pytestmark = [pytest.mark.anyio]
-
 #: The body limit the probe runs with (``[server] max_request_body_size``).
 BODY_LIMIT = 1000
 _PROBE = python("-m", "hostkit.testing.probe")
@@ -116,6 +114,9 @@ def _tls_files(root: Path) -> tuple[str, ssl.SSLContext]:
 
 class ServerConformance:
     """What every hostkit server plugin must do; subclass it and set :attr:`server`."""
+
+    #: inherited by subclasses: the async tests run under anyio's pytest plugin.
+    pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
     #: the server under test (its ``server`` name); ``None``: ``--hostkit-server``, and
     #: without that option ``"hypercorn"``.

@@ -8,11 +8,7 @@ one ``--hostkit-server`` names (default ``hypercorn``).
 
 from __future__ import annotations
 
-import pytest
-
 from hostkit.testing.conformance import ServerConformance
-
-pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
 
 class TestServerConformance(ServerConformance):

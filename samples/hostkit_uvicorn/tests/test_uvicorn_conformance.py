@@ -6,11 +6,7 @@ The same suite runs without this file: ``pytest --pyargs hostkit.testing.suite
 
 from __future__ import annotations
 
-import pytest
-
 from hostkit.testing.conformance import ServerConformance
-
-pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
 
 class TestUvicornConformance(ServerConformance):
