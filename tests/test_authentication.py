@@ -123,8 +123,9 @@ def users(tmp_path: Path) -> Path:
 
 
 async def authenticate(scheme: Any, headers: list[tuple[bytes, bytes]]) -> AuthenticateResult:
-    scope = http_scope(headers=headers)
-    return await scheme.authenticate(HttpContext(scope, Exchange().receive, Exchange().send))  # type: ignore[no-any-return]
+    exchange = Exchange()
+    context = HttpContext(http_scope(headers=headers), exchange.receive, exchange.send)
+    return await scheme.authenticate(context)  # type: ignore[no-any-return]
 
 
 async def test_basic_scheme_outcomes(users: Path) -> None:

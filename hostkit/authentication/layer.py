@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 
 from hostkit.asgi import ASGIApp, Receive, Scope, Send, send_refusal
-from hostkit.authentication.authenticator import Authenticator
+from hostkit.authentication.authenticator import NO_SCHEME, Authenticator
 from hostkit.authentication.scheme import AuthenticateResult
 from hostkit.context import HttpContext, request_state
 from hostkit.identity import ClaimsPrincipal
@@ -43,7 +43,8 @@ class AuthenticationMiddleware:
             await self.app(scope, receive, send)
             return
         if self.forwarded:
-            result = scope.pop(FORWARDED_RESULT_KEY, None) or AuthenticateResult.no_result("none")
+            result = (scope.pop(FORWARDED_RESULT_KEY, None)
+                      or AuthenticateResult.no_result(NO_SCHEME))
         else:
             result = await self.authenticator.authenticate(HttpContext(scope, receive, send))
         if result.failure is not None:
