@@ -37,6 +37,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
+from bench.trivial_app import BODY
+
 LOOPBACK = "127.0.0.1"
 #: The repository root: benchmarks put it on PYTHONPATH so servers can import ``bench``.
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -199,6 +201,21 @@ class Reply:
 def fetch(url: str, timeout: float = 5.0) -> Reply:
     """GET ``url`` (on 127.0.0.1) once; header names in lower case."""
     return fetch_with_headers(url, {}, timeout)
+
+
+def check_answer(name: str, reply: Reply) -> None:
+    """Before loading a server: it must answer exactly what :mod:`bench.trivial_app` sends."""
+    problems = []
+    if reply.status != 200:
+        problems.append(f"status {reply.status}")
+    if reply.body != BODY:
+        problems.append(f"body {reply.body[:80]!r}")
+    if reply.headers.get("content-type") != "text/plain":
+        problems.append(f"content-type {reply.headers.get('content-type')!r}")
+    if reply.headers.get("content-length") != str(len(BODY)):
+        problems.append(f"content-length {reply.headers.get('content-length')!r}")
+    if problems:
+        raise BenchmarkError(f"{name} answered wrongly: {', '.join(problems)}")
 
 
 def fetch_with_headers(url: str, headers: Mapping[str, str], timeout: float = 5.0) -> Reply:

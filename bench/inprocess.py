@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._harness import (
+    check_answer,
     benchmark_parser,
     parse_load_options,
     BenchmarkError,
@@ -44,7 +45,6 @@ from bench._harness import (
     wrk_command,
     wrk_version,
 )
-from bench.trivial_app import BODY
 
 TARGET_RATIO = 0.95
 TARGET = f"hostkit InProcess >= {TARGET_RATIO:.2f}x bare hypercorn req/s"
@@ -111,22 +111,6 @@ def start_hostkit(cwd: str) -> Target:
                           f"Now listening on: {loopback_url(port, '')}",
                           env=env, cwd=cwd, timeout=START_TIMEOUT)
     return Target(HOSTKIT, server, loopback_url(port))
-
-
-def check_answer(target: Target) -> None:
-    """One GET before loading: the server must answer exactly what the app sends."""
-    reply = fetch(target.url)
-    problems = []
-    if reply.status != 200:
-        problems.append(f"status {reply.status}")
-    if reply.body != BODY:
-        problems.append(f"body {reply.body[:80]!r}")
-    if reply.headers.get("content-type") != "text/plain":
-        problems.append(f"content-type {reply.headers.get('content-type')!r}")
-    if reply.headers.get("content-length") != str(len(BODY)):
-        problems.append(f"content-length {reply.headers.get('content-length')!r}")
-    if problems:
-        raise BenchmarkError(f"{target.name} answered wrongly: {', '.join(problems)}")
 
 
 # --- measuring -----------------------------------------------------------------------------
@@ -252,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 target = start(cwd)
                 servers.enter_context(target.server)
                 print(f"{target.name}: pid {target.server.pid}, {target.url}", flush=True)
-                check_answer(target)
+                check_answer(target.name, fetch(target.url))
                 targets.append(target)
             measure(wrk, targets, options)
     except BenchmarkError as error:

@@ -48,10 +48,10 @@ from pathlib import Path
 from typing import Any
 
 from bench._harness import (
+    check_answer,
     benchmark_parser,
     parse_load_options,
     BenchmarkError,
-    Reply,
     ServerProcess,
     WrkResult,
     child_pids,
@@ -355,21 +355,6 @@ def _read_tail(path: Path, size: int = 4000) -> str:
         return path.read_text(errors="replace")[-size:]
     except OSError:
         return ""
-
-
-def check_answer(name: str, reply: Reply) -> None:
-    """The server must answer exactly what the app sends."""
-    problems = []
-    if reply.status != 200:
-        problems.append(f"status {reply.status}")
-    if reply.body != BODY:
-        problems.append(f"body {reply.body[:80]!r}")
-    if reply.headers.get("content-type") != "text/plain":
-        problems.append(f"content-type {reply.headers.get('content-type')!r}")
-    if reply.headers.get("content-length") != str(len(BODY)):
-        problems.append(f"content-length {reply.headers.get('content-length')!r}")
-    if problems:
-        raise BenchmarkError(f"{name} answered wrongly: {', '.join(problems)}")
 
 
 # --- polling for the first good answer ------------------------------------------------------

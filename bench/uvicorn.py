@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._harness import (
+    check_answer,
     BenchmarkError,
     benchmark_parser,
     ensure_wrk,
@@ -54,7 +55,6 @@ from bench.outofprocess import (
     Target,
     _errors_note,
     _version,
-    check_answer,
     hostkit_environment,
     load,
     rotations,

@@ -58,14 +58,21 @@ def tls_extension(ssl_object: TLSConnection) -> dict[str, Any]:
     ``client_cert_chain`` holds the client's certificate (PEM) when it presented one, else is
     empty; the standard library exposes only the leaf of the chain.
     """
-    der = ssl_object.getpeercert(binary_form=True)
-    version = ssl_object.version()
+    return tls_extension_of(ssl_object.getpeercert(binary_form=True),
+                            _TLS_VERSIONS.get(ssl_object.version() or ""))
+
+
+def tls_extension_of(client_certificate: bytes | None,
+                     tls_version: int | None = None) -> dict[str, Any]:
+    """The ASGI ``tls`` scope extension from its facts: the client's certificate (DER, or
+    ``None`` when it presented none) and the TLS version number, when known."""
     return {
         "server_cert": None,
-        "client_cert_chain": [ssl.DER_cert_to_PEM_cert(der)] if der else [],
+        "client_cert_chain": ([ssl.DER_cert_to_PEM_cert(client_certificate)]
+                              if client_certificate else []),
         "client_cert_name": None,
         "client_cert_error": None,
-        "tls_version": _TLS_VERSIONS.get(version or ""),
+        "tls_version": tls_version,
         "cipher_suite": None,
     }
 

@@ -27,10 +27,6 @@ class Authenticator:
         self.schemes = list(schemes)
         self.display_name = display_name
 
-    @property
-    def scheme_names(self) -> list[str]:
-        return [scheme.name for scheme in self.schemes]
-
     async def authenticate(self, context: HttpContext) -> AuthenticateResult:
         """Called once per request. The first failure wins (wrong credentials are refused even
         when another scheme would succeed), then the first success; else no result."""

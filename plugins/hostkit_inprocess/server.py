@@ -8,8 +8,6 @@ listening before it reports started), builds the TLS context with the rest of ho
 from __future__ import annotations
 
 import logging
-import os
-import socket
 from typing import Any, cast
 
 import anyio
@@ -20,7 +18,7 @@ from hypercorn.utils import wrap_app
 
 import hostkit
 from hostkit.asgi import ASGIApp
-from hostkit.server import ListenAddress, bind_all
+from hostkit.server import bind_all, close_all
 from hostkit.tls import server_context
 
 from hostkit_inprocess.connections import serve_asyncio, serve_trio
@@ -66,15 +64,4 @@ class HypercornServer:
                 await task_group.start(serve, wrapped, config, secure, insecure, tls, stopping)
                 task_status.started(urls)
         finally:
-            _close_all([sock for _, sock in bound], [address for address, _ in bound])
-
-
-def _close_all(sockets: list[socket.socket], addresses: list[ListenAddress]) -> None:
-    for sock in sockets:
-        sock.close()
-    for address in addresses:
-        if address.scheme == "unix":
-            try:
-                os.unlink(address.path)
-            except OSError:
-                pass
+            close_all(bound)

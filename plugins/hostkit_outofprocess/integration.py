@@ -18,7 +18,6 @@ The token is never logged: nothing here logs, and the contract's repr hides it.
 from __future__ import annotations
 
 import hmac
-import ssl
 
 from hostkit.asgi import ASGIApp, Receive, Scope, Send, send_refusal
 from hostkit.authentication import FORWARDED_RESULT_KEY
@@ -28,6 +27,7 @@ from hostkit.child_contract import (
     TOKEN_HEADER,
     ChildContract,
 )
+from hostkit.tls import tls_extension_of
 
 from hostkit_outofprocess.forwarded_identity import decode_client_certificate, decode_identity
 
@@ -112,8 +112,6 @@ class IntegrationMiddleware:
             if der is None:
                 return False
             if self.forward_client_certificate:
-                scope["extensions"] = {**scope.get("extensions", {}), "tls": {
-                    "server_cert": None, "client_cert_chain": [ssl.DER_cert_to_PEM_cert(der)],
-                    "client_cert_name": None, "client_cert_error": None,
-                    "tls_version": None, "cipher_suite": None}}
+                scope["extensions"] = {**scope.get("extensions", {}),
+                                       "tls": tls_extension_of(der)}
         return True
