@@ -471,6 +471,24 @@ async def test_child_dying_mid_response_aborts_the_client(anyio_backend: str,
         front.stop()
 
 
+async def test_front_on_a_unix_socket_removes_it_on_stop(anyio_backend: str,
+                                                        tmp_path: Path) -> None:
+    write_config(tmp_path)
+    path = tmp_path / "front.sock"
+    front = Program(python(str(PROGRAMS / "probe.py"), f"--urls=unix:{path}",
+                           f"--async_backend={anyio_backend}"), cwd=tmp_path)
+    try:
+        assert front.wait_started() == [f"unix:{path}"]
+        transport = httpx.AsyncHTTPTransport(uds=str(path))
+        async with httpx.AsyncClient(transport=transport, timeout=TIMEOUT) as client:
+            features = (await client.get("http://localhost/features")).json()
+        assert features["hosting_model"] == "OutOfProcess"
+        assert features["process_id"] != front.pid
+    finally:
+        front.stop()
+    assert not path.exists()  # the socket file is removed on stop, as InProcess
+
+
 # -- 6. stopping and orphans ----------------------------------------------------------------
 
 

@@ -26,7 +26,7 @@ import hostkit
 from hostkit.asgi import ASGIApp
 from hostkit.configuration import CONFIG_FILE
 from hostkit.authentication import Authenticator
-from hostkit.server import bind_all
+from hostkit.server import ListenAddress, bind_all, close_all
 from hostkit.tls import server_context
 
 from hostkit_outofprocess.connection_identity import ConnectionIdentity
@@ -109,6 +109,13 @@ class ModuleServer:
     async def serve(self, app: ASGIApp, stopping: anyio.Event, *,
                     task_status: TaskStatus[list[str]] = anyio.TASK_STATUS_IGNORED) -> None:
         bound = bind_all(self.options.urls)
+        try:
+            await self._serve(bound, stopping, task_status)
+        finally:
+            close_all(bound)
+
+    async def _serve(self, bound: list[tuple[ListenAddress, socket.socket]],
+                     stopping: anyio.Event, task_status: TaskStatus[list[str]]) -> None:
         urls = [address.display(sock) for address, sock in bound]
         tls = server_context(self.configuration) if any(a.is_secure for a, _ in bound) else None
         async with anyio.create_task_group() as services:
