@@ -83,22 +83,24 @@ class RequestAborted:
 class RequestState:
     """What every layer of one request shares; one per request, made by the server stage.
 
+    The defaults live on the class: the server stage makes one of these for every request,
+    most requests never change them, and each attribute set in ``__init__`` is paid each time.
     ``aborted`` and ``items`` are made on first use, so a request that never asks for them
     does not pay for them.
     """
 
-    __slots__ = ("allow_synchronous_io", "body_too_large", "disconnected", "_aborted",
-                 "_items", "authenticate", "challenge")
+    allow_synchronous_io = False
+    body_too_large = False
+    disconnected = False
+    _aborted: RequestAborted | None = None
+    _items: dict[str, Any] | None = None
+    # Set by the authentication stage; None means no server authentication is configured.
+    authenticate: Callable[[HttpContext, str | None], Awaitable[ClaimsPrincipal]] | None = None
+    challenge: Callable[[HttpContext, str | None], Awaitable[None]] | None = None
 
     def __init__(self, allow_synchronous_io: bool = False):
-        self.allow_synchronous_io = allow_synchronous_io
-        self.body_too_large = False
-        self.disconnected = False
-        self._aborted: RequestAborted | None = None
-        self._items: dict[str, Any] | None = None
-        # Set by the authentication stage; None means no server authentication is configured.
-        self.authenticate: Callable[[HttpContext, str | None], Awaitable[ClaimsPrincipal]] | None = None
-        self.challenge: Callable[[HttpContext, str | None], Awaitable[None]] | None = None
+        if allow_synchronous_io:
+            self.allow_synchronous_io = True
 
     @property
     def aborted(self) -> RequestAborted:

@@ -74,16 +74,32 @@ class ClaimsPrincipal:
     An anonymous principal has one unauthenticated identity with no claims.
     """
 
+    # None until first use in an anonymous principal (see anonymous()).
+    _identities: list[ClaimsIdentity] | None = None
+
     def __init__(self, identities: Iterable[ClaimsIdentity] | ClaimsIdentity | None = None):
         if identities is None:
             identities = [ClaimsIdentity()]
         elif isinstance(identities, ClaimsIdentity):
             identities = [identities]
-        self.identities: list[ClaimsIdentity] = list(identities) or [ClaimsIdentity()]
+        self._identities = list(identities) or [ClaimsIdentity()]
 
     @classmethod
     def anonymous(cls) -> ClaimsPrincipal:
-        return cls()
+        """A principal nobody authenticated. The server stage makes one for every request and
+        most are never looked at, so its identity is made on first use."""
+        return cls.__new__(cls)
+
+    @property
+    def identities(self) -> list[ClaimsIdentity]:
+        identities = self._identities
+        if identities is None:
+            identities = self._identities = [ClaimsIdentity()]
+        return identities
+
+    @identities.setter
+    def identities(self, identities: list[ClaimsIdentity]) -> None:
+        self._identities = identities
 
     @property
     def identity(self) -> ClaimsIdentity:

@@ -5,18 +5,24 @@ A server plugin hands each ASGI call to :class:`ServerStage`, which
 - answers ``lifespan`` itself (the host runs the app's lifespan, see ``hostkit/lifespan.py``);
 - puts the features, an anonymous user and the lifespan state in the scope;
 - answers every request with "500.30 In-Process Start Failure" while the app failed to start;
-- enforces ``server.max_request_body_size`` (413 and ``Connection: close``), declared or
-  counted while reading, after reading and dropping a bounded rest of the body so the
-  client gets the 413 instead of a reset connection;
+- enforces ``server.max_request_body_size`` when the app reads the body, as ASP.NET Core
+  does: a declared length over the limit fails the first read, a counted body the read
+  that passes it; the answer is 413 and ``Connection: close``, after reading and dropping a
+  bounded rest of the body so the client gets the 413 instead of a reset connection;
 - sets ``request_aborted`` when the client goes away;
 - turns an exception from the app into a logged 500 (or an aborted connection once the
   response has started), so the server keeps serving.
+
+The stage runs for every request under every server, so its own cost is kept to what each
+request needs: a request that never reads its body never pays for the limit, and nothing is
+made for ``request_aborted`` until someone asks (``bench/uvicorn.py`` measures the cost).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Iterable
 
 import anyio
 from anyio.abc import TaskGroup
@@ -38,29 +44,45 @@ _READ_AHEAD = 8
 _DRAIN_BYTES = 1 << 20
 _DRAIN_SECONDS = 1.0
 
+# ClaimsPrincipal.anonymous() without a Python-level call: the stage makes one per request.
+_anonymous_principal: Callable[[], ClaimsPrincipal] = functools.partial(
+    ClaimsPrincipal.__new__, ClaimsPrincipal)
+
 
 class _Exchange(RequestState):
     """One request as the server stage sees it: the shared request state, and ``receive``
-    and ``send`` wrapped to count the body, notice disconnects and note the response start.
+    and ``send`` wrapped to enforce the body limit, notice disconnects and note the response
+    start.
+
+    Made for every request, so the defaults live on the class and ``__init__`` sets only
+    what differs per request.
     """
 
-    __slots__ = ("_receive", "_send", "_limit", "_received", "_ahead", "_task_group",
-                 "_watch_scope", "finished", "response_started")
+    _length_checked = False
+    _received = 0
+    _ahead: MemoryObjectReceiveStream[Message] | None = None
+    _watch_scope: anyio.CancelScope | None = None
+    finished = False
+    response_started = False
 
-    def __init__(self, receive: Receive, send: Send, limit: int, task_group: TaskGroup | None,
-                 allow_synchronous_io: bool):
-        RequestState.__init__(self, allow_synchronous_io)  # cheaper than super() per request
+    def __init__(self, scope: Scope, receive: Receive, send: Send, stage: ServerStage):
+        self._headers = scope["headers"]  # not the scope: it holds this state
         self._receive = receive
         self._send = send
-        self._limit = limit
-        self._received = 0
-        self._ahead: MemoryObjectReceiveStream[Message] | None = None
-        self._task_group = task_group
-        self._watch_scope: anyio.CancelScope | None = None
-        self.finished = False
-        self.response_started = False
+        self._stage = stage
+        if stage.allow_synchronous_io:
+            self.allow_synchronous_io = True
 
     async def receive(self) -> Message:
+        """The server's ``receive`` (or the read-ahead's), counting the body against the
+        limit. Raises :class:`RequestBodyTooLargeError` past it, and on the first read when
+        the declared length is over it, before anything is read."""
+        limit = self._stage.max_request_body_size
+        if not self._length_checked:
+            self._length_checked = True
+            declared = _declared_length(self._headers) if limit else None
+            if declared is not None and declared > limit:
+                self._over_limit(limit)
         if self._ahead is None:
             message = await self._receive()
         else:
@@ -70,16 +92,18 @@ class _Exchange(RequestState):
                 message = _DISCONNECT
         kind = message["type"]
         if kind == "http.request":
-            if self._limit:
+            if limit:
                 self._received += len(message.get("body", b""))
-                if self._received > self._limit:
-                    self.body_too_large = True
-                    raise RequestBodyTooLargeError(
-                        f"the request body is larger than {self._limit} bytes "
-                        "(server.max_request_body_size)")
+                if self._received > limit:
+                    self._over_limit(limit)
         elif kind == "http.disconnect":
             self.mark_disconnected()
         return message
+
+    def _over_limit(self, limit: int) -> None:
+        self.body_too_large = True
+        raise RequestBodyTooLargeError(
+            f"the request body is larger than {limit} bytes (server.max_request_body_size)")
 
     def send(self, message: Message) -> Awaitable[None]:
         """The server's ``send``, noting the response start. A plain function returning the
@@ -90,10 +114,11 @@ class _Exchange(RequestState):
 
     def watch(self) -> None:
         """Start reading ahead of the app so a disconnect is seen while it is busy."""
-        if self._task_group is None or self.finished or self._ahead is not None:
+        task_group = self._stage.task_group
+        if task_group is None or self.finished or self._ahead is not None:
             return
         sink, self._ahead = anyio.create_memory_object_stream[Message](_READ_AHEAD)
-        self._task_group.start_soon(self._read_ahead, sink)
+        task_group.start_soon(self._read_ahead, sink)
 
     async def _read_ahead(self, sink: MemoryObjectSendStream[Message]) -> None:
         with anyio.CancelScope() as scope, sink:
@@ -109,8 +134,10 @@ class _Exchange(RequestState):
 
     async def drain(self) -> None:
         """Before a 413, once :meth:`finish` stopped the read-ahead: :func:`_drain` what is
-        left of the body, starting with what the read-ahead had buffered."""
-        if self.disconnected:
+        left of the body, starting with what the read-ahead had buffered. Nothing when the
+        client waits for ``100 Continue`` and nothing was read: it sends no body."""
+        if self.disconnected or (self._received == 0 and self._ahead is None
+                                 and _expects_continue(self._headers)):
             return
         if self._ahead is not None:
             ahead, self._ahead = self._ahead, None
@@ -119,24 +146,27 @@ class _Exchange(RequestState):
         await _drain(self._receive)
 
     def finish(self) -> None:
-        """The request is over: stop the read-ahead, if it runs."""
+        """The app is done: stop the read-ahead, if it runs."""
         self.finished = True
         if self._watch_scope is not None:
             self._watch_scope.cancel()
 
     def release(self) -> None:
-        """The stage is done with the request: let go of the server's ``receive`` and ``send``.
+        """The stage is done with the request: stop the read-ahead (as :meth:`finish`) and
+        let go of the server's ``receive`` and ``send``.
 
         The scope holds this state and the server's callables (and the authentication
-        layers') hold the scope: kept, they would make a reference cycle per request, left to the garbage collector, whose
-        pauses under load show as latency. A late ``receive`` gets ``http.disconnect``, a
-        late ``send`` raises ``RuntimeError``.
+        layers') hold the scope: kept, they would make a reference cycle per request, left
+        to the garbage collector, whose pauses under load show as latency. A late
+        ``receive`` gets ``http.disconnect``, a late ``send`` raises ``RuntimeError``.
         """
+        if self._watch_scope is not None:
+            self.finish()
         self._receive = _request_over
         self._send = _response_over
-        # The authentication layers' callables hold the request's context, and so the scope.
-        self.authenticate = None
-        self.challenge = None
+        if self.authenticate is not None or self.challenge is not None:
+            # The authentication layers' callables hold the request's context, so the scope.
+            self.authenticate = self.challenge = None
 
 
 async def _request_over() -> Message:
@@ -151,7 +181,7 @@ async def _drain(receive: Receive, stop_at_end_of_stream: bool = False) -> bool:
     """Read and drop the rest of a request body, at most ``_DRAIN_BYTES`` for at most
     ``_DRAIN_SECONDS``. Called before a 413: the server closes the connection after it, and
     closing with unread bytes makes the kernel reset the connection, so the client could
-    lose the 413 (a client that sent ``Expect: 100-continue`` sends no body: not called).
+    lose the 413.
 
     Returns True when the body may go on (``receive`` ran dry: ``stop_at_end_of_stream``),
     False when it ended, the client left, or a bound was reached.
@@ -169,13 +199,13 @@ async def _drain(receive: Receive, stop_at_end_of_stream: bool = False) -> bool:
     return False
 
 
-def _expects_continue(scope: Scope) -> bool:
+def _expects_continue(headers: Iterable[tuple[bytes, bytes]]) -> bool:
     return any(name.lower() == b"expect" and value.lower() == b"100-continue"
-               for name, value in scope["headers"])
+               for name, value in headers)
 
 
-def _declared_length(scope: Scope) -> int | None:
-    for name, value in scope["headers"]:
+def _declared_length(headers: Iterable[tuple[bytes, bytes]]) -> int | None:
+    for name, value in headers:
         if len(name) == 14 and name.lower() == b"content-length":
             try:
                 return int(value)
@@ -232,13 +262,14 @@ class ServerStage:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Called by the server for every ASGI connection. An HTTP request runs in this one
-        coroutine (the stage's own work is on the path of every request: kept inline)."""
+        coroutine; the stage's own work is on the path of every request, so it is kept
+        inline and the rare paths (failures, 413, lifespan, websockets) are methods."""
         kind = scope["type"]
         if kind == "lifespan":
             await _answer_lifespan(receive, send)
             return
         scope["hostkit"] = self.features
-        scope["user"] = ClaimsPrincipal.anonymous()
+        scope["user"] = _anonymous_principal()
         if self.lifespan_state:
             scope["state"] = self.lifespan_state.copy()
         if kind != "http":
@@ -247,33 +278,25 @@ class ServerStage:
         if self.start_failure is not None:
             await self._answer_start_failure(send)
             return
-        limit = self.max_request_body_size
-        if limit:
-            declared = _declared_length(scope)
-            if declared is not None and declared > limit:
-                if not _expects_continue(scope):
-                    await _drain(receive)
-                await _answer(send, 413)
-                return
-        exchange = _Exchange(receive, send, limit, self.task_group, self.allow_synchronous_io)
+        exchange = _Exchange(scope, receive, send, self)
         scope[REQUEST_STATE_KEY] = exchange
         try:
-            try:
-                await self.app(scope, exchange.receive, exchange.send)
-            except ClientDisconnected:
-                return
-            except RequestBodyTooLargeError:
-                pass  # answered below, once the read-ahead has stopped
-            except Exception:
-                if not exchange.body_too_large or exchange.response_started:
-                    logger.exception("unhandled exception while serving %s %s",
-                                     scope.get("method"), scope.get("path"))
-                    if exchange.response_started:
-                        raise  # the server aborts the connection: no made-up end of body
-                    await _answer(send, 500)
-                    return
-            finally:
-                exchange.finish()
+            await self.app(scope, exchange.receive, exchange.send)
+        except ClientDisconnected:
+            pass
+        except RequestBodyTooLargeError:
+            if not exchange.response_started:
+                await self._answer_unanswered(scope, exchange, send)
+        except Exception:
+            if exchange.body_too_large and not exchange.response_started:
+                await self._answer_unanswered(scope, exchange, send)
+            else:
+                logger.exception("unhandled exception while serving %s %s",
+                                 scope.get("method"), scope.get("path"))
+                if exchange.response_started:
+                    raise  # the server aborts the connection: no made-up end of body
+                await _answer(send, 500)
+        else:
             if not exchange.response_started:
                 await self._answer_unanswered(scope, exchange, send)
         finally:
@@ -290,6 +313,7 @@ class ServerStage:
     async def _answer_unanswered(scope: Scope, exchange: _Exchange, send: Send) -> None:
         """The app ended without starting a response: 413 when it stopped at the body
         limit (after a bounded drain), else a logged 500."""
+        exchange.finish()
         if exchange.body_too_large:
             await exchange.drain()
             await _answer(send, 413)

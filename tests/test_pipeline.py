@@ -244,15 +244,27 @@ async def test_asgi_scope_gets_features_user_and_lifespan_state() -> None:
     assert seen["state"] is not server_stage.lifespan_state  # a copy per request
 
 
-async def test_declared_length_over_limit_is_413_without_calling_the_app() -> None:
-    called = []
+async def test_declared_length_over_limit_fails_the_first_read_before_anything_is_read() -> None:
+    read: list[bytes] = []
 
     async def app(context: HttpContext) -> None:
-        called.append(True)
+        read.append(await context.request.body())
+        await context.response.write("read it all")  # never reached
+
+    exchange = Exchange([b"x" * 101])
+    await call(stage(app), http_scope(method="POST", headers=[(b"content-length", b"101")]),
+               exchange)
+    assert exchange.status == 413 and read == []
+    assert exchange.inbox == []  # the body the app never saw was read and dropped
+
+
+async def test_declared_length_over_limit_is_no_error_for_an_app_that_never_reads() -> None:
+    async def app(context: HttpContext) -> None:
+        await context.response.write("did not read it")  # as ASP.NET Core: checked on read
 
     exchange = await call(stage(app), http_scope(method="POST", headers=[
         (b"content-length", b"101")]), Exchange([b"x" * 101]))
-    assert exchange.status == 413 and called == []
+    assert (exchange.status, exchange.body) == (200, b"did not read it")
 
 
 async def test_undeclared_body_over_limit_is_413_when_read() -> None:
