@@ -325,6 +325,16 @@ def processes_matching(*needles: str) -> dict[int, list[str]]:
     return found
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far (Linux ``/proc``); 0.0 once it is
+    gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def child_pids(parent: int) -> list[int]:
     """The pids of ``parent``'s live children."""
     children = []

@@ -55,6 +55,7 @@ from bench._harness import (
     ServerProcess,
     WrkResult,
     child_pids,
+    cpu_seconds,
     ensure_program,
     ensure_wrk,
     fetch,
@@ -133,6 +134,8 @@ class Target:
     processes: list[ServerProcess]
     runs: list[WrkResult] = dataclasses.field(default_factory=list)
     keep_alive: bool | None = None
+    #: per measured run, each serving process's CPU microseconds per request
+    cpu: list[dict[str, float]] = dataclasses.field(default_factory=list)
 
     def median(self, field: str) -> float:
         values: list[float] = [getattr(run, field) for run in self.runs]
@@ -510,19 +513,51 @@ def rotations(targets: list[Target], rounds: int) -> Iterator[list[Target]]:
         yield targets[shift:] + targets[:shift]
 
 
+def processes_of(target: Target) -> dict[str, int]:
+    """The processes serving ``target``, by name: its own and their children (the front's
+    child, nginx's worker), so each one's CPU is counted."""
+    named = {}
+    for process in target.processes:
+        named[process.name] = process.pid
+        for index, pid in enumerate(child_pids(process.pid), start=1):
+            named[f"{process.name}'s child {index}"] = pid
+    return named
+
+
 def measure(wrk: str, targets: list[Target], options: argparse.Namespace) -> None:
+    """Every round: warmup + measured run per target, the order rotated. Each run also notes
+    every serving process's CPU microseconds per request: what each part costs, whatever else
+    the machine is doing (req/s also depends on how much CPU the processes got)."""
     for round_index, order in enumerate(rotations(targets, options.rounds)):
         for target in order:
             load(wrk, target, options, options.warmup)
+            named = processes_of(target)
+            before = {name: cpu_seconds(pid) for name, pid in named.items()}
             result = load(wrk, target, options, options.duration)
             target.runs.append(result)
+            requests = max(result.requests, 1)
+            target.cpu.append({name: (cpu_seconds(pid) - before[name]) * 1e6 / requests
+                               for name, pid in named.items()})
             print(f"round {round_index + 1}/{options.rounds}  {target.name:<22} "
                   f"{result.requests_per_sec:>9.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
-                  f"p99 {result.p99_ms:6.2f} ms" + _errors_note(result), flush=True)
+                  f"p99 {result.p99_ms:6.2f} ms  CPU us/request "
+                  f"{_cpu_note(target.cpu[-1])}" + _errors_note(result), flush=True)
             for process in target.processes:
                 if process.popen.poll() is not None:
                     raise BenchmarkError(f"{process.name} exited during the load "
                                          f"({process.popen.returncode}):\n{process.log_tail()}")
+
+
+def median_cpu(target: Target) -> dict[str, float]:
+    """Each process's median CPU microseconds per request over the measured runs."""
+    names = {name for run in target.cpu for name in run}
+    return {name: statistics.median(run[name] for run in target.cpu if name in run)
+            for name in sorted(names)}
+
+
+def _cpu_note(per_process: dict[str, float]) -> str:
+    parts = [f"{name} {value:.0f}" for name, value in per_process.items()]
+    return f"{sum(per_process.values()):.0f} ({', '.join(parts)})"
 
 
 def _errors_note(result: WrkResult) -> str:
@@ -576,7 +611,10 @@ def format_report(targets: list[Target], ratio: dict[str, float],
         f"({'MET' if met['p99'] else 'NOT MET'}: target <= {P99_TARGET:.2f}x)",
         f"OutOfProcess/nginx p50:       {ratio['outofprocess_nginx_p50']:.3f}x",
         f"InProcess/OutOfProcess req/s: {ratio['inprocess_outofprocess_rps']:.3f}x  (reference)",
+        "",
+        "CPU us per request (median), all serving processes:",
     ]
+    lines += [f"  {target.name:<22} {_cpu_note(median_cpu(target))}" for target in targets]
     if cold:
         lines += ["", f"cold start (median of {options.cold_starts}): "
                   f"{_ms(cold['total_ms'])} from spawning the front to the first 200; "
@@ -641,6 +679,7 @@ def results_document(targets: list[Target], ratio: dict[str, float],
                 "commands": {process.name: process.argv for process in target.processes},
                 "client_keep_alive": target.keep_alive,
                 "median": {field: target.median(field) for field in _FIELDS},
+                "cpu_us_per_request": {"median": median_cpu(target), "runs": target.cpu},
                 "runs": [dataclasses.asdict(run) for run in target.runs],
             }
             for target in targets

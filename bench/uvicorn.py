@@ -38,6 +38,7 @@ from typing import Any
 
 from bench._harness import (
     check_answer,
+    cpu_seconds,
     BenchmarkError,
     benchmark_parser,
     ensure_wrk,
@@ -111,12 +112,6 @@ def start(name: str, cwd: str) -> Target:
 
 
 # --- measuring -----------------------------------------------------------------------------
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time the process has used so far (Linux ``/proc``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
 
 def measure(wrk: str, targets: list[Target], options: argparse.Namespace
             ) -> dict[str, list[float]]:

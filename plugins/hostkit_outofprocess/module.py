@@ -33,7 +33,7 @@ from hostkit_outofprocess.connection_identity import ConnectionIdentity
 from hostkit_outofprocess.pages import ErrorPages
 from hostkit_outofprocess.pool import ConnectionPool
 from hostkit_outofprocess.process import Child, ChildSettings, ProcessManager
-from hostkit_outofprocess.proxy import ClientConnection
+from hostkit_outofprocess.proxy import HEARTBEAT, ClientConnection
 from hostkit_outofprocess.streams import serve_listener, ssl_object
 
 logger = logging.getLogger("hostkit.module")
@@ -122,6 +122,7 @@ class ModuleServer:
             await services.start(self.manager.run)
             await self._check_offline()
             services.start_soon(self._watch_content_root, stopping)
+            services.start_soon(self._heartbeat)
             async with anyio.create_task_group() as connections:
                 accepting = [anyio.CancelScope() for _ in bound]
                 for (address, sock), scope in zip(bound, accepting):
@@ -158,6 +159,15 @@ class ModuleServer:
 
         with accepting:
             await serve_listener(sock, tls, handle, connections)
+
+    async def _heartbeat(self) -> None:
+        """Ends the waits of connections past their deadline, every ``HEARTBEAT`` seconds
+        (see :data:`hostkit_outofprocess.proxy.HEARTBEAT` for why not a timer per wait)."""
+        while True:
+            await anyio.sleep(HEARTBEAT)
+            now = anyio.current_time()
+            for connection in list(self._connections):
+                connection.check_deadline(now)
 
     # -- app_offline and configuration changes ---------------------------------------------
 

@@ -42,6 +42,11 @@ from hostkit_outofprocess.streams import ProtocolStream
 logger = logging.getLogger("hostkit.module")
 
 MAX_HEAD_SIZE = 16 * 1024
+#: How often the module checks its connections' deadlines (Kestrel's heartbeat does it once a
+#: second). A timer armed and cancelled around every wait cost the module about a tenth of its
+#: CPU per request (bench/outofprocess.py); with the heartbeat a wait is a float assignment, and
+#: a deadline is kept to within this much.
+HEARTBEAT = 0.25
 _FLUSH_SIZE = 64 * 1024
 _CLIENT_ERRORS = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError,
                   OSError)
@@ -211,12 +216,28 @@ class ClientConnection:
             _DirectInput(stream, self.h11) if isinstance(stream, ProtocolStream)
             else _ClientReader(stream, self.h11))
         self.idle = True
-        self._wait_scope: anyio.CancelScope | None = None
+        #: When the wait under way (the next head, or the child's response head) ends, on
+        #: anyio's clock; checked by the module's heartbeat (:meth:`check_deadline`).
+        self.deadline = math.inf
+        # One cancel scope for the whole connection (a scope per request and per wait cost
+        # about a tenth of the module's CPU). The heartbeat cancels it past the deadline
+        # (answered as _on_deadline says); so do the client leaving mid-request and the
+        # module stopping while the connection is idle.
+        self._scope = anyio.CancelScope()
+        self._on_deadline: int | None = None
+        self._deadline_passed = False
+
+    def check_deadline(self, now: float) -> None:
+        """Called by the module's heartbeat every :data:`HEARTBEAT` seconds: past its
+        deadline, the connection's wait ends (with 408 or 504, see :meth:`_answer_deadline`)."""
+        if now >= self.deadline:
+            self._deadline_passed = True
+            self._scope.cancel()
 
     def close_if_idle(self) -> None:
         """Called when the module stops: a connection between requests closes now."""
-        if self.idle and self._wait_scope is not None:
-            self._wait_scope.cancel()
+        if self.idle:
+            self._scope.cancel()
 
     async def serve(self) -> None:
         try:
@@ -231,23 +252,39 @@ class ClientConnection:
                 await self.stream.aclose()
 
     async def _serve_requests(self) -> None:
+        with self._scope:
+            await self._serve_each_request()
+        if self._scope.cancelled_caught and self._deadline_passed:
+            await self._answer_deadline()
+
+    async def _answer_deadline(self) -> None:
+        """The connection's deadline passed: 408 for a head begun and not finished in time,
+        504 when the child did not answer within ``request_timeout``."""
+        if self._on_deadline == 408:
+            if self.reader.head.strip(b"\r\n") and not self.stopping.is_set():
+                await self._refuse(408)
+        elif self._on_deadline == 504:
+            try:
+                await self._answer(504, self.pages.for_status(504), close=True)
+            except (_Aborted, _ClientGone):
+                pass
+
+    async def _serve_each_request(self) -> None:
         while not self.stopping.is_set():
             self.idle = True
             # The raw copy of the next head starts with what h11 holds of it already.
             self.reader.head = bytearray(self.h11.trailing_data[0][:MAX_HEAD_SIZE])
-            event: h11.Event | None = None  # stays None when the wait times out
-            with anyio.move_on_after(self.head_timeout) as self._wait_scope:
-                try:
-                    event = await self._next_event()
-                except h11.RemoteProtocolError as error:
-                    await self._answer(error.error_status_hint or 400, close=True)
-                    return
+            self._on_deadline = 408
+            self.deadline = anyio.current_time() + self.head_timeout
+            try:
+                event = await self._next_event()
+            except h11.RemoteProtocolError as error:
+                await self._answer(error.error_status_hint or 400, close=True)
+                return
+            self.deadline = math.inf
             self.idle = False
             if not isinstance(event, h11.Request):
-                if self._wait_scope.cancelled_caught and self.reader.head.strip(b"\r\n") \
-                        and not self.stopping.is_set():
-                    await self._refuse(408)  # a head begun and not finished in time
-                return  # closed, timed out, or the module stops
+                return  # closed, or the module stops
             try:
                 keep_alive = await self._exchange(
                     event, request_rules.head_of(bytes(self.reader.head)))
@@ -278,11 +315,13 @@ class ClientConnection:
 
     async def _exchange(self, request: h11.Request, raw_head: bytes | None) -> bool:
         """Forward one request and relay its response. Returns whether to keep the connection."""
-        checked = request_rules.check(request, raw_head, MAX_HEAD_SIZE)
+        # h11's Headers is a Sequence read through __getitem__: read it once, as a list.
+        headers = list(request.headers)
+        checked = request_rules.check(request, headers, raw_head, MAX_HEAD_SIZE)
         if isinstance(checked, request_rules.Refusal):
             await self._answer(checked.status, close=True)
             return False
-        framing, has_body = _framing(request)
+        framing, has_body = _framing(headers)
         if not has_body:
             # A request without a body ends with its head; take h11's end of message now so
             # the connection can carry the next request.
@@ -293,7 +332,7 @@ class ClientConnection:
         if authenticated is not None and authenticated.failure is not None:
             await self._answer(401, extra=self.identity.challenge_headers(), close=has_body)
             return not has_body
-        websocket = header_rules.is_websocket_upgrade(request.headers)
+        websocket = header_rules.is_websocket_upgrade(headers)
         if has_body and self.h11.they_are_waiting_for_100_continue:
             await self._send(self.h11.send(h11.InformationalResponse(status_code=100,
                                                                      headers=[])))
@@ -304,7 +343,7 @@ class ClientConnection:
             if isinstance(body_start[-1], h11.EndOfMessage):  # all of it is here
                 length = sum(len(e.data) for e in body_start if isinstance(e, h11.Data))
                 framing = (b"content-length", str(length).encode())
-        outgoing = _Outgoing(request, checked.target, checked.host, body_start)
+        outgoing = _Outgoing(request, headers, checked.target, checked.host, body_start)
         idempotent = not has_body and request.method in header_rules.IDEMPOTENT_METHODS
         stale_retried = False
         for _ in range(_MAX_ATTEMPTS):
@@ -341,7 +380,7 @@ class ClientConnection:
         request = outgoing.request
         stale_retry = first_attempt and child.reused
         forwarded = header_rules.request_headers(
-            request.headers, client_ip=self.identity.client_ip, scheme=self.identity.scheme,
+            outgoing.headers, client_ip=self.identity.client_ip, scheme=self.identity.scheme,
             token=target.token, framing=framing, websocket=websocket,
             identity=self.identity.forwarded_headers(authenticated, target.token))
         head = request_head(request.method, outgoing.target, [(b"host", outgoing.host),
@@ -349,62 +388,59 @@ class ClientConnection:
         head += _frame_body(outgoing.body_start, framing)
         head_request = request.method == b"HEAD"
         reusable = False
-        # One scope per exchange: the client leaving cancels it, and while the module waits
-        # for the response head it carries the request_timeout deadline.
-        with anyio.CancelScope() as scope:
-            self.reader.on_gone = scope.cancel
-            if self.reader.gone:
-                scope.cancel()
+        # The client leaving cancels the connection's scope; while the module waits for the
+        # response head, the deadline is request_timeout (504, _answer_deadline). Either way
+        # the child's connection is closed, so the child sees the request end.
+        scope = self._scope
+        self.reader.on_gone = scope.cancel
+        if self.reader.gone:
+            scope.cancel()
+        try:
             try:
-                try:
-                    await child.stream.send(head)
-                except _CLIENT_ERRORS:
-                    if stale_retry:
-                        return _RETRY
-                    await self._answer(502, self.pages.for_status(502), close=True)
-                    return False
-                if has_body and not isinstance(outgoing.body_start[-1], h11.EndOfMessage):
-                    body_sent = await self._send_body(child, chunked=framing is not None
-                                                      and framing[0] == b"transfer-encoding")
-                elif has_body:
-                    body_sent = True
-                    self.reader.grant()
-                else:
-                    body_sent = True
-                    if not websocket:
-                        self.reader.grant()  # keep reading: a client that leaves is seen now
-                scope.deadline = anyio.current_time() + self.upstream.request_timeout
-                try:
-                    response = await child.response_head(head_request)
-                except ChildError:
-                    response = None
-                scope.deadline = math.inf
-                if response is None:  # the child closed before answering
-                    if stale_retry and idempotent:
-                        return _RETRY
-                    await self._answer(502, self.pages.for_status(502), close=True)
-                    return False
-                if response.status_code == 101:
-                    if not websocket:
-                        raise _Aborted()  # only a forwarded WebSocket handshake may switch
-                    await self._switch_protocols(response, child)
-                    return False
-                keep = await self._relay(response, child, head_request)
-                # A handshake's connection is never reused, even when the child refused it:
-                # a strict parser treats whatever follows an upgrade request as the new protocol.
-                reusable = not websocket
-                return keep and body_sent
-            finally:
-                self.reader.on_gone = None
-                if reusable and not scope.cancel_called:
-                    await target.pool.put(child)
-                else:
-                    await child.aclose()
-        if anyio.current_time() < scope.deadline:
-            # The client went away; its connection to the child is closed, so the child sees it.
-            return False
-        await self._answer(504, self.pages.for_status(504), close=True)
-        return False
+                await child.stream.send(head)
+            except _CLIENT_ERRORS:
+                if stale_retry:
+                    return _RETRY
+                await self._answer(502, self.pages.for_status(502), close=True)
+                return False
+            if has_body and not isinstance(outgoing.body_start[-1], h11.EndOfMessage):
+                body_sent = await self._send_body(child, chunked=framing is not None
+                                                  and framing[0] == b"transfer-encoding")
+            elif has_body:
+                body_sent = True
+                self.reader.grant()
+            else:
+                body_sent = True
+                if not websocket:
+                    self.reader.grant()  # keep reading: a client that leaves is seen now
+            self._on_deadline = 504
+            self.deadline = anyio.current_time() + self.upstream.request_timeout
+            try:
+                response = await child.response_head(head_request)
+            except ChildError:
+                response = None
+            self.deadline = math.inf
+            if response is None:  # the child closed before answering
+                if stale_retry and idempotent:
+                    return _RETRY
+                await self._answer(502, self.pages.for_status(502), close=True)
+                return False
+            if response.status_code == 101:
+                if not websocket:
+                    raise _Aborted()  # only a forwarded WebSocket handshake may switch
+                await self._switch_protocols(response, child)
+                return False
+            keep = await self._relay(response, child, head_request)
+            # A handshake's connection is never reused, even when the child refused it:
+            # a strict parser treats whatever follows an upgrade request as the new protocol.
+            reusable = not websocket
+            return keep and body_sent
+        finally:
+            self.reader.on_gone = None
+            if reusable and not scope.cancel_called:
+                await target.pool.put(child)
+            else:
+                await child.aclose()
 
     async def _body_event(self) -> h11.Data | h11.EndOfMessage:
         """The next piece of the request body, at the pace :class:`BodyPace` allows."""
@@ -575,14 +611,15 @@ class BodyPace:
 
 
 class _Outgoing:
-    """A checked request on its way to the child: its target and Host as forwarded, and the
-    start of its body (read before anything is sent)."""
+    """A checked request on its way to the child: its headers (as a list), its target and
+    Host as forwarded, and the start of its body (read before anything is sent)."""
 
-    __slots__ = ("request", "target", "host", "body_start")
+    __slots__ = ("request", "headers", "target", "host", "body_start")
 
-    def __init__(self, request: h11.Request, target: bytes, host: bytes,
-                 body_start: list[h11.Data | h11.EndOfMessage]):
+    def __init__(self, request: h11.Request, headers: list[header_rules.Header], target: bytes,
+                 host: bytes, body_start: list[h11.Data | h11.EndOfMessage]):
         self.request = request
+        self.headers = headers
         self.target = target
         self.host = host
         self.body_start = body_start
@@ -597,12 +634,12 @@ _VALIDATED = True
 _MAX_ATTEMPTS = 3
 
 
-def _framing(request: h11.Request) -> tuple[header_rules.Header | None, bool]:
+def _framing(headers: list[header_rules.Header]) -> tuple[header_rules.Header | None, bool]:
     """The framing header to forward, and whether the request has a body."""
-    for name, value in request.headers:
+    for name, value in headers:
         if name == b"transfer-encoding":
             return (b"transfer-encoding", b"chunked"), True
-    for name, value in request.headers:
+    for name, value in headers:
         if name == b"content-length":
             length = int(value)  # h11 checked it is digits; the child gets it without zeros
             return (b"content-length", str(length).encode()), length != 0

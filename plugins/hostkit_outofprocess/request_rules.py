@@ -81,11 +81,12 @@ def ambiguous_framing(raw_head: bytes) -> str | None:
     return None
 
 
-def check(request: h11.Request, raw_head: bytes | None,
+def check(request: h11.Request, headers: list[tuple[bytes, bytes]], raw_head: bytes | None,
           max_head_size: int) -> Refusal | Forwarded:
     """Refuse ``request`` (see the module docstring) or say how to forward it.
 
-    ``raw_head`` is the request's head as received (:func:`head_of`).
+    ``headers`` are the request's (``list(request.headers)``), ``raw_head`` its head as
+    received (:func:`head_of`).
     """
     if raw_head is None or len(raw_head) > max_head_size:
         return Refusal(431, "the request head is too large")
@@ -93,7 +94,7 @@ def check(request: h11.Request, raw_head: bytes | None,
         return Refusal(505, "HTTP version not supported")
     if request.method == b"CONNECT":
         return Refusal(501, "CONNECT is not supported")
-    names = [name for name, _ in request.headers]
+    names = [name for name, _ in headers]
     if b"content-length" in names and b"transfer-encoding" in names:
         return Refusal(400, "both Content-Length and Transfer-Encoding")
     problem = ambiguous_framing(raw_head)
@@ -101,10 +102,10 @@ def check(request: h11.Request, raw_head: bytes | None,
         return Refusal(400, problem)
     if _OBS_FOLD.search(raw_head.rstrip(b"\r\n")):
         return Refusal(400, "a header line continued on the next (obs-fold)")
-    for name, value in request.headers:
+    for name, value in headers:
         if _CONTROL.search(value):
             return Refusal(400, f"a control character in the {name.decode()} header")
-    host = next((value for name, value in request.headers if name == b"host"), b"")
+    host = next((value for name, value in headers if name == b"host"), b"")
     target = request.target
     if target.startswith(b"/"):
         return Forwarded(target, host)
