@@ -47,6 +47,7 @@ _DRAIN_SECONDS = 1.0
 # ClaimsPrincipal.anonymous() without a Python-level call: the stage makes one per request.
 _anonymous_principal: Callable[[], ClaimsPrincipal] = functools.partial(
     ClaimsPrincipal.__new__, ClaimsPrincipal)
+_new_exchange = object.__new__
 
 
 class _Exchange(RequestState):
@@ -54,8 +55,10 @@ class _Exchange(RequestState):
     and ``send`` wrapped to enforce the body limit, notice disconnects and note the response
     start.
 
-    Made for every request, so the defaults live on the class and ``__init__`` sets only
-    what differs per request.
+    Made for every request, so the defaults live on the class, and :meth:`ServerStage.__call__`
+    sets what differs per request without an ``__init__`` call (the fields below, and
+    ``allow_synchronous_io`` when the server allows it) and lets go of the server's callables
+    at the end of the request.
     """
 
     _length_checked = False
@@ -65,13 +68,10 @@ class _Exchange(RequestState):
     finished = False
     response_started = False
 
-    def __init__(self, scope: Scope, receive: Receive, send: Send, stage: ServerStage):
-        self._headers = scope["headers"]  # not the scope: it holds this state
-        self._receive = receive
-        self._send = send
-        self._stage = stage
-        if stage.allow_synchronous_io:
-            self.allow_synchronous_io = True
+    _headers: Iterable[tuple[bytes, bytes]]  # the scope's; not the scope, which holds this
+    _receive: Receive
+    _send: Send
+    _stage: ServerStage
 
     async def receive(self) -> Message:
         """The server's ``receive`` (or the read-ahead's), counting the body against the
@@ -150,23 +150,6 @@ class _Exchange(RequestState):
         self.finished = True
         if self._watch_scope is not None:
             self._watch_scope.cancel()
-
-    def release(self) -> None:
-        """The stage is done with the request: stop the read-ahead (as :meth:`finish`) and
-        let go of the server's ``receive`` and ``send``.
-
-        The scope holds this state and the server's callables (and the authentication
-        layers') hold the scope: kept, they would make a reference cycle per request, left
-        to the garbage collector, whose pauses under load show as latency. A late
-        ``receive`` gets ``http.disconnect``, a late ``send`` raises ``RuntimeError``.
-        """
-        if self._watch_scope is not None:
-            self.finish()
-        self._receive = _request_over
-        self._send = _response_over
-        if self.authenticate is not None or self.challenge is not None:
-            # The authentication layers' callables hold the request's context, so the scope.
-            self.authenticate = self.challenge = None
 
 
 async def _request_over() -> Message:
@@ -278,7 +261,15 @@ class ServerStage:
         if self.start_failure is not None:
             await self._answer_start_failure(send)
             return
-        exchange = _Exchange(scope, receive, send, self)
+        # What _Exchange.__init__ would do, inline: a Python-level __init__ call is a tenth
+        # of the stage's cost per request (bench/uvicorn.py).
+        exchange = _new_exchange(_Exchange)
+        exchange._headers = scope["headers"]
+        exchange._receive = receive
+        exchange._send = send
+        exchange._stage = self
+        if self.allow_synchronous_io:
+            exchange.allow_synchronous_io = True
         scope[REQUEST_STATE_KEY] = exchange
         try:
             await self.app(scope, exchange.receive, exchange.send)
@@ -300,7 +291,17 @@ class ServerStage:
             if not exchange.response_started:
                 await self._answer_unanswered(scope, exchange, send)
         finally:
-            exchange.release()
+            # Let go of the server's receive and send (inline for the same reason): the scope
+            # holds the exchange and the server's callables (and the authentication layers')
+            # hold the scope, a reference cycle per request otherwise, left to the garbage
+            # collector, whose pauses under load show as latency. A late receive gets
+            # http.disconnect, a late send raises RuntimeError.
+            if exchange._watch_scope is not None:
+                exchange.finish()
+            exchange._receive = _request_over
+            exchange._send = _response_over
+            if exchange.authenticate is not None or exchange.challenge is not None:
+                exchange.authenticate = exchange.challenge = None  # they hold the context
 
     async def _serve_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A WebSocket connection: closed (1011) while the app failed to start, else the app."""
