@@ -291,13 +291,14 @@ class ServerStage:
             if not exchange.response_started:
                 await self._answer_unanswered(scope, exchange, send)
         finally:
-            # Let go of the server's receive and send (inline for the same reason): the scope
-            # holds the exchange and the server's callables (and the authentication layers')
-            # hold the scope, a reference cycle per request otherwise, left to the garbage
-            # collector, whose pauses under load show as latency. A late receive gets
-            # http.disconnect, a late send raises RuntimeError.
+            # exchange.finish(), then let go of the server's receive and send (inline for the
+            # same reason): the scope holds the exchange and the server's callables (and the
+            # authentication layers') hold the scope, a reference cycle per request otherwise,
+            # left to the garbage collector, whose pauses under load show as latency. A late
+            # receive gets http.disconnect, a late send raises RuntimeError.
+            exchange.finished = True
             if exchange._watch_scope is not None:
-                exchange.finish()
+                exchange._watch_scope.cancel()
             exchange._receive = _request_over
             exchange._send = _response_over
             if exchange.authenticate is not None or exchange.challenge is not None:

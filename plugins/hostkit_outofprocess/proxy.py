@@ -253,7 +253,36 @@ class ClientConnection:
 
     async def _serve_requests(self) -> None:
         with self._scope:
-            await self._serve_each_request()
+            while not self.stopping.is_set():
+                self.idle = True
+                # The raw copy of the next head starts with what h11 holds of it already.
+                self.reader.head = bytearray(self.h11.trailing_data[0][:MAX_HEAD_SIZE])
+                self._on_deadline = 408
+                self.deadline = anyio.current_time() + self.head_timeout
+                try:
+                    event = await self._next_event()
+                except h11.RemoteProtocolError as error:
+                    await self._answer(error.error_status_hint or 400, close=True)
+                    return
+                self.deadline = math.inf
+                self.idle = False
+                if not isinstance(event, h11.Request):
+                    return  # closed, or the module stops
+                try:
+                    keep_alive = await self._exchange(
+                        event, request_rules.head_of(bytes(self.reader.head)))
+                except (_Aborted, _ClientGone):
+                    return
+                except h11.RemoteProtocolError as error:
+                    await self._answer(error.error_status_hint or 400, close=True)
+                    return
+                except _BodyTimeout:
+                    await self._refuse(408)
+                    return
+                if not keep_alive or self.h11.our_state is not h11.DONE \
+                        or self.h11.their_state is not h11.DONE:
+                    return
+                self.h11.start_next_cycle()
         if self._scope.cancelled_caught and self._deadline_passed:
             await self._answer_deadline()
 
@@ -268,38 +297,6 @@ class ClientConnection:
                 await self._answer(504, self.pages.for_status(504), close=True)
             except (_Aborted, _ClientGone):
                 pass
-
-    async def _serve_each_request(self) -> None:
-        while not self.stopping.is_set():
-            self.idle = True
-            # The raw copy of the next head starts with what h11 holds of it already.
-            self.reader.head = bytearray(self.h11.trailing_data[0][:MAX_HEAD_SIZE])
-            self._on_deadline = 408
-            self.deadline = anyio.current_time() + self.head_timeout
-            try:
-                event = await self._next_event()
-            except h11.RemoteProtocolError as error:
-                await self._answer(error.error_status_hint or 400, close=True)
-                return
-            self.deadline = math.inf
-            self.idle = False
-            if not isinstance(event, h11.Request):
-                return  # closed, or the module stops
-            try:
-                keep_alive = await self._exchange(
-                    event, request_rules.head_of(bytes(self.reader.head)))
-            except (_Aborted, _ClientGone):
-                return
-            except h11.RemoteProtocolError as error:
-                await self._answer(error.error_status_hint or 400, close=True)
-                return
-            except _BodyTimeout:
-                await self._refuse(408)
-                return
-            if not keep_alive or self.h11.our_state is not h11.DONE \
-                    or self.h11.their_state is not h11.DONE:
-                return
-            self.h11.start_next_cycle()
 
     async def _next_event(self) -> h11.Event:
         while True:
