@@ -293,10 +293,7 @@ class ClientConnection:
             if self.reader.head.strip(b"\r\n") and not self.stopping.is_set():
                 await self._refuse(408)
         elif self._on_deadline == 504:
-            try:
-                await self._answer(504, self.pages.for_status(504), close=True)
-            except (_Aborted, _ClientGone):
-                pass
+            await self._refuse(504, self.pages.for_status(504))
 
     async def _next_event(self) -> h11.Event:
         while True:
@@ -570,10 +567,11 @@ class ClientConnection:
         out += self.h11.send(h11.EndOfMessage())
         await self._send(out)
 
-    async def _refuse(self, status: int) -> None:
-        """Answer ``status`` and close, unless the response began or the client left."""
+    async def _refuse(self, status: int, body: bytes = b"") -> None:
+        """Answer ``status`` (with ``body``, an HTML page) and close, unless the response
+        began or the client left."""
         try:
-            await self._answer(status, close=True)
+            await self._answer(status, body, close=True)
         except (_Aborted, _ClientGone):
             pass
 
