@@ -579,6 +579,11 @@ async def test_app_offline_file(anyio_backend: str, tmp_path: Path) -> None:
             assert response.status_code == 503
             assert response.text == "<h1>Back soon</h1>"
             assert response.headers["content-type"].startswith("text/html")
+            # A HEAD gets the same head without the page, on a connection that goes on.
+            head = await client.head(url + "/features")
+            assert (head.status_code, head.content) == (503, b"")
+            assert head.headers["content-length"] == str(len(b"<h1>Back soon</h1>"))
+            assert (await client.get(url + "/features")).status_code == 503
             offline.unlink()
             await anyio.to_thread.run_sync(front.wait_for_line, "the app is online again")
             again = (await client.get(url + "/features")).json()["process_id"]

@@ -8,7 +8,8 @@ forwarding header (``X-Forwarded-*``, ``Forwarded``, ``X-Real-IP``) and every ho
 (or the absolute-form target's authority, see :mod:`request_rules`), written by the caller
 first, so naming it in ``Connection`` cannot remove it.
 
-Response (child → client): hop-by-hop headers are dropped; framing is re-done by h11.
+Response (child → client): hop-by-hop headers are dropped; the framing is the module's own
+(:mod:`serialize`).
 """
 
 from __future__ import annotations
@@ -45,24 +46,28 @@ def connection_tokens(headers: Iterable[Header]) -> frozenset[bytes]:
     return frozenset(tokens)
 
 
-def is_websocket_upgrade(headers: Sequence[Header]) -> bool:
-    """True for a WebSocket handshake; other upgrades (``h2c`` …) are never forwarded."""
+def is_websocket_upgrade(headers: Sequence[Header], named: frozenset[bytes]) -> bool:
+    """True for a WebSocket handshake; other upgrades (``h2c`` …) are never forwarded.
+
+    ``named`` are the request's :func:`connection_tokens`.
+    """
+    if b"upgrade" not in named:
+        return False
     upgrade = b",".join(value for name, value in headers if name == b"upgrade").lower()
-    return b"websocket" in [token.strip() for token in upgrade.split(b",")] and \
-        b"upgrade" in connection_tokens(headers)
+    return b"websocket" in [token.strip() for token in upgrade.split(b",")]
 
 
-def request_headers(headers: Sequence[Header], *, client_ip: str | None, scheme: str,
-                    token: bytes, framing: Header | None, websocket: bool,
-                    identity: Sequence[Header] = ()) -> list[Header]:
+def request_headers(headers: Sequence[Header], named: frozenset[bytes], *,
+                    client_ip: str | None, scheme: str, token: bytes, framing: Header | None,
+                    websocket: bool, identity: Sequence[Header] = ()) -> list[Header]:
     """The headers of the request the module sends to the child.
 
-    ``framing`` is the body framing header to send (Content-Length or Transfer-Encoding), or
-    ``None`` for no body; ``websocket`` keeps the handshake's ``Upgrade``/``Connection``;
+    ``named`` are the request's :func:`connection_tokens`; ``framing`` is the body framing
+    header to send (Content-Length or Transfer-Encoding), or ``None`` for no body;
+    ``websocket`` keeps the handshake's ``Upgrade``/``Connection``;
     ``client_ip`` is ``None`` on a unix socket, where there is no client address to forward;
     ``identity`` are the module's ``Hostkit-Client-Cert`` / ``Hostkit-Identity`` headers.
     """
-    named = connection_tokens(headers)
     result: list[Header] = []
     for name, value in headers:
         key = canonical(name)

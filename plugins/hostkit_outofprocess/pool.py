@@ -2,9 +2,9 @@
 
 The client side of the module parses with h11, strictly, because that is where requests from
 the outside arrive. Towards the child, the module writes request heads itself from what h11
-parsed and validated, and parses the child's responses with httptools (llhttp, the C parser
-uvicorn uses): the hot path of a proxy is parsing, and this half of it need not be paid twice
-in Python.
+parsed and validated (:mod:`serialize`), and parses the child's responses with httptools
+(llhttp, the C parser uvicorn uses): the hot path of a proxy is parsing, and this half of it
+need not be paid twice in Python.
 """
 
 from __future__ import annotations
@@ -76,23 +76,6 @@ class _Messages:
         # Asked here: once feed_data returns, the parser has reset for the next message.
         message.keep_alive = self.parser.should_keep_alive()
         message.complete = True
-
-
-def request_head(method: bytes, target: bytes, headers: list[Header]) -> bytes:
-    """The request line and headers, serialized from values h11 already validated."""
-    lines = [method, b" ", target, b" HTTP/1.1\r\n"]
-    for name, value in headers:
-        lines += (name, b": ", value, b"\r\n")
-    lines.append(b"\r\n")
-    return b"".join(lines)
-
-
-def chunk(data: bytes) -> bytes:
-    """One chunk of a chunked request body."""
-    return b"%x\r\n%s\r\n" % (len(data), data) if data else b""
-
-
-LAST_CHUNK = b"0\r\n\r\n"
 
 
 class ChildConnection:

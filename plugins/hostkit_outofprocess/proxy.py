@@ -1,7 +1,9 @@
 """One client connection to the module: parse with h11, forward to a child, relay the answer.
 
-Nothing is relayed as raw bytes while HTTP is spoken: requests and responses are parsed by h11,
-checked, and serialized again (SPEC §4). Bodies stream in both directions, a chunk at a time.
+Nothing is relayed as raw bytes while HTTP is spoken (SPEC §4): a client's requests are parsed
+by h11 and checked (:mod:`request_rules`), the child's responses are parsed by llhttp
+(:mod:`pool`), and both are serialized again (:mod:`serialize`). Bodies stream in both
+directions, a chunk at a time.
 
 A reader task per connection reads the client's bytes at most one chunk ahead of the handler:
 memory stays bounded for any body size, and a client that goes away while its response is
@@ -27,16 +29,25 @@ from hostkit_outofprocess import request_rules
 from hostkit_outofprocess.connection_identity import ConnectionIdentity
 from hostkit_outofprocess.pages import ErrorPages
 from hostkit_outofprocess.pool import (
-    LAST_CHUNK,
     READ_SIZE,
     ChildConnection,
     ChildError,
     ChildResponse,
     ConnectionPool,
-    chunk,
-    request_head,
 )
 from hostkit_outofprocess.process import ChildUnavailable
+from hostkit_outofprocess.serialize import (
+    BODY_AS_IS,
+    BODY_CHUNKED,
+    BODY_NONE,
+    CONTINUE,
+    LAST_CHUNK,
+    chunk,
+    informational_head,
+    phrase,
+    request_head,
+    response_head,
+)
 from hostkit_outofprocess.streams import ProtocolStream
 
 logger = logging.getLogger("hostkit.module")
@@ -211,11 +222,20 @@ class ClientConnection:
         self.head_timeout = head_timeout
         self._pace = BodyPace(0.0)
         self.stopping = stopping
-        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_SIZE)
+        #: h11 parses the client's requests; a fresh one for each (:meth:`_next_cycle`), since
+        #: responses are written by :mod:`serialize`, not through h11's state machine.
+        self.h11 = _request_parser()
         self.reader: _ClientReader | _DirectInput = (
             _DirectInput(stream, self.h11) if isinstance(stream, ProtocolStream)
             else _ClientReader(stream, self.h11))
         self.idle = True
+        # The request being answered, as far as the response's framing needs it.
+        self._method = b""
+        self._http_11 = False
+        self._keep_alive = False
+        self._response_started = False
+        #: Whether the connection ends after the response written last.
+        self._must_close = False
         #: When the wait under way (the next head, or the child's response head) ends, on
         #: anyio's clock; checked by the module's heartbeat (:meth:`check_deadline`).
         self.deadline = math.inf
@@ -255,6 +275,8 @@ class ClientConnection:
         with self._scope:
             while not self.stopping.is_set():
                 self.idle = True
+                self._method, self._http_11, self._keep_alive = b"", False, False
+                self._response_started = False
                 # The raw copy of the next head starts with what h11 holds of it already.
                 self.reader.head = bytearray(self.h11.trailing_data[0][:MAX_HEAD_SIZE])
                 self._on_deadline = 408
@@ -279,12 +301,21 @@ class ClientConnection:
                 except _BodyTimeout:
                     await self._refuse(408)
                     return
-                if not keep_alive or self.h11.our_state is not h11.DONE \
-                        or self.h11.their_state is not h11.DONE:
+                if not keep_alive or self._must_close \
+                        or self.h11.their_state not in _REQUEST_READ:
                     return
-                self.h11.start_next_cycle()
+                self._next_cycle()
         if self._scope.cancelled_caught and self._deadline_passed:
             await self._answer_deadline()
+
+    def _next_cycle(self) -> None:
+        """The request was read and answered: a new parser takes what came after it."""
+        rest, closed = self.h11.trailing_data
+        self.h11 = self.reader.connection = _request_parser()
+        if rest:
+            self.h11.receive_data(rest)
+        if closed:
+            self.h11.receive_data(b"")
 
     async def _answer_deadline(self) -> None:
         """The connection's deadline passed: 408 for a head begun and not finished in time,
@@ -311,6 +342,11 @@ class ClientConnection:
         """Forward one request and relay its response. Returns whether to keep the connection."""
         # h11's Headers is a Sequence read through __getitem__: read it once, as a list.
         headers = list(request.headers)
+        self._method = request.method
+        # As h11 reads keep-alive: HTTP/1.0 closes, and so does "Connection: close".
+        self._http_11 = request.http_version >= b"1.1"
+        connection_tokens = header_rules.connection_tokens(headers)
+        self._keep_alive = self._http_11 and b"close" not in connection_tokens
         checked = request_rules.check(request, headers, raw_head, MAX_HEAD_SIZE)
         if isinstance(checked, request_rules.Refusal):
             await self._answer(checked.status, close=True)
@@ -326,10 +362,9 @@ class ClientConnection:
         if authenticated is not None and authenticated.failure is not None:
             await self._answer(401, extra=self.identity.challenge_headers(), close=has_body)
             return not has_body
-        websocket = header_rules.is_websocket_upgrade(headers)
+        websocket = header_rules.is_websocket_upgrade(headers, connection_tokens)
         if has_body and self.h11.they_are_waiting_for_100_continue:
-            await self._send(self.h11.send(h11.InformationalResponse(status_code=100,
-                                                                     headers=[])))
+            await self._send(CONTINUE)
         body_start: list[h11.Data | h11.EndOfMessage] = []
         if has_body:
             # Nothing reaches the child before its body has begun well-formed.
@@ -337,7 +372,8 @@ class ClientConnection:
             if isinstance(body_start[-1], h11.EndOfMessage):  # all of it is here
                 length = sum(len(e.data) for e in body_start if isinstance(e, h11.Data))
                 framing = (b"content-length", str(length).encode())
-        outgoing = _Outgoing(request, headers, checked.target, checked.host, body_start)
+        outgoing = _Outgoing(request, headers, connection_tokens, checked.target, checked.host,
+                             body_start)
         idempotent = not has_body and request.method in header_rules.IDEMPOTENT_METHODS
         stale_retried = False
         for _ in range(_MAX_ATTEMPTS):
@@ -374,7 +410,8 @@ class ClientConnection:
         request = outgoing.request
         stale_retry = first_attempt and child.reused
         forwarded = header_rules.request_headers(
-            outgoing.headers, client_ip=self.identity.client_ip, scheme=self.identity.scheme,
+            outgoing.headers, outgoing.connection_tokens, client_ip=self.identity.client_ip,
+            scheme=self.identity.scheme,
             token=target.token, framing=framing, websocket=websocket,
             identity=self.identity.forwarded_headers(authenticated, target.token))
         head = request_head(request.method, outgoing.target, [(b"host", outgoing.host),
@@ -497,23 +534,26 @@ class ClientConnection:
     async def _relay(self, response: ChildResponse, child: ChildConnection,
                      head_request: bool) -> bool:
         """Send the child's response to the client, a chunk at a time. Returns keep-alive."""
-        response_headers = header_rules.response_headers(response.headers)
-        if self.stopping.is_set():
-            response_headers.append((b"connection", b"close"))
-        out = self.h11.send(h11.Response(
-            status_code=response.status_code, headers=response_headers,
-            reason=response.reason, _parsed=_VALIDATED))
+        out, body, self._must_close = response_head(
+            response.status_code, response.reason,
+            header_rules.response_headers(response.headers), method=self._method,
+            http_11=self._http_11, close=not self._keep_alive or self.stopping.is_set())
+        self._response_started = True
         while True:
             for data in child.take_body():
-                out += self.h11.send(h11.Data(data=data))
+                if body == BODY_AS_IS:
+                    out += data
+                elif body == BODY_CHUNKED:
+                    out += chunk(data)
                 if len(out) >= _FLUSH_SIZE:
                     await self._send(out)
                     out = b""
             if child.response_complete:
-                out += self.h11.send(h11.EndOfMessage())
+                if body == BODY_CHUNKED:
+                    out += LAST_CHUNK
                 await self._send(out)
                 child.finish(head_request)
-                return self.h11.our_state is h11.DONE
+                return not self._must_close
             if out:
                 await self._send(out)  # before waiting on the child: nothing sits in a buffer
                 out = b""
@@ -526,9 +566,9 @@ class ClientConnection:
     async def _switch_protocols(self, response: ChildResponse, child: ChildConnection) -> None:
         """After the child's 101: tell the client, then carry bytes both ways until one ends."""
         await self.reader.stop()
-        await self._send(self.h11.send(h11.InformationalResponse(
-            status_code=response.status_code, headers=response.headers,
-            reason=response.reason)))
+        self._response_started = True
+        await self._send(informational_head(response.status_code, response.reason,
+                                            response.headers))
         client_rest = self.h11.trailing_data[0]
         child_rest = child.upgraded_data
         try:
@@ -553,18 +593,19 @@ class ClientConnection:
     async def _answer(self, status: int, body: bytes = b"",
                       content_type: bytes = b"text/html; charset=utf-8",
                       extra: list[tuple[bytes, bytes]] | None = None, close: bool = False) -> None:
-        if self.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+        if self._response_started:
             raise _Aborted()
         response_headers = [(b"content-length", str(len(body)).encode())]
         if body:
             response_headers.append((b"content-type", content_type))
         response_headers += extra or []
-        if close or self.stopping.is_set():
-            response_headers.append((b"connection", b"close"))
-        out = self.h11.send(h11.Response(status_code=status, headers=response_headers))
-        if body:
-            out += self.h11.send(h11.Data(data=body))
-        out += self.h11.send(h11.EndOfMessage())
+        out, body_written, self._must_close = response_head(
+            status, phrase(status), response_headers, method=self._method,
+            http_11=self._http_11,
+            close=close or not self._keep_alive or self.stopping.is_set())
+        self._response_started = True
+        if body_written != BODY_NONE:
+            out += body
         await self._send(out)
 
     async def _refuse(self, status: int, body: bytes = b"") -> None:
@@ -606,27 +647,34 @@ class BodyPace:
 
 
 class _Outgoing:
-    """A checked request on its way to the child: its headers (as a list), its target and
-    Host as forwarded, and the start of its body (read before anything is sent)."""
+    """A checked request on its way to the child: its headers (as a list) and the names its
+    ``Connection`` header lists, its target and Host as forwarded, and the start of its body
+    (read before anything is sent)."""
 
-    __slots__ = ("request", "headers", "target", "host", "body_start")
+    __slots__ = ("request", "headers", "connection_tokens", "target", "host", "body_start")
 
-    def __init__(self, request: h11.Request, headers: list[header_rules.Header], target: bytes,
-                 host: bytes, body_start: list[h11.Data | h11.EndOfMessage]):
+    def __init__(self, request: h11.Request, headers: list[header_rules.Header],
+                 connection_tokens: frozenset[bytes], target: bytes, host: bytes,
+                 body_start: list[h11.Data | h11.EndOfMessage]):
         self.request = request
         self.headers = headers
+        self.connection_tokens = connection_tokens
         self.target = target
         self.host = host
         self.body_start = body_start
 
 
 _RETRY = object()
-# Events the module builds from what h11 itself parsed (plus the module's own fixed ASCII
-# headers) need not be checked again: h11's parser already ran its name, value and target
-# checks on them. `_parsed` skips only those regexes; framing headers are still processed.
-_VALIDATED = True
+# h11's state for a client whose request was read whole and who keeps the connection. After an
+# upgrade request, h11 waits in MIGHT_SWITCH_PROTOCOL for a 101 that h11 never sees (responses
+# are the module's, serialize.py), so that state means the same here.
+_REQUEST_READ = (h11.DONE, h11.MIGHT_SWITCH_PROTOCOL)
 # Connection refused by a child that died, plus one stale pooled connection, at most.
 _MAX_ATTEMPTS = 3
+
+
+def _request_parser() -> h11.Connection:
+    return h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_SIZE)
 
 
 def _framing(headers: list[header_rules.Header]) -> tuple[header_rules.Header | None, bool]:
