@@ -7,6 +7,7 @@ stdout log file (``module.stdout_log_enabled``) that tests read for the child's 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -742,6 +743,31 @@ async def test_head_request_gets_the_head_only_and_the_connection_goes_on(
         assert head.headers["content-length"] == "5000" and head.content == b""
         after = await client.get(url + "/download?10")
     assert after.content == b"d" * 10
+
+
+async def test_a_streamed_response_is_chunked_for_http_11_and_close_delimited_for_http_10(
+        shared_front: tuple[Program, str, Path]) -> None:
+    """The child streams /echo without a length; the front frames it for each client."""
+    _, url, _ = shared_front
+    host, port = url.removeprefix("http://").split(":")
+    answers = {}
+    with anyio.fail_after(TIMEOUT):
+        for version in (b"1.1", b"1.0"):
+            stream = await anyio.connect_tcp(host, int(port))
+            await stream.send(b"POST /echo HTTP/%s\r\nHost: a\r\nContent-Length: 5\r\n"
+                              b"Connection: close\r\n\r\nhello" % version)
+            answer = b""
+            with contextlib.suppress(anyio.EndOfStream):
+                while True:
+                    answer += await stream.receive()
+            await stream.aclose()
+            answers[version] = answer
+    head, _, body = answers[b"1.1"].partition(b"\r\n\r\n")
+    assert b"\r\ntransfer-encoding: chunked\r\n" in head.lower()
+    assert body == b"5\r\nhello\r\n0\r\n\r\n"
+    head, _, body = answers[b"1.0"].partition(b"\r\n\r\n")
+    assert b"transfer-encoding" not in head.lower() and b"content-length" not in head.lower()
+    assert b"\r\nconnection: close" in head.lower() and body == b"hello"
 
 
 async def test_the_front_reuses_its_connections_to_the_child(anyio_backend: str,
