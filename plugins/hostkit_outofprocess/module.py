@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+import time
 from pathlib import Path
 
 import anyio
@@ -165,7 +166,7 @@ class ModuleServer:
         (see :data:`hostkit_outofprocess.proxy.HEARTBEAT` for why not a timer per wait)."""
         while True:
             await anyio.sleep(HEARTBEAT)
-            now = anyio.current_time()
+            now = time.monotonic()  # the connections' clock
             for connection in list(self._connections):
                 connection.check_deadline(now)
 

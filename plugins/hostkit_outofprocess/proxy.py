@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable
 from typing import Protocol
 
@@ -237,7 +238,8 @@ class ClientConnection:
         #: Whether the connection ends after the response written last.
         self._must_close = False
         #: When the wait under way (the next head, or the child's response head) ends, on
-        #: anyio's clock; checked by the module's heartbeat (:meth:`check_deadline`).
+        #: ``time.monotonic``'s clock (a C call; anyio's asks sniffio which loop runs, every
+        #: time); checked by the module's heartbeat (:meth:`check_deadline`).
         self.deadline = math.inf
         # One cancel scope for the whole connection (a scope per request and per wait cost
         # about a tenth of the module's CPU). The heartbeat cancels it past the deadline
@@ -277,10 +279,8 @@ class ClientConnection:
                 self.idle = True
                 self._method, self._http_11, self._keep_alive = b"", False, False
                 self._response_started = False
-                # The raw copy of the next head starts with what h11 holds of it already.
-                self.reader.head = bytearray(self.h11.trailing_data[0][:MAX_HEAD_SIZE])
                 self._on_deadline = 408
-                self.deadline = anyio.current_time() + self.head_timeout
+                self.deadline = time.monotonic() + self.head_timeout
                 try:
                     event = await self._next_event()
                 except h11.RemoteProtocolError as error:
@@ -312,6 +312,8 @@ class ClientConnection:
         """The request was read and answered: a new parser takes what came after it."""
         rest, closed = self.h11.trailing_data
         self.h11 = self.reader.connection = _request_parser()
+        # The raw copy of the next head starts with what was read of it already.
+        self.reader.head = bytearray(rest[:MAX_HEAD_SIZE])
         if rest:
             self.h11.receive_data(rest)
         if closed:
@@ -416,7 +418,8 @@ class ClientConnection:
             identity=self.identity.forwarded_headers(authenticated, target.token))
         head = request_head(request.method, outgoing.target, [(b"host", outgoing.host),
                                                                *forwarded])
-        head += _frame_body(outgoing.body_start, framing)
+        if outgoing.body_start:
+            head += _frame_body(outgoing.body_start, framing)
         head_request = request.method == b"HEAD"
         reusable = False
         # The client leaving cancels the connection's scope; while the module waits for the
@@ -445,7 +448,7 @@ class ClientConnection:
                 if not websocket:
                     self.reader.grant()  # keep reading: a client that leaves is seen now
             self._on_deadline = 504
-            self.deadline = anyio.current_time() + self.upstream.request_timeout
+            self.deadline = time.monotonic() + self.upstream.request_timeout
             try:
                 response = await child.response_head(head_request)
             except ChildError:
@@ -475,10 +478,10 @@ class ClientConnection:
 
     async def _body_event(self) -> h11.Data | h11.EndOfMessage:
         """The next piece of the request body, at the pace :class:`BodyPace` allows."""
-        started = anyio.current_time()
+        started = time.monotonic()
         with anyio.move_on_after(self._pace.allowance()) as waiting:
             event = await self._next_event()
-        self._pace.waited += anyio.current_time() - started
+        self._pace.waited += time.monotonic() - started
         if waiting.cancelled_caught:
             raise _BodyTimeout()
         if isinstance(event, h11.Data):
