@@ -160,6 +160,23 @@ async def test_a_program_that_is_not_hostkit_can_be_the_child(anyio_backend: str
         front.stop()
 
 
+async def test_a_response_no_request_asked_for_never_answers_another(anyio_backend: str,
+                                                                     tmp_path: Path) -> None:
+    """The child sends an unsolicited response after each one; the front's pooled connection
+    holds it by the next request, and must be dropped rather than reused."""
+    write_config(tmp_path, program=PROGRAMS / "extra_response_child.py")
+    front, url = start_front(tmp_path, anyio_backend)
+    try:
+        bodies = []
+        async with httpx.AsyncClient(timeout=TIMEOUT) as client:
+            for _ in range(3):
+                bodies.append((await client.get(url + "/")).text)
+                await anyio.sleep(0.3)  # the unsolicited response arrives meanwhile
+        assert bodies == ["asked"] * 3
+    finally:
+        front.stop()
+
+
 @pytest.fixture
 def direct_child(anyio_backend: str, tmp_path: Path) -> Iterator[tuple[Program, str, str]]:
     """The probe started by hand with the module's contract: (program, url, token)."""

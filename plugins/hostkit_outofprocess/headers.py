@@ -38,10 +38,14 @@ def canonical(name: bytes) -> bytes:
 
 
 def connection_tokens(headers: Iterable[Header]) -> frozenset[bytes]:
-    """The header names listed in ``Connection`` (canonical), which are hop-by-hop too."""
+    """The header names listed in ``Connection`` (canonical), which are hop-by-hop too.
+
+    ``headers`` have lower-case names, as h11 and the pool's parser give them (no ``_`` can
+    spell ``connection``, so the name needs no :func:`canonical`).
+    """
     tokens: set[bytes] = set()
     for name, value in headers:
-        if canonical(name) == b"connection":
+        if name == b"connection":
             tokens.update(canonical(token.strip()) for token in value.split(b",") if token.strip())
     return frozenset(tokens)
 

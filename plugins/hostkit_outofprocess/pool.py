@@ -96,7 +96,9 @@ class ChildConnection:
         self.reusable = False
         self.upgraded_data = b""
         self._messages = _Messages()
-        self._parser: httptools.HttpResponseParser | None = None
+        # One parser for the connection's life: llhttp starts over after each complete
+        # message, and a connection is reused only after one (:meth:`finish`).
+        self._parser = self._messages.parser = httptools.HttpResponseParser(self._messages)
         self._response: ChildResponse | None = None
         self._eof = False
 
@@ -107,7 +109,6 @@ class ChildConnection:
         except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
             self._eof = True
             return False
-        assert self._parser is not None
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -122,7 +123,6 @@ class ChildConnection:
         Returns ``None`` when the child closed before answering.
         """
         self._messages.messages.clear()
-        self._parser = self._messages.parser = httptools.HttpResponseParser(self._messages)
         self._response = None
         self.reusable = False
         messages = self._messages.messages
@@ -161,8 +161,11 @@ class ChildConnection:
     def finish(self, head_request: bool) -> None:
         """The exchange is complete: decide whether the connection can carry another."""
         response = self._response
+        # A response to HEAD leaves llhttp expecting the body its head announced; bytes past
+        # the response's end begin a message nobody asked for: either way, not reusable.
         self.reusable = (not head_request and not self._eof and response is not None
-                         and response.keep_alive and not self.upgraded_data)
+                         and response.keep_alive and not self.upgraded_data
+                         and self._messages.messages[-1] is response)
 
     def peer_closed(self) -> bool:
         """Whether this idle connection has anything to read, which on an idle connection
@@ -170,10 +173,12 @@ class ChildConnection:
 
         Asked of the socket itself, without waiting for the event loop to notice: a child
         killed a moment ago has already closed its sockets, and a request written to one of
-        them would be lost without a sign of whether the child had read it.
+        them would be lost without a sign of whether the child had read it. Bytes already
+        read from an idle connection are a response no request asked for: the next request
+        would take it for its own.
         """
         if isinstance(self.stream, ProtocolStream):
-            if self.stream.protocol.eof:
+            if self.stream.protocol.eof or self.stream.protocol.chunks:
                 return True
             sock = self.stream.transport.get_extra_info("socket")
         else:

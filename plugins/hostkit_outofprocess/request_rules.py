@@ -95,11 +95,14 @@ def check(request: h11.Request, headers: list[tuple[bytes, bytes]], raw_head: by
     if request.method == b"CONNECT":
         return Refusal(501, "CONNECT is not supported")
     names = [name for name, _ in headers]
-    if b"content-length" in names and b"transfer-encoding" in names:
-        return Refusal(400, "both Content-Length and Transfer-Encoding")
-    problem = ambiguous_framing(raw_head)
-    if problem is not None:
-        return Refusal(400, problem)
+    if b"content-length" in names:
+        # (Without one, the raw head has none either: h11 keeps every Content-Length it
+        # reads, merging identical ones.)
+        if b"transfer-encoding" in names:
+            return Refusal(400, "both Content-Length and Transfer-Encoding")
+        problem = ambiguous_framing(raw_head)
+        if problem is not None:
+            return Refusal(400, problem)
     if _OBS_FOLD.search(raw_head.rstrip(b"\r\n")):
         return Refusal(400, "a header line continued on the next (obs-fold)")
     for name, value in headers:
