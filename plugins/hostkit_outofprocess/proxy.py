@@ -235,6 +235,8 @@ class ClientConnection:
         self._http_11 = False
         self._keep_alive = False
         self._response_started = False
+        #: Whether the request has no body, so was read whole with its head.
+        self._bodyless = False
         #: Whether the connection ends after the response written last.
         self._must_close = False
         #: When the wait under way (the next head, or the child's response head) ends, on
@@ -278,7 +280,7 @@ class ClientConnection:
             while not self.stopping.is_set():
                 self.idle = True
                 self._method, self._http_11, self._keep_alive = b"", False, False
-                self._response_started = False
+                self._bodyless = self._response_started = False
                 self._on_deadline = 408
                 self.deadline = time.monotonic() + self.head_timeout
                 try:
@@ -301,8 +303,8 @@ class ClientConnection:
                 except _BodyTimeout:
                     await self._refuse(408)
                     return
-                if not keep_alive or self._must_close \
-                        or self.h11.their_state not in _REQUEST_READ:
+                if not keep_alive or self._must_close or not (
+                        self._bodyless or self.h11.their_state in _REQUEST_READ):
                     return
                 self._next_cycle()
         if self._scope.cancelled_caught and self._deadline_passed:
@@ -354,12 +356,10 @@ class ClientConnection:
             await self._answer(checked.status, close=True)
             return False
         framing, has_body = _framing(headers)
-        if not has_body:
-            # A request without a body ends with its head; take h11's end of message now so
-            # the connection can carry the next request.
-            end = await self._next_event()
-            if not isinstance(end, h11.EndOfMessage):
-                raise _ClientGone()
+        # A request without a body ends with its head. h11's end-of-message event for it is
+        # not taken: the parser is replaced after the request (_next_cycle), and that event
+        # would cost another pass of h11's state machine.
+        self._bodyless = not has_body
         authenticated = await self.identity.authenticate(request)
         if authenticated is not None and authenticated.failure is not None:
             await self._answer(401, extra=self.identity.challenge_headers(), close=has_body)
@@ -668,9 +668,9 @@ class _Outgoing:
 
 
 _RETRY = object()
-# h11's state for a client whose request was read whole and who keeps the connection. After an
-# upgrade request, h11 waits in MIGHT_SWITCH_PROTOCOL for a 101 that h11 never sees (responses
-# are the module's, serialize.py), so that state means the same here.
+# h11's state for a client whose request body was read whole and who keeps the connection.
+# After an upgrade request, h11 waits in MIGHT_SWITCH_PROTOCOL for a 101 that h11 never sees
+# (responses are the module's, serialize.py), so that state means the same here.
 _REQUEST_READ = (h11.DONE, h11.MIGHT_SWITCH_PROTOCOL)
 # Connection refused by a child that died, plus one stale pooled connection, at most.
 _MAX_ATTEMPTS = 3
