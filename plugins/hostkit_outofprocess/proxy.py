@@ -413,8 +413,8 @@ class ClientConnection:
         stale_retry = first_attempt and child.reused
         forwarded = header_rules.request_headers(
             outgoing.headers, outgoing.connection_tokens, client_ip=self.identity.client_ip,
-            scheme=self.identity.scheme,
-            token=target.token, framing=framing, websocket=websocket,
+            scheme=self.identity.scheme, token=target.token, framing=framing,
+            websocket=websocket,
             identity=self.identity.forwarded_headers(authenticated, target.token))
         head = request_head(request.method, outgoing.target, [(b"host", outgoing.host),
                                                                *forwarded])
@@ -677,6 +677,7 @@ _MAX_ATTEMPTS = 3
 
 
 def _request_parser() -> h11.Connection:
+    """A new h11 connection, to parse one request of a client's (and what follows it)."""
     return h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_SIZE)
 
 
