@@ -12,7 +12,8 @@ from these pieces always ends by itself.
 - :func:`process_state`, :func:`process_alive`, :func:`process_cmdline`,
   :func:`processes_matching`, :func:`child_pids`: find processes (Linux ``/proc``), e.g.
   leftovers after a benchmark stopped everything;
-- :func:`source_state`: the code a benchmark measured (git HEAD, changes, a hash);
+- :func:`source_state`: the code a benchmark measured (git HEAD, changes, a hash), and
+  :func:`distribution_version`: the installed version of a package it measured;
 - :func:`ensure_wrk` (and :func:`ensure_program` for other tools), :func:`run_wrk` and
   :func:`parse_wrk`: the load generator.
 """
@@ -24,6 +25,7 @@ import collections
 import dataclasses
 import hashlib
 import http.client
+import importlib.metadata
 import os
 import re
 import shutil
@@ -439,6 +441,14 @@ def _apt_get(*args: str) -> bool:
     if done.returncode != 0:
         print(f"apt-get {' '.join(args)} failed:\n{done.stderr.strip()}", file=sys.stderr)
     return done.returncode == 0
+
+
+def distribution_version(distribution: str) -> str:
+    """The installed version of ``distribution`` (a PyPI name), or ``"not installed"``."""
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def wrk_version(wrk: str) -> str:

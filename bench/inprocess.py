@@ -17,7 +17,6 @@ import argparse
 import contextlib
 import dataclasses
 import datetime
-import importlib.metadata
 import json
 import os
 import platform
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._harness import (
+    distribution_version,
     check_answer,
     benchmark_parser,
     parse_load_options,
@@ -178,13 +178,6 @@ def format_report(targets: list[Target], ratio: dict[str, float],
     return "\n".join(lines)
 
 
-def _version(distribution: str) -> str:
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
 def results_document(targets: list[Target], ratio: dict[str, float],
                      options: argparse.Namespace, wrk: str) -> dict[str, Any]:
     """Everything needed to compare this run with a later one, as JSON-ready data."""
@@ -203,7 +196,8 @@ def results_document(targets: list[Target], ratio: dict[str, float],
         "environment": {
             "python": platform.python_version(), "platform": platform.platform(),
             "cpus": os.cpu_count(), "wrk": wrk_version(wrk),
-            **{name: _version(name) for name in ("hostkit", "hypercorn", "anyio", "h11")},
+            **{name: distribution_version(name)
+               for name in ("hostkit", "hypercorn", "anyio", "h11")},
         },
         "servers": {
             target.name: {

@@ -30,7 +30,6 @@ import contextlib
 import dataclasses
 import datetime
 import http.client
-import importlib.metadata
 import json
 import os
 import platform
@@ -48,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._harness import (
+    distribution_version,
     check_answer,
     benchmark_parser,
     parse_load_options,
@@ -637,13 +637,6 @@ def format_report(targets: list[Target], ratio: dict[str, float],
     return "\n".join(lines)
 
 
-def _version(distribution: str) -> str:
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
 def _nginx_version(nginx: str) -> str:
     done = subprocess.run([nginx, "-v"], capture_output=True, text=True, timeout=10)
     return (done.stdout + done.stderr).strip()
@@ -672,7 +665,8 @@ def results_document(targets: list[Target], ratio: dict[str, float],
         "environment": {
             "python": platform.python_version(), "platform": platform.platform(),
             "cpus": os.cpu_count(), "wrk": wrk_version(wrk), "nginx": _nginx_version(nginx),
-            **{name: _version(name) for name in ("hostkit", "hypercorn", "anyio", "h11")},
+            **{name: distribution_version(name)
+               for name in ("hostkit", "hypercorn", "anyio", "h11")},
         },
         "servers": {
             target.name: {

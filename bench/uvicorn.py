@@ -38,7 +38,7 @@ from typing import Any
 
 from bench._harness import (
     check_answer,
-    cpu_seconds,
+    distribution_version,
     BenchmarkError,
     benchmark_parser,
     ensure_wrk,
@@ -52,14 +52,7 @@ from bench._harness import (
     wrk_command,
     wrk_version,
 )
-from bench.outofprocess import (
-    Target,
-    _errors_note,
-    _version,
-    hostkit_environment,
-    load,
-    rotations,
-)
+from bench.outofprocess import Target, hostkit_environment, measure
 
 BARE = "bare uvicorn"
 PLUGIN = "hostkit uvicorn"
@@ -113,25 +106,11 @@ def start(name: str, cwd: str) -> Target:
 
 # --- measuring -----------------------------------------------------------------------------
 
-def measure(wrk: str, targets: list[Target], options: argparse.Namespace
-            ) -> dict[str, list[float]]:
-    """Every round: warmup + measured run per target, the order rotated. Returns each
-    server's CPU microseconds per request in each measured run: what it costs, whatever else
-    the machine is doing (req/s also depends on how much CPU the server got)."""
-    cpu: dict[str, list[float]] = {target.name: [] for target in targets}
-    for round_index, order in enumerate(rotations(targets, options.rounds)):
-        for target in order:
-            load(wrk, target, options, options.warmup)
-            pid = target.processes[0].pid
-            before = cpu_seconds(pid)
-            result = load(wrk, target, options, options.duration)
-            cpu[target.name].append((cpu_seconds(pid) - before) * 1e6 / max(result.requests, 1))
-            target.runs.append(result)
-            print(f"round {round_index + 1}/{options.rounds}  {target.name:<18} "
-                  f"{result.requests_per_sec:>9.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
-                  f"p99 {result.p99_ms:6.2f} ms  {cpu[target.name][-1]:6.1f} CPU us/request"
-                  + _errors_note(result), flush=True)
-    return cpu
+def cpu_per_run(target: Target) -> list[float]:
+    """The server's CPU microseconds per request in each measured run (as
+    :func:`bench.outofprocess.measure` noted it, summed over its processes): what it costs,
+    whatever else the machine is doing (req/s also depends on how much CPU it got)."""
+    return [sum(per_process.values()) for per_process in target.cpu]
 
 
 # --- reporting -----------------------------------------------------------------------------
@@ -214,8 +193,9 @@ def results_document(targets: list[Target], ratios: dict[str, Any], cpu: dict[st
         "environment": {
             "python": platform.python_version(), "platform": platform.platform(),
             "cpus": os.cpu_count(), "wrk": wrk_version(wrk),
-            **{name: _version(name) for name in ("hostkit", "hostkit-uvicorn", "uvicorn",
-                                                 "httptools", "hypercorn", "anyio")},
+            **{name: distribution_version(name)
+               for name in ("hostkit", "hostkit-uvicorn", "uvicorn", "httptools", "hypercorn",
+                            "anyio")},
         },
         "servers": {
             target.name: {
@@ -237,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
     wrk = ensure_wrk()
     for distribution in ("uvicorn", "hostkit-uvicorn"):
-        if _version(distribution) == "not installed":
+        if distribution_version(distribution) == "not installed":
             raise SystemExit(f"{distribution} is not installed: run `make setup` (it installs "
                              "samples/hostkit_uvicorn and uvicorn)")
     source = {"at_start": source_state(*SOURCES)}
@@ -251,7 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{name}: pid {target.processes[0].pid}, {target.url}", flush=True)
                 check_answer(name, fetch(target.url))
                 targets.append(target)
-            cpu = measure(wrk, targets, options)
+            measure(wrk, targets, options)
+            cpu = {target.name: cpu_per_run(target) for target in targets}
     except BenchmarkError as error:
         print(f"benchmark failed: {error}", file=sys.stderr)
         return 1

@@ -16,7 +16,7 @@ import httpx
 import pytest
 import trustme
 
-from support import PROGRAMS, SAMPLES, Program, python, raw_exchange
+from support import PROGRAMS, SAMPLES, Program, probe_on_unix_socket, python, raw_exchange
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -240,18 +240,9 @@ async def test_hostkit_run_serves_500_30_when_the_app_cannot_import(
 
 
 async def test_unix_socket(anyio_backend: str, tmp_path: Path) -> None:
-    path = tmp_path / "hostkit.sock"
-    program = Program(python(str(PROGRAMS / "probe.py"), f"--urls=unix:{path}",
-                             f"--async_backend={anyio_backend}"), cwd=tmp_path)
-    try:
-        assert program.wait_started() == [f"unix:{path}"]
-        transport = httpx.AsyncHTTPTransport(uds=str(path))
-        async with httpx.AsyncClient(transport=transport, timeout=TIMEOUT) as client:
-            response = await client.get("http://localhost/features")
-        assert response.json()["hosting_model"] == "InProcess"
-    finally:
-        program.stop()
-    assert not path.exists()  # the socket file is removed on stop
+    features, _ = await probe_on_unix_socket(tmp_path / "hostkit.sock", anyio_backend,
+                                             tmp_path, TIMEOUT)
+    assert features["hosting_model"] == "InProcess"
 
 
 async def test_https_and_http_side_by_side(anyio_backend: str, tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ import anyio
 import httpx
 import pytest
 
-from support import PROGRAMS, SAMPLES, Program, python, raw_exchange
+from support import PROGRAMS, SAMPLES, Program, probe_on_unix_socket, python, raw_exchange
 from websocket_client import WebSocket
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
@@ -492,19 +492,10 @@ async def test_child_dying_mid_response_aborts_the_client(anyio_backend: str,
 async def test_front_on_a_unix_socket_removes_it_on_stop(anyio_backend: str,
                                                         tmp_path: Path) -> None:
     write_config(tmp_path)
-    path = tmp_path / "front.sock"
-    front = Program(python(str(PROGRAMS / "probe.py"), f"--urls=unix:{path}",
-                           f"--async_backend={anyio_backend}"), cwd=tmp_path)
-    try:
-        assert front.wait_started() == [f"unix:{path}"]
-        transport = httpx.AsyncHTTPTransport(uds=str(path))
-        async with httpx.AsyncClient(transport=transport, timeout=TIMEOUT) as client:
-            features = (await client.get("http://localhost/features")).json()
-        assert features["hosting_model"] == "OutOfProcess"
-        assert features["process_id"] != front.pid
-    finally:
-        front.stop()
-    assert not path.exists()  # the socket file is removed on stop, as InProcess
+    features, front_pid = await probe_on_unix_socket(tmp_path / "front.sock", anyio_backend,
+                                                     tmp_path, TIMEOUT)
+    assert features["hosting_model"] == "OutOfProcess"
+    assert features["process_id"] != front_pid
 
 
 # -- 6. stopping and orphans ----------------------------------------------------------------

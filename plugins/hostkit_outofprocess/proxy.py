@@ -540,7 +540,7 @@ class ClientConnection:
         out, body, self._must_close = response_head(
             response.status_code, response.reason,
             header_rules.response_headers(response.headers), method=self._method,
-            http_11=self._http_11, close=not self._keep_alive or self.stopping.is_set())
+            http_11=self._http_11, close=self._ends_after())
         self._response_started = True
         while True:
             for data in child.take_body():
@@ -604,12 +604,16 @@ class ClientConnection:
         response_headers += extra or []
         out, body_written, self._must_close = response_head(
             status, phrase(status), response_headers, method=self._method,
-            http_11=self._http_11,
-            close=close or not self._keep_alive or self.stopping.is_set())
+            http_11=self._http_11, close=self._ends_after(close))
         self._response_started = True
         if body_written != BODY_NONE:
             out += body
         await self._send(out)
+
+    def _ends_after(self, close: bool = False) -> bool:
+        """Whether the connection ends after the response being written: ``close`` says so,
+        the client does not keep it alive, or the module stops."""
+        return close or not self._keep_alive or self.stopping.is_set()
 
     async def _refuse(self, status: int, body: bytes = b"") -> None:
         """Answer ``status`` (with ``body``, an HTML page) and close, unless the response
