@@ -21,9 +21,9 @@ from hostkit.hookspecs import hookimpl
 from hostkit.host import Host
 from hostkit.identity import Claim, ClaimsIdentity, ClaimsPrincipal, ClaimTypes
 from hostkit.pipeline import Pipeline, Stage
-from hostkit.server import Server
-from hostkit.server_selection import ServerInfo
-from hostkit.settings import HostingModel, SettingsTable, setting
+from hostkit.server_contract import Server
+from hostkit.server_contract import ServerInfo
+from hostkit.configuration.tables import HostingModel, SettingsTable, setting
 
 __version__ = "0.1.0"
 

@@ -13,10 +13,10 @@ from hostkit.configuration import Configuration, Source
 from hostkit.environment import HostEnvironment
 from hostkit.errors import InvalidOperationError, ServerSelectionError
 from hostkit.pipeline import AsgiMiddlewareFactory, Middleware, Pipeline, Stage, as_terminal_app
-from hostkit.plugins import Plugins
-from hostkit.server import Server
-from hostkit.server_selection import check_server_choice, declared_servers
-from hostkit.settings import HostingModel, SettingsTable
+from hostkit.plugin_manager import Plugins
+from hostkit.server_contract import Server
+from hostkit.server_contract import check_server_choice, declared_servers
+from hostkit.configuration.tables import HostingModel, SettingsTable
 
 if TYPE_CHECKING:
     from hostkit.host import Host

@@ -22,8 +22,8 @@ from hostkit.configuration import Entry
 from hostkit.errors import HostkitError
 from hostkit.host import Host, configure_default_logging
 from hostkit.pipeline import as_terminal_app
-from hostkit.server_selection import declared_servers
-from hostkit.settings import toml_literal
+from hostkit.server_contract import declared_servers
+from hostkit.configuration.tables import toml_literal
 
 REDACTED = "<redacted>"
 

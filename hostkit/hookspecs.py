@@ -23,9 +23,9 @@ if TYPE_CHECKING:
     from hostkit.host import Host
     from hostkit.identity import ClaimsPrincipal
     from hostkit.pipeline import Pipeline
-    from hostkit.server import Server
-    from hostkit.server_selection import ServerInfo
-    from hostkit.settings import HostingModel, SettingsTable
+    from hostkit.server_contract import Server
+    from hostkit.server_contract import ServerInfo
+    from hostkit.configuration.tables import HostingModel, SettingsTable
 
 PROJECT_NAME = "hostkit"
 
@@ -39,7 +39,7 @@ def hostkit_add_settings_tables() -> list[SettingsTable] | None:
 
     Called once per host, when the host is built, before any other hook of this module.
 
-    :returns: a list of :class:`hostkit.settings.SettingsTable` (``None``: none). Each
+    :returns: a list of :class:`hostkit.configuration.tables.SettingsTable` (``None``: none). Each
         table's keys are then validated like hostkit's own (unknown keys and bad values raise
         ``ConfigurationError`` naming the source). Read them with
         ``configuration.bind(table)``.
@@ -129,7 +129,7 @@ def hostkit_create_server(hosting_model: HostingModel, server_name: str,
         ``[authentication] schemes`` is empty. An embedded server can ignore it (the pipeline
         runs it); a server that answers requests without running the pipeline (the module)
         must run it on every request. Implementations may leave this parameter out.
-    :returns: a :class:`hostkit.server.Server`, or ``None`` to let another plugin answer. A
+    :returns: a :class:`hostkit.server_contract.Server`, or ``None`` to let another plugin answer. A
         server declared with :func:`hostkit_declare_servers` is only asked for what it
         declared; an undeclared one that must refuse a combination (e.g. an async backend)
         raises ``hostkit.ServerSelectionError`` saying what is supported instead of returning

@@ -32,10 +32,10 @@ from hostkit.context import Features
 from hostkit.environment import HostEnvironment
 from hostkit.errors import HostkitError, InvalidOperationError
 from hostkit.lifespan import Lifespan, StartupFailure
-from hostkit.plugins import Plugins
-from hostkit.server import Server
-from hostkit.server_stage import ServerStage
-from hostkit.settings import HostingModel
+from hostkit.plugin_manager import Plugins
+from hostkit.server_contract import Server
+from hostkit.request_stage import RequestStage
+from hostkit.configuration.tables import HostingModel
 
 if TYPE_CHECKING:
     from hostkit.builder import HostBuilder
@@ -181,7 +181,7 @@ class Host:
         self._server_scope = anyio.CancelScope()
         if self._stop_pending:
             self._stop_requested.set()
-        stage = ServerStage(
+        stage = RequestStage(
             self.app,
             Features(options.hosting_model.value, os.getpid(), _process_name(),
                      self.server.name),
@@ -199,7 +199,7 @@ class Host:
                 raise
             raise error from None
 
-    async def _serve(self, task_group: TaskGroup, stage: ServerStage) -> None:
+    async def _serve(self, task_group: TaskGroup, stage: RequestStage) -> None:
         assert self._stop_requested is not None and self._server_scope is not None
         stop_requested = self._stop_requested
         server_scope = self._server_scope

@@ -2,7 +2,7 @@
 
 Every request, in both hosting models and under every server plugin, goes through::
 
-    server plugin → ServerStage (hostkit/server_stage.py)
+    server plugin → RequestStage (hostkit/request_stage.py)
                   → Stage.INTEGRATION layers   (the child side of OutOfProcess)
                   → Stage.AUTHENTICATION layers (server authentication, claims transformation)
                   → Stage.APP layers            (HostBuilder.use / use_asgi_middleware, in order)

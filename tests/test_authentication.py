@@ -42,12 +42,12 @@ from hostkit.child_contract import ChildContract
 from hostkit.claims import claims_transformation_middleware
 from hostkit.configuration import load_configuration
 from hostkit.pipeline import as_terminal_app
-from hostkit.plugins import Plugins
+from hostkit.plugin_manager import Plugins
 
 from hostkit_outofprocess.forwarded_identity import decode_identity, encode_identity
 from hostkit_outofprocess.integration import IntegrationMiddleware
 from test_pipeline import Exchange, call, http_scope, stage
-from test_server_stage import ServerCycle
+from test_request_stage import ServerCycle
 
 pytestmark = pytest.mark.anyio
 

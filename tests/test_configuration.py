@@ -9,9 +9,9 @@ import pytest
 
 from hostkit import ConfigurationError, HostingModel
 from hostkit.cli import format_entry
-from hostkit.config_docs import render_example
+from hostkit.configuration.reference import render_example
 from hostkit.configuration import load_configuration
-from hostkit.settings import HOST_TABLES
+from hostkit.configuration.tables import HOST_TABLES
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -11,7 +11,7 @@ import pytest
 
 import hostkit
 from hostkit.configuration import load_configuration
-from hostkit.plugins import Plugins
+from hostkit.plugin_manager import Plugins
 
 pytestmark = pytest.mark.anyio
 

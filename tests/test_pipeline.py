@@ -16,8 +16,8 @@ from hostkit.claims import claims_transformation_middleware
 from hostkit.context import Features
 from hostkit.lifespan import Lifespan
 from hostkit.pipeline import as_terminal_app
-from hostkit.plugins import Plugins
-from hostkit.server_stage import ServerStage
+from hostkit.plugin_manager import Plugins
+from hostkit.request_stage import RequestStage
 
 pytestmark = pytest.mark.anyio
 
@@ -75,10 +75,10 @@ async def call(app: ASGIApp, scope: dict[str, Any] | None = None,
     return exchange
 
 
-def stage(app: Any, **overrides: Any) -> ServerStage:
+def stage(app: Any, **overrides: Any) -> RequestStage:
     options = {"max_request_body_size": 100, "allow_synchronous_io": False,
                "show_details": False, "bare_error_pages": False, **overrides}
-    return ServerStage(as_terminal_app(app), FEATURES, **options)
+    return RequestStage(as_terminal_app(app), FEATURES, **options)
 
 
 # -- use_app / use / use_asgi_middleware -----------------------------------------------------

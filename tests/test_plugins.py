@@ -13,7 +13,7 @@ import pytest
 import hostkit
 from hostkit import ConfigurationError, HostBuilder, ServerSelectionError
 from hostkit.configuration import load_configuration
-from hostkit.plugins import Plugins
+from hostkit.plugin_manager import Plugins
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -147,7 +147,7 @@ def test_plugin_settings_table_is_validated(tmp_path: Path) -> None:
 
     import dataclasses
 
-    from hostkit.settings import Number
+    from hostkit.configuration.tables import Number
 
     @dataclasses.dataclass(frozen=True)
     class WidgetOptions:

@@ -14,8 +14,8 @@ import pytest
 from hostkit.builder import HostBuilder
 from hostkit.configuration import load_configuration
 from hostkit.errors import HostkitError
-from hostkit.plugins import Plugins
-from hostkit.server_selection import ServerInfo, declared_servers
+from hostkit.plugin_manager import Plugins
+from hostkit.server_contract import ServerInfo, declared_servers
 
 #: The server the suite tests when neither the class nor ``--hostkit-server`` names one.
 DEFAULT_SERVER = "hypercorn"

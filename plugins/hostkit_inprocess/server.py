@@ -18,7 +18,7 @@ from hypercorn.utils import wrap_app
 
 import hostkit
 from hostkit.asgi import ASGIApp
-from hostkit.server import bind_all, close_all
+from hostkit.listeners import bind_all, close_all
 from hostkit.tls import server_context
 
 from hostkit_inprocess.connections import serve_asyncio, serve_trio

@@ -27,7 +27,7 @@ import hostkit
 from hostkit.asgi import ASGIApp
 from hostkit.configuration import CONFIG_FILE
 from hostkit.authentication import Authenticator
-from hostkit.server import ListenAddress, bind_all, close_all
+from hostkit.listeners import ListenAddress, bind_all, close_all
 from hostkit.tls import server_context
 
 from hostkit_outofprocess.connection_identity import ConnectionIdentity

@@ -39,7 +39,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from hostkit.child_contract import ChildContract
-from hostkit.settings import ModuleOptions
+from hostkit.configuration.tables import ModuleOptions
 
 logger = logging.getLogger("hostkit.module")
 

@@ -1,6 +1,6 @@
 """UvicornServer: uvicorn serving hostkit's server stage on sockets hostkit bound.
 
-hostkit binds the sockets (``hostkit.server.bind_all``: one clear ``AddressInUseError``,
+hostkit binds the sockets (``hostkit.listeners.bind_all``: one clear ``AddressInUseError``,
 ``TCP_NODELAY``, listening before the host reports started) and uvicorn serves them with its
 httptools protocol. The host owns the signals, the ASGI lifespan and the drain deadline:
 uvicorn is told to stop when ``stopping`` is set, drains within ``shutdown_timeout``, and is
@@ -21,7 +21,7 @@ from anyio.abc import TaskStatus
 
 import hostkit
 from hostkit.asgi import ASGIApp
-from hostkit.server import BACKLOG, bind_all, close_all
+from hostkit.listeners import BACKLOG, bind_all, close_all
 
 
 class _HostedUvicorn(uvicorn.Server):

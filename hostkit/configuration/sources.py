@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from hostkit import child_contract
 from hostkit._compat import tomllib
 from hostkit.errors import ConfigurationError
-from hostkit.settings import (
+from hostkit.configuration.tables import (
     HOST_TABLES,
     HostOptions,
     InvalidValue,

@@ -1,6 +1,6 @@
 """The outermost layer of the pipeline: what hostkit does for every request, under every server.
 
-A server plugin hands each ASGI call to :class:`ServerStage`, which
+A server plugin hands each ASGI call to :class:`RequestStage`, which
 
 - answers ``lifespan`` itself (the host runs the app's lifespan, see ``hostkit/lifespan.py``);
 - puts the features, an anonymous user and the lifespan state in the scope;
@@ -55,7 +55,7 @@ class _Exchange(RequestState):
     and ``send`` wrapped to enforce the body limit, notice disconnects and note the response
     start.
 
-    Made for every request, so the defaults live on the class, and :meth:`ServerStage.__call__`
+    Made for every request, so the defaults live on the class, and :meth:`RequestStage.__call__`
     sets what differs per request without an ``__init__`` call (the fields below, and
     ``allow_synchronous_io`` when the server allows it) and lets go of the server's callables
     at the end of the request.
@@ -71,7 +71,7 @@ class _Exchange(RequestState):
     _headers: Iterable[tuple[bytes, bytes]]  # the scope's; not the scope, which holds this
     _receive: Receive
     _send: Send
-    _stage: ServerStage
+    _stage: RequestStage
 
     async def receive(self) -> Message:
         """The server's ``receive`` (or the read-ahead's), counting the body against the
@@ -223,7 +223,7 @@ async def _answer_lifespan(receive: Receive, send: Send) -> None:
             return
 
 
-class ServerStage:
+class RequestStage:
     """The ASGI app a server plugin serves: the pipeline behind hostkit's per-request duties.
 
     ``task_group`` (set by the host while it runs) owns the disconnect watchers;

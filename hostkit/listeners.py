@@ -1,8 +1,9 @@
-"""What a server plugin implements, and the listen-address helpers every server shares.
+"""Listen addresses: parsing ``urls`` entries, binding them, and closing what was bound.
 
-A server plugin answers ``hostkit_create_server`` with an object that follows
-:class:`Server`. The host calls :meth:`Server.serve` once, in its task group, and waits for
-``task_status.started(addresses)`` before it reports the host started.
+Every server that owns a public listener (the embedded servers, the out-of-process front)
+binds with :func:`bind_all` before it reports readiness and closes with :func:`close_all`
+in a ``finally``, so the errors a user sees and the socket files left behind are the same
+whatever the server.
 """
 
 from __future__ import annotations
@@ -13,38 +14,10 @@ import os
 import socket
 import stat
 import urllib.parse
-from typing import Protocol, runtime_checkable
 
-import anyio
-from anyio.abc import TaskStatus
-
-from hostkit.asgi import ASGIApp
 from hostkit.errors import AddressInUseError, ConfigurationError, HostkitError
 
 BACKLOG = 1024
-
-
-@runtime_checkable
-class Server(Protocol):
-    """A server that serves the host: the embedded server, or the out-of-process module."""
-
-    #: the name users put in the ``server`` setting, e.g. ``"hypercorn"``.
-    name: str
-    # Optional: ``runs_pipeline = False`` on a server that runs the app elsewhere (the
-    # out-of-process module); the host then does not run the app's lifespan in this process.
-
-    async def serve(self, app: ASGIApp, stopping: anyio.Event, *,
-                    task_status: TaskStatus[list[str]] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Serve ``app`` until ``stopping`` is set, then drain and return.
-
-        Binds every address before calling ``task_status.started(urls)`` with the URLs it
-        really listens on (a port of 0 resolved); raises :class:`hostkit.AddressInUseError`
-        (or another :class:`hostkit.HostkitError`) before that when it cannot listen. Once
-        ``stopping`` is set: stop accepting, let in-flight requests finish within
-        ``shutdown_timeout``, close idle connections, and return. The host may cancel it past
-        that deadline.
-        """
-        ...
 
 
 @dataclasses.dataclass(frozen=True)

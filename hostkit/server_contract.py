@@ -15,15 +15,43 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+import anyio
+from anyio.abc import TaskStatus
+
+from hostkit.asgi import ASGIApp
 from hostkit.errors import ServerSelectionError
-from hostkit.server import parse_url
-from hostkit.settings import HostingModel
+from hostkit.listeners import parse_url
+from hostkit.configuration.tables import HostingModel
 
 if TYPE_CHECKING:
     from hostkit.configuration import Configuration
-    from hostkit.plugins import Plugins
+    from hostkit.plugin_manager import Plugins
+
+@runtime_checkable
+class Server(Protocol):
+    """A server that serves the host: the embedded server, or the out-of-process module."""
+
+    #: the name users put in the ``server`` setting, e.g. ``"hypercorn"``.
+    name: str
+    # Optional: ``runs_pipeline = False`` on a server that runs the app elsewhere (the
+    # out-of-process module); the host then does not run the app's lifespan in this process.
+
+    async def serve(self, app: ASGIApp, stopping: anyio.Event, *,
+                    task_status: TaskStatus[list[str]] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Serve ``app`` until ``stopping`` is set, then drain and return.
+
+        Binds every address before calling ``task_status.started(urls)`` with the URLs it
+        really listens on (a port of 0 resolved); raises :class:`hostkit.AddressInUseError`
+        (or another :class:`hostkit.HostkitError`) before that when it cannot listen. Once
+        ``stopping`` is set: stop accepting, let in-flight requests finish within
+        ``shutdown_timeout``, close idle connections, and return. The host may cancel it past
+        that deadline.
+        """
+        ...
+
+
 
 #: Every async backend a host can run on (the ``async_backend`` setting).
 ASYNC_BACKENDS = ("asyncio", "trio")

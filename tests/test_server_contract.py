@@ -9,8 +9,8 @@ import pytest
 import hostkit
 from hostkit import HostBuilder, HostingModel, ServerInfo, ServerSelectionError
 from hostkit.configuration import load_configuration
-from hostkit.plugins import Plugins
-from hostkit.server_selection import declared_servers
+from hostkit.plugin_manager import Plugins
+from hostkit.server_contract import declared_servers
 
 LIMITED = ServerInfo(name="Limited", hosting_models=["inprocess"],
                      async_backends=["AsyncIO"], url_schemes=["http"])

@@ -1,17 +1,17 @@
-"""Renders ``hostkit.toml.example`` from the settings schema (``hostkit/settings.py``).
+"""Renders ``hostkit.toml.example`` from the settings schema (``hostkit/configuration/tables.py``).
 
-    python -m hostkit.config_docs > hostkit.toml.example
+    python -m hostkit.configuration.reference > hostkit.toml.example
 
 A test checks the committed file equals this output, so the example never drifts.
 """
 
 from __future__ import annotations
 
-from hostkit.settings import HOST_TABLES, field_default, toml_literal
+from hostkit.configuration.tables import HOST_TABLES, field_default, toml_literal
 
 HEADER = """\
-# hostkit.toml: every setting hostkit reads, with its default (generated from hostkit/settings.py
-# by `python -m hostkit.config_docs`; do not edit by hand).
+# hostkit.toml: every setting hostkit reads, with its default (generated from hostkit/configuration/tables.py
+# by `python -m hostkit.configuration.reference`; do not edit by hand).
 #
 # Sources, later ones winning: hostkit.toml, hostkit.{environment}.toml (HOSTKIT_ENVIRONMENT,
 # default Production), HOSTKIT_* environment variables (HOSTKIT_MODULE__STARTUP_TIME_LIMIT=5),
