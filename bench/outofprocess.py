@@ -28,12 +28,8 @@ import argparse
 import collections
 import contextlib
 import dataclasses
-import datetime
 import http.client
-import json
 import os
-import platform
-import re
 import secrets
 import shutil
 import signal
@@ -42,37 +38,35 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from bench import cli
 from bench._harness import (
-    distribution_version,
-    check_answer,
-    benchmark_parser,
-    parse_load_options,
     BenchmarkError,
-    ServerProcess,
-    WrkResult,
-    child_pids,
-    cpu_seconds,
+    check_answer,
     ensure_program,
     ensure_wrk,
     fetch,
     fetch_with_headers,
-    free_port,
     keeps_alive,
     loopback_url,
+    server_environment,
+    wait_accepting,
+    wait_ready,
+)
+from bench.cli import Target
+from bench.trivial_app import BODY
+from hostkit.testing import Program
+from hostkit.testing.program import child_listening
+from tests.support.processes import (
+    child_pids,
+    free_port,
     process_cmdline,
     processes_matching,
-    run_wrk,
-    server_environment,
-    source_state,
-    wait_accepting,
-    wrk_command,
-    wrk_version,
 )
-from bench.trivial_app import BODY
+from tests.support.source import source_state
 
 OUTOFPROCESS = "hostkit OutOfProcess"
 NGINX = "nginx + hostkit child"
@@ -94,53 +88,27 @@ POLL_LIMIT = 30.0         # ... for at most 30 s
 STOP_TIMEOUT = 10.0       # SIGTERM -> SIGKILL
 LOG_WAIT = 2.0            # for a log line that must already be on its way
 
-_STARTED_CHILD = re.compile(r"started child pid (\d+) on 127\.0\.0\.1:(\d+)")
-_CHILD_LISTENING = re.compile(r"child pid (\d+) listening after (\d+) ms")
-_FIELDS = ("requests_per_sec", "p50_ms", "p99_ms")
+NAME_WIDTH = 22
 #: the code under test, hashed at the start and the end of a run.
 SOURCES = ("hostkit", "plugins", "bench")
 
 
 # --- command line --------------------------------------------------------------------------
 
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected 0 or more, got {text}")
-    return value
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The benchmark's options; defaults give ``wrk -t2 -c32 -d10s``, 3 rounds."""
-    parser = benchmark_parser(
+    parser = cli.benchmark_parser(
         "python -m bench.outofprocess",
         "Benchmark hostkit OutOfProcess against nginx in front of the same hostkit child, and "
         f"hostkit InProcess. Targets: {TARGETS}.", RESULTS_FILE, noun="target")
-    parser.add_argument("--cold-starts", type=_count, default=3, metavar="N",
+    parser.add_argument("--cold-starts", type=cli.count, default=3, metavar="N",
                         help="fresh OutOfProcess fronts timed to their first 200 (default: 3)")
-    parser.add_argument("--recoveries", type=_count, default=3, metavar="N",
+    parser.add_argument("--recoveries", type=cli.count, default=3, metavar="N",
                         help="child SIGKILLs timed to the next 200 (default: 3)")
-    return parse_load_options(parser, argv)
+    return cli.parse_load_options(parser, argv)
 
 
 # --- targets -------------------------------------------------------------------------------
-
-@dataclasses.dataclass
-class Target:
-    """One stack under test: its processes (the one wrk talks to first) and measured runs."""
-
-    name: str
-    url: str
-    processes: list[ServerProcess]
-    runs: list[WrkResult] = dataclasses.field(default_factory=list)
-    keep_alive: bool | None = None
-    #: per measured run, each serving process's CPU microseconds per request
-    cpu: list[dict[str, float]] = dataclasses.field(default_factory=list)
-
-    def median(self, field: str) -> float:
-        values: list[float] = [getattr(run, field) for run in self.runs]
-        return statistics.median(values)
-
 
 def hostkit_command(port: int, *, out_of_process: bool) -> list[str]:
     """``python -m bench.hostkit_server [--hosting_model=OutOfProcess] --urls=...:PORT``."""
@@ -154,12 +122,16 @@ def hostkit_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
     The OutOfProcess child runs the front's own command line from the same (empty, temporary)
     working directory, so ``bench`` must be importable from anywhere: PYTHONPATH does that.
     """
-    return server_environment({"HOSTKIT_DISABLE_PLUGIN_AUTOLOAD": "1", **(extra or {})},
-                              drop_prefixes=("HOSTKIT_",))
+    return server_environment({"HOSTKIT_DISABLE_PLUGIN_AUTOLOAD": "1", **(extra or {})})
 
 
 def listening_marker(port: int) -> str:
     return f"Now listening on: {loopback_url(port, '')}"
+
+
+def listening_marker_of(url: str) -> str:
+    """:func:`listening_marker` of the port in ``url`` (``http://127.0.0.1:PORT/``)."""
+    return listening_marker(int(url.rstrip("/").rsplit(":", 1)[1]))
 
 
 class Bench:
@@ -178,39 +150,28 @@ class Bench:
         self.hangs: list[dict[str, Any]] = []
 
     def start(self, name: str, argv: list[str], ready_marker: str, env: dict[str, str],
-              cwd: str, *, wait: bool = True) -> ServerProcess:
-        server = ServerProcess(name, argv, ready_marker, env=env, cwd=cwd)
-        self.stack.callback(self.stop, server)
+              cwd: str, *, wait: bool = True) -> Program:
+        server = Program(argv, cwd, env, name=name, new_session=True,
+                         before_kill=self._note_hang, inherit_environment=False)
+        self.stack.callback(server.stop, STOP_TIMEOUT)
         self.known[server.pid] = argv[-1]
         if wait:
-            server.wait_ready(START_TIMEOUT)
+            wait_ready(server, ready_marker, START_TIMEOUT)
         return server
 
-    def stop(self, server: ServerProcess) -> None:
-        """SIGTERM, up to 10 s, SIGKILL (:meth:`ServerProcess.stop`), noting a hang first.
+    def _note_hang(self, server: Program) -> None:
+        """A server that ignores SIGTERM has its Python stacks dumped (py-spy, when installed)
+        before it is killed, so the report says where it was stuck."""
+        hang: dict[str, Any] = {"name": server.name, "pid": server.pid,
+                                "log_tail": server.tail(10)}
+        hang["stacks"] = _py_spy_dump(server.pid)
+        for child in child_pids(server.pid):
+            hang[f"stacks of child {child}"] = _py_spy_dump(child)
+        self.hangs.append(hang)
+        print(f"BUG? {server.name} (pid {server.pid}) still running {STOP_TIMEOUT:g} s "
+              "after SIGTERM: SIGKILL (its stacks are in the JSON results)", file=sys.stderr)
 
-        A server that ignores SIGTERM has its Python stacks dumped (py-spy, when installed)
-        before it is killed, so the report says where it was stuck.
-        """
-        if server.popen.poll() is None:
-            server.popen.send_signal(signal.SIGTERM)
-            try:
-                server.popen.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                hang: dict[str, Any] = {"name": server.name, "pid": server.pid,
-                                        "log_tail": server.log_tail(10)}
-                hang["stacks"] = _py_spy_dump(server.pid)
-                for child in child_pids(server.pid):
-                    hang[f"stacks of child {child}"] = _py_spy_dump(child)
-                self.hangs.append(hang)
-                print(f"BUG? {server.name} (pid {server.pid}) still running {STOP_TIMEOUT:g} s "
-                      "after SIGTERM: SIGKILL (its stacks are in the JSON results)",
-                      file=sys.stderr)
-                server.popen.kill()
-                server.popen.wait(5)
-        server.stop()  # gone by now: reaps it and ends the stderr reader
-
-    def start_front(self, *, wait: bool = True) -> tuple[ServerProcess, str]:
+    def start_front(self, *, wait: bool = True) -> tuple[Program, str]:
         port = free_port()
         url = loopback_url(port)
         self.front_urls.append(loopback_url(port, ""))
@@ -218,10 +179,9 @@ class Bench:
                             listening_marker(port), hostkit_environment(), self.cwd, wait=wait)
         return server, url
 
-    def note_children(self, front: ServerProcess) -> list[int]:
+    def note_children(self, front: Program) -> list[int]:
         """The child pids ``front`` logged so far (oldest first), remembered for the end."""
-        pids = [int(match.group(1)) for line in list(front.log)
-                if (match := _STARTED_CHILD.search(line))]
+        pids = [pid for pid, _ in front.started_children()]
         for pid in pids:
             self.known.setdefault(pid, PROGRAM)
         return pids
@@ -238,7 +198,7 @@ class Bench:
             if command is not None and needle in " ".join(command):
                 suspects[pid] = command
         for pid, argv in sorted(suspects.items()):
-            launcher = "-S" in argv and "-c" in argv
+            launcher = any(item.endswith("hostkit/processes/launcher.py") for item in argv)
             print(f"BUG: pid {pid} still running after the benchmark stopped everything"
                   f"{' (in the child launcher)' if launcher else ''}: {' '.join(argv)[:200]}"
                   " -- SIGKILL", file=sys.stderr)
@@ -341,10 +301,9 @@ def start_nginx_stack(bench: Bench, nginx: str, nginx_dir: str) -> Target:
     proxy = bench.start("nginx", argv, "\0never logged\0", server_environment(), nginx_dir,
                         wait=False)
     try:
-        wait_accepting(nginx_port, NGINX_START_TIMEOUT,
-                       alive=lambda: proxy.popen.poll() is None)
+        wait_accepting(nginx_port, NGINX_START_TIMEOUT, alive=lambda: proxy.running)
     except BenchmarkError as error:
-        raise BenchmarkError(f"nginx: {error}\n{proxy.log_tail()}\n"
+        raise BenchmarkError(f"nginx: {error}\n{proxy.tail()}\n"
                              f"{_read_tail(Path(nginx_dir) / 'error.log')}") from None
     for worker in child_pids(proxy.pid):
         bench.known[worker] = "nginx"
@@ -407,12 +366,10 @@ def wait_for(condition: Callable[[], Any], timeout: float = LOG_WAIT) -> Any:
         time.sleep(0.005)
 
 
-def _child_listening_ms(front: ServerProcess, pid: int) -> float | None:
-    for line in list(front.log):
-        match = _CHILD_LISTENING.search(line)
-        if match and int(match.group(1)) == pid:
-            return float(match.group(2))
-    return None
+def _child_listening_ms(front: Program, pid: int) -> float | None:
+    """How long the child ``pid`` took to listen, as ``front`` logged it; None until then."""
+    return next((listened[1] for line in list(front.lines)
+                 if (listened := child_listening(line)) and listened[0] == pid), None)
 
 
 # --- cold start and recovery ---------------------------------------------------------------
@@ -420,15 +377,13 @@ def _child_listening_ms(front: ServerProcess, pid: int) -> float | None:
 def measure_cold_start(bench: Bench, index: int, total: int) -> dict[str, Any]:
     """A fresh front (new process, lazy child): spawn -> "Now listening" -> first 200."""
     front, url = bench.start_front(wait=False)
-    try:
-        poll = poll_until_ok(url, front.started_at, alive=lambda: front.popen.poll() is None)
-        ready_at = wait_for(lambda: front.ready_at)
+    with front:  # stopped now, not with the rest
+        poll = poll_until_ok(url, front.started_at, alive=lambda: front.running)
+        ready_at = wait_for(lambda: front.line_time(listening_marker_of(url)))
         children = wait_for(lambda: bench.note_children(front))
         child = children[0] if children else None
         child_ms = (wait_for(lambda: _child_listening_ms(front, child))
                     if child is not None else None)
-    finally:
-        bench.stop(front)
     result: dict[str, Any] = {
         "total_ms": (poll.ok_at - front.started_at) * 1000,
         "to_listening_ms": (ready_at - front.started_at) * 1000 if ready_at else None,
@@ -458,7 +413,7 @@ def measure_recovery(bench: Bench, target: Target, index: int, total: int) -> di
                              f"{argv}")
     killed_at = time.monotonic()
     os.kill(victim, signal.SIGKILL)
-    poll = poll_until_ok(target.url, killed_at, alive=lambda: front.popen.poll() is None)
+    poll = poll_until_ok(target.url, killed_at, alive=lambda: front.running)
     started = wait_for(lambda: [pid for pid in bench.note_children(front)
                                 if pid not in before])
     new_child = started[-1] if started else None
@@ -499,74 +454,6 @@ def summarize(samples: list[dict[str, Any]], fields: Sequence[str]) -> dict[str,
     return summary
 
 
-# --- load ----------------------------------------------------------------------------------
-
-def load(wrk: str, target: Target, options: argparse.Namespace, duration_s: int) -> WrkResult:
-    return run_wrk(wrk, target.url, threads=options.threads,
-                   connections=options.connections, duration_s=duration_s)
-
-
-def rotations(targets: list[Target], rounds: int) -> Iterator[list[Target]]:
-    """Round i starts with target i (mod n), so each goes first, second, ... in turn."""
-    for index in range(rounds):
-        shift = index % len(targets)
-        yield targets[shift:] + targets[:shift]
-
-
-def processes_of(target: Target) -> dict[str, int]:
-    """The processes serving ``target``, by name: its own and their children (the front's
-    child, nginx's worker), so each one's CPU is counted."""
-    named = {}
-    for process in target.processes:
-        named[process.name] = process.pid
-        for index, pid in enumerate(child_pids(process.pid), start=1):
-            named[f"{process.name}'s child {index}"] = pid
-    return named
-
-
-def measure(wrk: str, targets: list[Target], options: argparse.Namespace) -> None:
-    """Every round: warmup + measured run per target, the order rotated. Each run also notes
-    every serving process's CPU microseconds per request: what each part costs, whatever else
-    the machine is doing (req/s also depends on how much CPU the processes got)."""
-    for round_index, order in enumerate(rotations(targets, options.rounds)):
-        for target in order:
-            load(wrk, target, options, options.warmup)
-            named = processes_of(target)
-            before = {name: cpu_seconds(pid) for name, pid in named.items()}
-            result = load(wrk, target, options, options.duration)
-            target.runs.append(result)
-            requests = max(result.requests, 1)
-            target.cpu.append({name: (cpu_seconds(pid) - before[name]) * 1e6 / requests
-                               for name, pid in named.items()})
-            print(f"round {round_index + 1}/{options.rounds}  {target.name:<22} "
-                  f"{result.requests_per_sec:>9.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
-                  f"p99 {result.p99_ms:6.2f} ms  CPU us/request "
-                  f"{_cpu_note(target.cpu[-1])}" + _errors_note(result), flush=True)
-            for process in target.processes:
-                if process.popen.poll() is not None:
-                    raise BenchmarkError(f"{process.name} exited during the load "
-                                         f"({process.popen.returncode}):\n{process.log_tail()}")
-
-
-def median_cpu(target: Target) -> dict[str, float]:
-    """Each process's median CPU microseconds per request over the measured runs."""
-    names = {name for run in target.cpu for name in run}
-    return {name: statistics.median(run[name] for run in target.cpu if name in run)
-            for name in sorted(names)}
-
-
-def _cpu_note(per_process: dict[str, float]) -> str:
-    parts = [f"{name} {value:.0f}" for name, value in per_process.items()]
-    return f"{sum(per_process.values()):.0f} ({', '.join(parts)})"
-
-
-def _errors_note(result: WrkResult) -> str:
-    if not result.errors:
-        return ""
-    return (f"  ({result.socket_errors} socket errors, "
-            f"{result.non_2xx_3xx} non-2xx/3xx: results not comparable)")
-
-
 # --- reporting -----------------------------------------------------------------------------
 
 def compute_ratios(by_name: dict[str, Target]) -> dict[str, float]:
@@ -588,21 +475,9 @@ def targets_met(ratio: dict[str, float]) -> dict[str, bool]:
 def format_report(targets: list[Target], ratio: dict[str, float],
                   cold: dict[str, float | None], recovery: dict[str, float | None],
                   options: argparse.Namespace) -> str:
-    command = " ".join(wrk_command("wrk", "http://127.0.0.1:PORT/", threads=options.threads,
-                                   connections=options.connections,
-                                   duration_s=options.duration))
     met = targets_met(ratio)
-    lines = [
-        "",
-        f"targets: {TARGETS}",
-        f"load: {command}; {options.warmup} s warmup before each run; "
-        f"median of {options.rounds} rounds, order rotated",
-        "",
-        f"{'server':<22} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8}",
-    ]
-    for target in targets:
-        lines.append(f"{target.name:<22} {target.median('requests_per_sec'):>10.0f} "
-                     f"{target.median('p50_ms'):>8.2f} {target.median('p99_ms'):>8.2f}")
+    lines = ["", f"targets: {TARGETS}", cli.load_line(options, rotated=True), "",
+             *cli.medians_table(targets, NAME_WIDTH)]
     lines += [
         "",
         f"OutOfProcess/nginx req/s:     {ratio['outofprocess_nginx_rps']:.3f}x  "
@@ -614,7 +489,8 @@ def format_report(targets: list[Target], ratio: dict[str, float],
         "",
         "CPU us per request (median), all serving processes:",
     ]
-    lines += [f"  {target.name:<22} {_cpu_note(median_cpu(target))}" for target in targets]
+    lines += [f"  {target.name:<{NAME_WIDTH}} {cli.cpu_note(cli.median_cpu(target))}"
+              for target in targets]
     if cold:
         lines += ["", f"cold start (median of {options.cold_starts}): "
                   f"{_ms(cold['total_ms'])} from spawning the front to the first 200; "
@@ -627,8 +503,7 @@ def format_report(targets: list[Target], ratio: dict[str, float],
                   f"{_ms(recovery['total_ms'])} from SIGKILL of the child to the next 200 "
                   f"(new child listening after "
                   f"{_ms(recovery['child_listening_ms_by_module'])} as the module logs it)"]
-    if any(run.errors for target in targets for run in target.runs):
-        lines.append("WARNING: some runs had socket errors or non-2xx/3xx responses")
+    lines += cli.warnings(targets)
     for target in targets:
         if target.keep_alive is False:
             lines.append(f"WARNING: {target.name} closes the client connection after every "
@@ -649,32 +524,22 @@ def results_document(targets: list[Target], ratio: dict[str, float],
                      source: dict[str, Any], options: argparse.Namespace,
                      wrk: str, nginx: str) -> dict[str, Any]:
     return {
-        "benchmark": "outofprocess",
-        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        **cli.document_header("outofprocess"),
         "targets": TARGETS,
         "target_ratios": {"outofprocess_nginx_rps_min": RPS_TARGET,
                           "outofprocess_nginx_p99_max": P99_TARGET},
         "targets_met": targets_met(ratio),
         "ratios": ratio,
-        "settings": {
-            "rounds": options.rounds, "duration_s": options.duration,
-            "warmup_s": options.warmup, "connections": options.connections,
-            "threads": options.threads, "cold_starts": options.cold_starts,
-            "recoveries": options.recoveries,
-        },
-        "environment": {
-            "python": platform.python_version(), "platform": platform.platform(),
-            "cpus": os.cpu_count(), "wrk": wrk_version(wrk), "nginx": _nginx_version(nginx),
-            **{name: distribution_version(name)
-               for name in ("hostkit", "hypercorn", "anyio", "h11")},
-        },
+        "settings": cli.load_settings(options, "cold_starts", "recoveries"),
+        "environment": cli.environment(wrk, ("hostkit", "hypercorn", "anyio", "h11"),
+                                       nginx=_nginx_version(nginx)),
         "servers": {
             target.name: {
-                "commands": {process.name: process.argv for process in target.processes},
+                "commands": {process.name: process.args for process in target.processes},
                 "client_keep_alive": target.keep_alive,
-                "median": {field: target.median(field) for field in _FIELDS},
-                "cpu_us_per_request": {"median": median_cpu(target), "runs": target.cpu},
-                "runs": [dataclasses.asdict(run) for run in target.runs],
+                "median": cli.medians(target),
+                "cpu_us_per_request": {"median": cli.median_cpu(target), "runs": target.cpu},
+                "runs": cli.runs(target),
             }
             for target in targets
         },
@@ -684,11 +549,6 @@ def results_document(targets: list[Target], ratio: dict[str, float],
         "stop_hangs": hangs,
         "source": source,
     }
-
-
-def write_results(document: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(document, indent=2) + "\n")
 
 
 # --- main ----------------------------------------------------------------------------------
@@ -708,6 +568,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.chmod(nginx_dir, 0o755)  # nginx's worker runs as nobody when started by root
         stack = contextlib.ExitStack()
         bench = Bench(stack, cwd)
+        stack.callback(bench.check_leftovers)  # the last thing done: after every stop
         try:
             with stack:
                 for index in range(1, options.cold_starts + 1):
@@ -723,7 +584,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print(f"{target.name}: {target.url} ({pids}); client keep-alive: "
                           f"{'yes' if target.keep_alive else 'NO'}", flush=True)
                     targets.append(target)
-                measure(wrk, targets, options)
+                cli.measure(wrk, targets, options, name_width=NAME_WIDTH, count_cpu=True)
                 front = targets[0]
                 for index in range(1, options.recoveries + 1):
                     recoveries.append(measure_recovery(bench, front, index, options.recoveries))
@@ -731,8 +592,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         except BenchmarkError as error:
             print(f"benchmark failed: {error}", file=sys.stderr)
             failed = True
-        finally:
-            bench.check_leftovers()
     if failed:
         return 1
     source["at_end"] = source_state(*SOURCES)
@@ -756,10 +615,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"BUG? {hang['name']} (pid {hang['pid']}) did not exit within "
               f"{STOP_TIMEOUT:g} s of SIGTERM and was killed; where it was stuck:\n"
               f"{hang['stacks'].strip()}")
-    write_results(results_document(targets, ratio, cold_starts, cold, recoveries, recovery,
-                                   bench.leftovers, bench.hangs, source, options, wrk,
-                                   nginx), options.output)
-    print(f"\nresults: {options.output}")
+    cli.write_results(results_document(targets, ratio, cold_starts, cold, recoveries,
+                                       recovery, bench.leftovers, bench.hangs, source, options,
+                                       wrk, nginx), options.output)
     return 0
 
 

@@ -24,11 +24,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
-import datetime
-import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -36,23 +31,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench import cli
 from bench._harness import (
+    BenchmarkError,
     check_answer,
     distribution_version,
-    BenchmarkError,
-    benchmark_parser,
     ensure_wrk,
     fetch,
-    free_port,
     loopback_url,
-    parse_load_options,
     server_environment,
-    source_state,
     start_server,
-    wrk_command,
-    wrk_version,
 )
-from bench.outofprocess import Target, hostkit_environment, measure
+from bench.cli import Target
+from bench.outofprocess import hostkit_environment
+from tests.support.processes import free_port
+from tests.support.source import source_state
 
 BARE = "bare uvicorn"
 PLUGIN = "hostkit uvicorn"
@@ -64,15 +57,15 @@ APP = "bench.trivial_app:app"
 PROGRAM = "bench.hostkit_server"
 START_TIMEOUT = 30.0
 SOURCES = ("hostkit", "plugins", "samples/hostkit_uvicorn", "bench")
-_FIELDS = ("requests_per_sec", "p50_ms", "p99_ms")
+NAME_WIDTH = 20
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The benchmark's options; defaults give ``wrk -t2 -c32 -d10s``, 3 rounds."""
-    parser = benchmark_parser(
+    parser = cli.benchmark_parser(
         "python -m bench.uvicorn",
         f"Benchmark the uvicorn plugin against bare uvicorn. Target: {TARGET}.", RESULTS_FILE)
-    return parse_load_options(parser, argv)
+    return cli.parse_load_options(parser, argv)
 
 
 # --- servers -------------------------------------------------------------------------------
@@ -94,7 +87,7 @@ def start(name: str, cwd: str) -> Target:
     port = free_port()
     if name == BARE:
         argv, marker = bare_command(port), f"Uvicorn running on {loopback_url(port, '')}"
-        env = server_environment(drop_prefixes=("HOSTKIT_",))
+        env = server_environment()
     else:
         plugin = ["--server=uvicorn", "--plugins=hostkit_uvicorn"] if name == PLUGIN else []
         argv = hostkit_command(port, *plugin)
@@ -108,7 +101,7 @@ def start(name: str, cwd: str) -> Target:
 
 def cpu_per_run(target: Target) -> list[float]:
     """The server's CPU microseconds per request in each measured run (as
-    :func:`bench.outofprocess.measure` noted it, summed over its processes): what it costs,
+    :func:`bench.cli.measure` noted it, summed over its processes): what it costs,
     whatever else the machine is doing (req/s also depends on how much CPU it got)."""
     return [sum(per_process.values()) for per_process in target.cpu]
 
@@ -142,21 +135,13 @@ def compute_ratios(by_name: dict[str, Target], cpu: dict[str, list[float]]) -> d
 
 def format_report(targets: list[Target], ratios: dict[str, Any],
                   options: argparse.Namespace) -> str:
-    command = " ".join(wrk_command("wrk", "http://127.0.0.1:PORT/", threads=options.threads,
-                                   connections=options.connections,
-                                   duration_s=options.duration))
     met = ratios["plugin_bare_rps"] >= TARGET_RATIO
-    lines = ["", f"target: {TARGET}",
-             f"load: {command}; {options.warmup} s warmup before each run; "
-             f"median of {options.rounds} rounds, order rotated", ""]
+    lines = ["", f"target: {TARGET}", cli.load_line(options, rotated=True), ""]
     for index, round_ratios in enumerate(ratios["per_round"], 1):
         lines.append(f"round {index}: {PLUGIN}/{BARE} req/s "
                      f"{round_ratios['plugin_bare_rps']:.3f}x, {PLUGIN}/{HYPERCORN} req/s "
                      f"{round_ratios['plugin_hypercorn_rps']:.3f}x")
-    lines += ["", f"{'server':<20} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8}"]
-    for target in targets:
-        lines.append(f"{target.name:<20} {target.median('requests_per_sec'):>10.0f} "
-                     f"{target.median('p50_ms'):>8.2f} {target.median('p99_ms'):>8.2f}")
+    lines += ["", *cli.medians_table(targets, NAME_WIDTH)]
     lines += [
         "",
         f"{PLUGIN}/{BARE} req/s:       {ratios['plugin_bare_rps']:.3f}x  "
@@ -172,36 +157,26 @@ def format_report(targets: list[Target], ratios: dict[str, Any],
         f"{PLUGIN}/{BARE} CPU per request: {ratios['plugin_bare_cpu']:.3f}x "
         "(the cost, less sensitive than req/s to what else the machine runs)",
     ]
-    if any(run.errors for target in targets for run in target.runs):
-        lines.append("WARNING: some runs had socket errors or non-2xx/3xx responses")
-    return "\n".join(lines)
+    return "\n".join(lines + cli.warnings(targets))
 
 
 def results_document(targets: list[Target], ratios: dict[str, Any], cpu: dict[str, list[float]],
                      source: dict[str, Any], options: argparse.Namespace,
                      wrk: str) -> dict[str, Any]:
     return {
-        "benchmark": "uvicorn",
-        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        **cli.document_header("uvicorn"),
         "target": TARGET,
         "target_ratio": TARGET_RATIO,
         "target_met": ratios["plugin_bare_rps"] >= TARGET_RATIO,
         "ratios": ratios,
-        "settings": {"rounds": options.rounds, "duration_s": options.duration,
-                     "warmup_s": options.warmup, "connections": options.connections,
-                     "threads": options.threads},
-        "environment": {
-            "python": platform.python_version(), "platform": platform.platform(),
-            "cpus": os.cpu_count(), "wrk": wrk_version(wrk),
-            **{name: distribution_version(name)
-               for name in ("hostkit", "hostkit-uvicorn", "uvicorn", "httptools", "hypercorn",
-                            "anyio")},
-        },
+        "settings": cli.load_settings(options),
+        "environment": cli.environment(wrk, ("hostkit", "hostkit-uvicorn", "uvicorn",
+                                             "httptools", "hypercorn", "anyio")),
         "servers": {
             target.name: {
-                "command": target.processes[0].argv,
-                "median": {field: target.median(field) for field in _FIELDS},
-                "runs": [dataclasses.asdict(run) for run in target.runs],
+                "command": target.processes[0].args,
+                "median": cli.medians(target),
+                "runs": cli.runs(target),
                 "cpu_us_per_request": cpu[target.name],
             }
             for target in targets
@@ -231,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{name}: pid {target.processes[0].pid}, {target.url}", flush=True)
                 check_answer(name, fetch(target.url))
                 targets.append(target)
-            measure(wrk, targets, options)
+            cli.measure(wrk, targets, options, name_width=22, count_cpu=True)
             cpu = {target.name: cpu_per_run(target) for target in targets}
     except BenchmarkError as error:
         print(f"benchmark failed: {error}", file=sys.stderr)
@@ -241,10 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_report(targets, ratios, options))
     if source["at_start"]["sha256"] != source["at_end"]["sha256"]:
         print("WARNING: source files changed during the run", file=sys.stderr)
-    options.output.parent.mkdir(parents=True, exist_ok=True)
-    document = results_document(targets, ratios, cpu, source, options, wrk)
-    options.output.write_text(json.dumps(document, indent=2) + "\n")
-    print(f"\nresults: {options.output}")
+    cli.write_results(results_document(targets, ratios, cpu, source, options, wrk),
+                      options.output)
     return 0
 
 

@@ -10,13 +10,19 @@ from hostkit.asgi import Receive, Scope, Send
 from hostkit.authentication import AuthenticationMiddleware, Authenticator, build_authenticator
 from hostkit.claims import ClaimsTransformation, claims_transformation_middleware
 from hostkit.configuration import Configuration, Source
-from hostkit.environment import HostEnvironment
+from hostkit.configuration.schema import contributed_tables
+from hostkit.environment import HostEnvironment, flag_is_set
 from hostkit.errors import InvalidOperationError, ServerSelectionError
 from hostkit.pipeline import AsgiMiddlewareFactory, Middleware, Pipeline, Stage, as_terminal_app
 from hostkit.plugin_manager import Plugins
-from hostkit.server_contract import Server
-from hostkit.server_contract import check_server_choice, declared_servers
 from hostkit.configuration.tables import HostingModel, SettingsTable
+from hostkit.server_contract import (
+    HostRole,
+    Server,
+    ServerRequest,
+    check_server_choice,
+    declared_servers,
+)
 
 if TYPE_CHECKING:
     from hostkit.host import Host
@@ -45,9 +51,14 @@ class HostBuilder:
         self._app: Any = None
         self._claims_transformations: list[ClaimsTransformation] = []
         self._built = False
-        #: True when this process is an out-of-process child serving behind the module; set
-        #: by the out-of-process integration plugin from the module's environment contract.
-        self.behind_module = False
+        #: This process's role, chosen by ``hostkit_host_role`` when :meth:`build` starts
+        #: (``None`` before): plugins read it in ``hostkit_configure_builder``.
+        self.role: HostRole | None = None
+        #: Bare status codes instead of hostkit's error pages (the 500.30 start-failure page
+        #: included). A plugin sets it: the OutOfProcess plugin from ``[module]
+        #: disable_startup_error_page``, which covers both models as ANCM's
+        #: ``disableStartUpErrorPage`` does.
+        self.bare_error_pages = False
 
     @property
     def configuration(self) -> Configuration:
@@ -93,6 +104,13 @@ class HostBuilder:
         self.plugins.register(plugin, name)
         return self
 
+    def settings_tables(self) -> list[SettingsTable]:
+        """The settings tables the plugins contribute (``hostkit_add_settings_tables``), which
+        :meth:`build` adds to the configuration's schema; for ``hostkit config``, which shows
+        them without building. Raises :class:`TypeError` for a result that is not a
+        :class:`SettingsTable`."""
+        return contributed_tables(self.plugins)
+
     def build(self) -> Host:
         """Validate, configure the pipeline, choose the server; returns the :class:`Host`.
 
@@ -108,12 +126,10 @@ class HostBuilder:
         self._built = True
         hook = self.plugins.hook
 
-        for tables in hook.hostkit_add_settings_tables():
-            for table in tables or ():
-                if not isinstance(table, SettingsTable):
-                    raise TypeError(f"hostkit_add_settings_tables returned {table!r}, "
-                                    "expected SettingsTable instances")
-                self._configuration.bind(table)
+        tables = self.settings_tables()
+        self._configuration = self._configuration.with_tables(tables)
+        self._configuration.check_app_tables(table.name for table in tables if table.name)
+        self.role = self._choose_role()
         hook.hostkit_configure_builder(builder=self)
         self.plugins.check_pending()
         hook.hostkit_configure_pipeline(pipeline=self.pipeline, configuration=self._configuration)
@@ -125,42 +141,58 @@ class HostBuilder:
 
         terminal = as_terminal_app(self._app) if self._app is not None else _not_found
         app = self.pipeline.build(terminal)
-        server = self._create_server(authenticator)
-        return Host(self._configuration, self.plugins, server, app, self.behind_module)
+        server = self._create_server(self.role, authenticator)
+        return Host(self._configuration, self.plugins, server, app, role=self.role,
+                    bare_error_pages=self.bare_error_pages)
+
+    def _choose_role(self) -> HostRole:
+        """The first role a plugin's ``hostkit_host_role`` gives; without one, ``SERVE`` for
+        InProcess. Raises :class:`ServerSelectionError` for another model nobody hosts."""
+        role = self.plugins.hook.hostkit_host_role(configuration=self._configuration)
+        if role is not None:
+            return HostRole(role)
+        model = self._configuration.options.hosting_model
+        if model is HostingModel.IN_PROCESS:
+            return HostRole.SERVE
+        raise ServerSelectionError(
+            f"no plugin hosts hosting model {model.value!r} with server "
+            f"{self._configuration.options.server.lower()!r} (none answered "
+            f"hostkit_host_role); {self._loaded_plugins()}")
+
+    def _loaded_plugins(self) -> str:
+        autoload_off = flag_is_set(os.environ, "HOSTKIT_DISABLE_PLUGIN_AUTOLOAD")
+        return (f"loaded plugins: {', '.join(self.plugins.names()) or 'none'}"
+                + (" (HOSTKIT_DISABLE_PLUGIN_AUTOLOAD is set)" if autoload_off else ""))
 
     def _add_authentication(self) -> Authenticator | None:
         """The configured server authentication, and its pipeline layer where this process
-        runs the pipeline with it: InProcess (runs the schemes) or behind the module (takes
-        the module's forwarded principal). The module itself runs it outside the pipeline."""
+        runs the pipeline: ``SERVE`` runs the schemes, ``CHILD`` takes the principal its front
+        forwarded. A ``FRONT`` runs the schemes itself, outside any pipeline."""
         contributed = [scheme for schemes in self.plugins.hook.hostkit_add_authentication_schemes(
             configuration=self._configuration) for scheme in schemes or ()]
         authenticator = build_authenticator(self._configuration, contributed)
-        options = self._configuration.options
-        if authenticator is not None and (
-                self.behind_module or options.hosting_model is HostingModel.IN_PROCESS):
+        assert self.role is not None
+        if authenticator is not None and self.role.runs_pipeline:
             self.pipeline.use_asgi_middleware(
                 AuthenticationMiddleware, Stage.AUTHENTICATION, authenticator=authenticator,
-                automatic=options.authentication.automatic_authentication,
-                forwarded=self.behind_module)
+                automatic=self._configuration.options.authentication.automatic_authentication,
+                forwarded=self.role is HostRole.CHILD)
         return authenticator
 
-    def _create_server(self, authenticator: Authenticator | None) -> Server:
+    def _create_server(self, role: HostRole, authenticator: Authenticator | None) -> Server:
         options = self._configuration.options
         name = options.server.lower()
         declared = declared_servers(self.plugins)
-        check_server_choice(self._configuration, declared, behind_module=self.behind_module)
-        server = self.plugins.hook.hostkit_create_server(
-            hosting_model=options.hosting_model, server_name=name,
-            configuration=self._configuration, behind_module=self.behind_module,
-            authenticator=authenticator)
+        if role.runs_pipeline:
+            check_server_choice(self._configuration, declared, role=role)
+        request = ServerRequest(role, options.hosting_model, name, self._configuration,
+                                authenticator, declared)
+        server = self.plugins.hook.hostkit_create_server(request=request)
         if server is None:
-            role = " behind the module" if self.behind_module else ""
             raise ServerSelectionError(
                 f"no plugin serves hosting model {options.hosting_model.value!r} with server "
-                f"{name!r}{role}; loaded plugins: {', '.join(self.plugins.names()) or 'none'}"
-                f"; declared servers: {', '.join(declared) or 'none'}"
-                + ("" if os.environ.get("HOSTKIT_DISABLE_PLUGIN_AUTOLOAD") is None else
-                   " (HOSTKIT_DISABLE_PLUGIN_AUTOLOAD is set)"))
+                f"{name!r} in the {role.value} role; {self._loaded_plugins()}"
+                f"; declared servers: {', '.join(declared) or 'none'}")
         if not isinstance(server, Server):
             raise TypeError(f"hostkit_create_server returned {server!r}, which is not a Server")
         return server

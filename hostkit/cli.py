@@ -184,8 +184,15 @@ def format_entry(entry: Entry) -> str:
 
 
 def print_config(args: list[str]) -> None:
-    """``hostkit config``: every effective value with its source."""
-    configuration = Host.create_default_builder(args).configuration
+    """``hostkit config``: every effective value with its source: hostkit's settings, the
+    settings of the plugins' tables, then the app's values.
+
+    The plugins' tables are validated as ``build()`` validates them, so a bad key or value,
+    or an app table named like a typo of a known one, fails here as it would at start.
+    """
+    builder = Host.create_default_builder(args)
+    configuration = builder.configuration.with_tables(builder.settings_tables())
+    configuration.check_app_tables()
     print(f"# environment: {configuration.environment_name}")
     print(f"# content root: {configuration.content_root}")
     for path in configuration.files:

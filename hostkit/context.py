@@ -3,7 +3,7 @@
 The context is a thin view over the ASGI scope and the ``receive``/``send`` callables of the
 layer that made it, so what a native middleware changes is what an inner ASGI app sees, and
 the reverse. Per-request state that every layer shares (``items``, ``request_aborted``, the
-body limit) lives in one :class:`RequestState` in the scope, put there by the server stage.
+body limit) lives in one :class:`RequestState` in the scope, put there by the request stage.
 """
 
 from __future__ import annotations
@@ -81,16 +81,13 @@ class RequestAborted:
 
 
 class RequestState:
-    """What every layer of one request shares; one per request, made by the server stage.
+    """What every layer of one request shares; one per request, made by the request stage.
 
-    The defaults live on the class: the server stage makes one of these for every request,
-    most requests never change them, and each attribute set in ``__init__`` is paid each time.
-    ``aborted`` and ``items`` are made on first use, so a request that never asks for them
-    does not pay for them.
+    Every field starts at its class-level default below, and a layer sets what changes;
+    ``aborted`` and ``items`` are made on first use. :attr:`allow_synchronous_io` and
+    :meth:`watch` are the request stage's to override.
     """
 
-    allow_synchronous_io = False
-    body_too_large = False
     disconnected = False
     _aborted: RequestAborted | None = None
     _items: dict[str, Any] | None = None
@@ -98,9 +95,11 @@ class RequestState:
     authenticate: Callable[[HttpContext, str | None], Awaitable[ClaimsPrincipal]] | None = None
     challenge: Callable[[HttpContext, str | None], Awaitable[None]] | None = None
 
-    def __init__(self, allow_synchronous_io: bool = False):
-        if allow_synchronous_io:
-            self.allow_synchronous_io = True
+    @property
+    def allow_synchronous_io(self) -> bool:
+        """Whether ``request.body_sync()`` and ``response.write_sync()`` may run
+        (``server.allow_synchronous_io``); False without a request stage."""
+        return False
 
     @property
     def aborted(self) -> RequestAborted:
@@ -123,15 +122,16 @@ class RequestState:
             self._aborted.set()
 
     def watch(self) -> None:
-        """Start watching for a disconnect while the app is busy; a server stage overrides it."""
+        """Start watching for a disconnect while the app is busy (on the first look at
+        ``aborted``); nothing without a request stage."""
 
 
 def request_state(scope: Scope) -> RequestState:
-    """The shared state of the request; a fresh one when no server stage made it (tests)."""
+    """The shared state of the request; a fresh one when no request stage made it (tests)."""
     state = scope.get(REQUEST_STATE_KEY)
     if state is None:
         state = scope[REQUEST_STATE_KEY] = RequestState()
-    return state  # type: ignore[no-any-return]
+    return state
 
 
 def _require_sync_io(state: RequestState) -> None:
@@ -261,8 +261,11 @@ class Response:
         self.is_complete = True
         await self._send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def _send_from_inner(self, message: Message) -> None:
-        """``send`` for the layers inside a native middleware: records what they answer."""
+    async def inner_send(self, message: Message) -> None:
+        """The ``send`` the pipeline hands to the layers inside a native middleware
+        (:func:`hostkit.pipeline.middleware_app`): it sends their messages on, noting the
+        status, the start and the end of their response here, and adds the headers the
+        middleware set on this response to theirs."""
         kind = message["type"]
         if kind == "http.response.start":
             self.has_started = True
@@ -334,7 +337,7 @@ class HttpContext:
         user = self.scope.get("user")
         if user is None:
             user = self.scope["user"] = ClaimsPrincipal.anonymous()
-        return user  # type: ignore[no-any-return]
+        return user
 
     @user.setter
     def user(self, principal: ClaimsPrincipal) -> None:

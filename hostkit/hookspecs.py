@@ -16,16 +16,15 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from hostkit.authentication import AuthenticationScheme, Authenticator
+    from hostkit.authentication import AuthenticationScheme
     from hostkit.builder import HostBuilder
     from hostkit.configuration import Configuration
     from hostkit.context import HttpContext
     from hostkit.host import Host
     from hostkit.identity import ClaimsPrincipal
     from hostkit.pipeline import Pipeline
-    from hostkit.server_contract import Server
-    from hostkit.server_contract import ServerInfo
-    from hostkit.configuration.tables import HostingModel, SettingsTable
+    from hostkit.configuration.tables import SettingsTable
+    from hostkit.server_contract import HostRole, Server, ServerInfo, ServerRequest
 
 PROJECT_NAME = "hostkit"
 
@@ -46,6 +45,23 @@ def hostkit_add_settings_tables() -> list[SettingsTable] | None:
     """
 
 
+@hookspec(firstresult=True)
+def hostkit_host_role(configuration: Configuration) -> HostRole | None:
+    """Say which role this process plays for the app.
+
+    Called once by ``HostBuilder.build()``, after the settings tables are bound and before
+    :func:`hostkit_configure_builder` (which can read the result as ``builder.role``). Stops
+    at the first non-``None`` result.
+
+    :param configuration: the effective configuration.
+    :returns: a :class:`hostkit.server_contract.HostRole`: ``FRONT`` for a process that
+        owns the public ``urls`` while the app runs elsewhere, ``CHILD`` for a process that
+        runs the pipeline behind a front; ``None`` to let another plugin answer. When no
+        plugin answers, the role is ``SERVE`` with ``hosting_model = "InProcess"``, and
+        building fails for another model (no plugin hosts it).
+    """
+
+
 @hookspec
 def hostkit_configure_builder(builder: HostBuilder) -> None:
     """Adjust the builder before the host is built.
@@ -53,7 +69,8 @@ def hostkit_configure_builder(builder: HostBuilder) -> None:
     Called once by ``HostBuilder.build()``, after settings tables are validated and before
     the server is chosen. A plugin may change configuration values with
     ``builder.set_configuration(...)`` or add pipeline layers; this is how the out-of-process
-    integration switches a child into its role.
+    integration sets a ``CHILD`` up (``builder.role``): its loopback address and the
+    integration layer.
 
     :param builder: the builder being built.
     """
@@ -109,29 +126,22 @@ def hostkit_add_authentication_schemes(
 
 
 @hookspec(firstresult=True)
-def hostkit_create_server(hosting_model: HostingModel, server_name: str,
-                          configuration: Configuration, behind_module: bool,
-                          authenticator: Authenticator | None) -> Server | None:
+def hostkit_create_server(request: ServerRequest) -> Server | None:
     """Create the server that serves this host.
 
-    Called once by ``HostBuilder.build()``. Stops at the first non-``None`` result; when no
-    plugin answers, building fails with an error naming the model, the server name and the
-    loaded plugins.
+    Called once by ``HostBuilder.build()``, after :func:`hostkit_host_role` and the
+    pipeline. Stops at the first non-``None`` result; when no plugin answers, building fails
+    with an error naming the model, the role, the server name and the loaded plugins.
 
-    :param hosting_model: ``HostingModel.IN_PROCESS`` or ``HostingModel.OUT_OF_PROCESS``.
-    :param server_name: the ``server`` setting, lower-cased.
-    :param configuration: the effective configuration (urls, tls, limits, backend).
-    :param behind_module: true when this process is an out-of-process child serving the
-        pipeline on loopback behind the module; false when it owns the public ``urls``. An
-        embedded server answers for InProcess, and for OutOfProcess only behind the module;
-        the module answers for OutOfProcess when not behind it.
-    :param authenticator: the configured server authentication, or ``None`` when
-        ``[authentication] schemes`` is empty. An embedded server can ignore it (the pipeline
-        runs it); a server that answers requests without running the pipeline (the module)
-        must run it on every request. Implementations may leave this parameter out.
-    :returns: a :class:`hostkit.server_contract.Server`, or ``None`` to let another plugin answer. A
-        server declared with :func:`hostkit_declare_servers` is only asked for what it
-        declared; an undeclared one that must refuse a combination (e.g. an async backend)
+    :param request: a :class:`hostkit.server_contract.ServerRequest`: the host's ``role``,
+        the ``hosting_model``, the ``server_name`` (lower-cased), the ``configuration``, the
+        ``authenticator`` (``None`` without ``[authentication] schemes``) and the
+        ``declared`` servers. An embedded server answers for its own name in the roles that
+        run the pipeline (``SERVE``, ``CHILD``) and returns ``None`` for ``FRONT``; a front
+        (the module) answers for ``FRONT`` and must run the authenticator on every request.
+    :returns: a :class:`hostkit.server_contract.Server`, or ``None`` to let another plugin
+        answer. A server declared with :func:`hostkit_declare_servers` is only asked for what
+        it declared; an undeclared one that must refuse a combination (e.g. an async backend)
         raises ``hostkit.ServerSelectionError`` saying what is supported instead of returning
         None.
     """

@@ -20,7 +20,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import sniffio
@@ -31,9 +31,9 @@ from hostkit.configuration import Configuration, load_configuration
 from hostkit.context import Features
 from hostkit.environment import HostEnvironment
 from hostkit.errors import HostkitError, InvalidOperationError
-from hostkit.lifespan import Lifespan, StartupFailure
+from hostkit.lifespan import Lifespan, AppStartFailure
 from hostkit.plugin_manager import Plugins
-from hostkit.server_contract import Server
+from hostkit.server_contract import HostRole, Server
 from hostkit.request_stage import RequestStage
 from hostkit.configuration.tables import HostingModel
 
@@ -94,17 +94,20 @@ class Host:
     """A built host. Call :meth:`run` (blocking) or ``await`` :meth:`run_async`."""
 
     def __init__(self, configuration: Configuration, plugins: Plugins, server: Server,
-                 app: ASGIApp, behind_module: bool = False):
+                 app: ASGIApp, *, role: HostRole = HostRole.SERVE,
+                 bare_error_pages: bool = False):
         self.configuration = configuration
         self.plugins = plugins
         self.server = server
         self.app = app
-        self.behind_module = behind_module
+        #: what this process does for the app (see :class:`hostkit.server_contract.HostRole`).
+        self.role = role
+        self._bare_error_pages = bare_error_pages
         #: the URLs the server listens on, known once the host has started.
         self.urls: list[str] = []
         self._stop_requested: anyio.Event | None = None
         self._stop_pending = False
-        self._start_failure: StartupFailure | None = None
+        self._start_failure: AppStartFailure | None = None
         self._server_scope: anyio.CancelScope | None = None
         self._running = False
 
@@ -148,7 +151,7 @@ class Host:
         host still runs, so the failure is visible to clients instead of a silent exit.
         """
         detail = "".join(traceback.format_exception(error))
-        self._start_failure = StartupFailure(f"{type(error).__name__}: {error}", detail)
+        self._start_failure = AppStartFailure(f"{type(error).__name__}: {error}", detail)
 
     def stop(self) -> None:
         """Ask the running host to stop gracefully; :meth:`run_async` then drains and returns.
@@ -181,41 +184,30 @@ class Host:
         self._server_scope = anyio.CancelScope()
         if self._stop_pending:
             self._stop_requested.set()
-        stage = RequestStage(
-            self.app,
-            Features(options.hosting_model.value, os.getpid(), _process_name(),
-                     self.server.name),
-            max_request_body_size=options.server_options.max_request_body_size,
-            allow_synchronous_io=options.server_options.allow_synchronous_io,
-            show_details=self.environment.is_development(),
-            bare_error_pages=options.module.disable_startup_error_page,
-        )
         try:
             async with anyio.create_task_group() as task_group:
-                await self._serve(task_group, stage)
+                await self._serve(task_group)
         except BaseExceptionGroup as group:
             error = _single_error(group)
             if error is group:
                 raise
             raise error from None
 
-    async def _serve(self, task_group: TaskGroup, stage: RequestStage) -> None:
+    async def _serve(self, task_group: TaskGroup) -> None:
         assert self._stop_requested is not None and self._server_scope is not None
         stop_requested = self._stop_requested
         server_scope = self._server_scope
         options = self.configuration.options
-        stage.task_group = task_group
         task_group.start_soon(self._watch_signals)
 
         lifespan = Lifespan(self.app)
         failure = self._start_failure
-        if failure is None and getattr(self.server, "runs_pipeline", True):
+        if failure is None and self.role.runs_pipeline:
             failure = await lifespan.startup(task_group)
         if failure is not None:
             logger.error("the app failed to start; every request gets 500.30: %s",
                          failure.detail.rstrip())
-            stage.start_failure = failure
-        stage.lifespan_state = lifespan.state
+        stage = self._request_stage(task_group, lifespan.state, failure)
 
         stopping = anyio.Event()
         server_done = anyio.Event()
@@ -251,6 +243,25 @@ class Host:
         logger.info("Application stopped.")
         self.plugins.hook.hostkit_host_stopped(host=self)
         task_group.cancel_scope.cancel()
+
+    def _request_stage(self, task_group: TaskGroup, lifespan_state: dict[str, Any],
+                       start_failure: AppStartFailure | None) -> RequestStage:
+        """What the server serves, built once the app's lifespan has started (or failed to):
+        the pipeline behind the request stage, whose disconnect watchers ``task_group``
+        owns."""
+        options = self.configuration.options
+        return RequestStage(
+            self.app,
+            Features(options.hosting_model.value, os.getpid(), _process_name(),
+                     self.server.name),
+            max_request_body_size=options.server_options.max_request_body_size,
+            allow_synchronous_io=options.server_options.allow_synchronous_io,
+            show_details=self.environment.is_development(),
+            bare_error_pages=self._bare_error_pages,
+            task_group=task_group,
+            lifespan_state=lifespan_state,
+            start_failure=start_failure,
+        )
 
     async def _watch_signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator
+import functools
+from collections.abc import Callable, Iterable, Iterator
 
 
 class ClaimTypes:
@@ -71,29 +72,27 @@ class ClaimsIdentity:
 class ClaimsPrincipal:
     """The user of a request: one or more identities. ``identity`` is the first of them.
 
-    An anonymous principal has one unauthenticated identity with no claims.
+    ``ClaimsPrincipal()``, with no identities, is anonymous: one unauthenticated identity
+    with no claims, made on first use (the request stage makes an anonymous principal for
+    every request, and most are never looked at).
     """
-
-    # None until first use in an anonymous principal (see anonymous()).
-    _identities: list[ClaimsIdentity] | None = None
 
     def __init__(self, identities: Iterable[ClaimsIdentity] | ClaimsIdentity | None = None):
         if identities is None:
-            identities = [ClaimsIdentity()]
-        elif isinstance(identities, ClaimsIdentity):
+            return  # anonymous: see identities; new_anonymous_principal relies on this
+        if isinstance(identities, ClaimsIdentity):
             identities = [identities]
         self._identities = list(identities) or [ClaimsIdentity()]
 
     @classmethod
     def anonymous(cls) -> ClaimsPrincipal:
-        """A principal nobody authenticated. The server stage makes one for every request and
-        most are never looked at, so its identity is made on first use."""
-        return cls.__new__(cls)
+        """A principal nobody authenticated: ``ClaimsPrincipal()``."""
+        return cls()
 
     @property
     def identities(self) -> list[ClaimsIdentity]:
-        identities = self._identities
-        if identities is None:
+        identities: list[ClaimsIdentity] | None = getattr(self, "_identities", None)
+        if identities is None:  # anonymous, and first asked
             identities = self._identities = [ClaimsIdentity()]
         return identities
 
@@ -124,3 +123,9 @@ class ClaimsPrincipal:
 
     def __repr__(self) -> str:
         return f"ClaimsPrincipal({self.identities!r})"
+
+
+#: ``ClaimsPrincipal()`` in one C-level call, for code on the path of every request (the
+#: request stage): the constructor of an anonymous principal sets nothing, so it is skipped.
+new_anonymous_principal: Callable[[], ClaimsPrincipal] = functools.partial(
+    object.__new__, ClaimsPrincipal)

@@ -21,7 +21,7 @@ logger = logging.getLogger("hostkit.lifespan")
 _ENDED = {"type": "hostkit.lifespan.ended"}
 
 
-class StartupFailure:
+class AppStartFailure:
     """Why the app failed to start: a one-line ``message`` and the full ``detail``."""
 
     def __init__(self, message: str, detail: str):
@@ -45,7 +45,7 @@ class Lifespan:
         self._received: list[str] = []
         self._error: BaseException | None = None
 
-    async def startup(self, task_group: TaskGroup) -> StartupFailure | None:
+    async def startup(self, task_group: TaskGroup) -> AppStartFailure | None:
         """Start the app's lifespan task in ``task_group`` and wait for its startup.
 
         Returns ``None`` when the app started (or does not speak lifespan), else the failure.
@@ -59,17 +59,17 @@ class Lifespan:
             return None
         if kind == "lifespan.startup.failed":
             text = message.get("message", "") or "lifespan.startup.failed"
-            return StartupFailure(text, text)
+            return AppStartFailure(text, text)
         # The app ended. Before it read the startup message, it does not speak lifespan.
         if not self._received:
             logger.debug("the app does not support the ASGI lifespan protocol")
             return None
         error = self._error
         if error is None:
-            return StartupFailure("the app returned during lifespan startup",
+            return AppStartFailure("the app returned during lifespan startup",
                                   "the app returned during lifespan startup")
         detail = "".join(traceback.format_exception(error))
-        return StartupFailure(f"{type(error).__name__}: {error}", detail)
+        return AppStartFailure(f"{type(error).__name__}: {error}", detail)
 
     async def shutdown(self) -> None:
         """Tell the app to shut down and wait until it says it has (or ends)."""

@@ -44,16 +44,19 @@ class ListenAddress:
 
 
 def parse_url(url: str) -> ListenAddress:
-    """Parse one ``urls`` entry. Raises :class:`ConfigurationError` when it is not one."""
-    if url.lower().startswith("unix:"):
+    """Parse one ``urls`` entry. Raises :class:`ConfigurationError` when it is not one.
+
+    The settings schema validates ``urls`` with it, so a bad entry is refused as the
+    configuration is read, with its source.
+    """
+    if url.lower().startswith("unix:") and len(url) > len("unix:"):
         return ListenAddress(url, "unix", path=url[len("unix:"):])
-    parsed = urllib.parse.urlsplit(url)
-    scheme = parsed.scheme.lower()
     try:
+        parsed = urllib.parse.urlsplit(url)
         port = parsed.port
-    except ValueError:
-        port = None
-        scheme = ""
+    except ValueError:  # a port that is not a number, a [host] that is not an IP address
+        parsed, port = urllib.parse.urlsplit(""), None
+    scheme = parsed.scheme.lower()
     if scheme not in ("http", "https") or not parsed.hostname or parsed.path not in ("", "/"):
         raise ConfigurationError(
             f"urls: {url!r} is not a listen address; allowed: http://HOST:PORT, "

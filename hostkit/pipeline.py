@@ -108,7 +108,7 @@ def middleware_app(middleware: Middleware, next_app: ASGIApp) -> ASGIApp:
         async def call_next() -> None:
             body = context.request.buffered_body
             inner_receive = receive if body is None else _replay(body, receive)
-            await next_app(scope, inner_receive, response._send_from_inner)
+            await next_app(scope, inner_receive, response.inner_send)
 
         await middleware(context, call_next)
         await response.complete()

@@ -4,6 +4,7 @@ Sources, in order: the ``hostkit`` entry-point group (built-in plugins are entry
 ``hostkit`` distribution itself and always load; others are skipped when
 ``HOSTKIT_DISABLE_PLUGIN_AUTOLOAD`` is set), then the modules named by the ``plugins``
 setting, then ``HostBuilder.add_plugin``. ``HOSTKIT_TRACE_PLUGINS=1`` prints every hook call.
+Both variables are read by :func:`hostkit.environment.flag_is_set`: ``0`` means off.
 """
 
 from __future__ import annotations
@@ -19,14 +20,11 @@ from typing import Any
 import pluggy
 
 from hostkit import hookspecs
+from hostkit.environment import flag_is_set
 from hostkit.errors import ConfigurationError
 
 ENTRY_POINT_GROUP = "hostkit"
 DISTRIBUTION = "hostkit"
-
-
-def _flag(environ: Mapping[str, str], name: str) -> bool:
-    return environ.get(name, "").strip().lower() not in ("", "0", "false", "no", "off")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +45,7 @@ class Plugins:
         self.manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         self.manager.add_hookspecs(hookspecs)
         self._origins: dict[str, tuple[str | None, str | None]] = {}
-        if _flag(self.environ, "HOSTKIT_TRACE_PLUGINS"):
+        if flag_is_set(self.environ, "HOSTKIT_TRACE_PLUGINS"):
             _enable_tracing(self.manager)
 
     @property
@@ -72,7 +70,7 @@ class Plugins:
         With ``HOSTKIT_DISABLE_PLUGIN_AUTOLOAD`` set, only the built-in ones (entry points of
         the ``hostkit`` distribution) are registered.
         """
-        builtin_only = _flag(self.environ, "HOSTKIT_DISABLE_PLUGIN_AUTOLOAD")
+        builtin_only = flag_is_set(self.environ, "HOSTKIT_DISABLE_PLUGIN_AUTOLOAD")
         for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
             dist = entry_point.dist
             if builtin_only and (dist is None or dist.name != DISTRIBUTION):

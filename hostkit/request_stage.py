@@ -15,14 +15,14 @@ A server plugin hands each ASGI call to :class:`RequestStage`, which
 
 The stage runs for every request under every server, so its own cost is kept to what each
 request needs: a request that never reads its body never pays for the limit, and nothing is
-made for ``request_aborted`` until someone asks (``bench/uvicorn.py`` measures the cost).
+made for ``request_aborted`` until someone asks (``bench/instructions.py`` counts the cost).
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Iterable
+from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
@@ -32,8 +32,8 @@ from hostkit import error_pages
 from hostkit.asgi import ASGIApp, Message, Receive, Scope, Send
 from hostkit.context import REQUEST_STATE_KEY, ClientDisconnected, Features, RequestState
 from hostkit.errors import RequestBodyTooLargeError
-from hostkit.identity import ClaimsPrincipal
-from hostkit.lifespan import StartupFailure
+from hostkit.identity import new_anonymous_principal
+from hostkit.lifespan import AppStartFailure
 
 logger = logging.getLogger("hostkit.request")
 
@@ -44,34 +44,51 @@ _READ_AHEAD = 8
 _DRAIN_BYTES = 1 << 20
 _DRAIN_SECONDS = 1.0
 
-# ClaimsPrincipal.anonymous() without a Python-level call: the stage makes one per request.
-_anonymous_principal: Callable[[], ClaimsPrincipal] = functools.partial(
-    ClaimsPrincipal.__new__, ClaimsPrincipal)
-_new_exchange = object.__new__
+
+class _ReadAhead:
+    """The disconnect watcher of one request (:meth:`_Exchange.watch`): the messages it read
+    ahead of the app, and the scope that stops it."""
+
+    __slots__ = ("messages", "stop")
+
+    def __init__(self, messages: MemoryObjectReceiveStream[Message]):
+        self.messages = messages
+        self.stop = anyio.CancelScope()
 
 
 class _Exchange(RequestState):
-    """One request as the server stage sees it: the shared request state, and ``receive``
+    """One request as the request stage sees it: the shared request state, and ``receive``
     and ``send`` wrapped to enforce the body limit, notice disconnects and note the response
-    start.
+    start. Made by :meth:`RequestStage.__call__` for every HTTP request, which calls
+    :meth:`finish` when the request is over.
 
-    Made for every request, so the defaults live on the class, and :meth:`RequestStage.__call__`
-    sets what differs per request without an ``__init__`` call (the fields below, and
-    ``allow_synchronous_io`` when the server allows it) and lets go of the server's callables
-    at the end of the request.
+    ``__init__`` sets what every request uses; the flags below start at their class-level
+    defaults, as :class:`RequestState`'s do, and most requests never change them.
     """
+
+    __slots__ = ("_stage", "_headers", "_receive", "_send", "_read_ahead")
 
     _length_checked = False
     _received = 0
-    _ahead: MemoryObjectReceiveStream[Message] | None = None
-    _watch_scope: anyio.CancelScope | None = None
-    finished = False
+    body_too_large = False
     response_started = False
 
-    _headers: Iterable[tuple[bytes, bytes]]  # the scope's; not the scope, which holds this
-    _receive: Receive
-    _send: Send
-    _stage: RequestStage
+    def __init__(self, stage: RequestStage, headers: Iterable[tuple[bytes, bytes]],
+                 receive: Receive, send: Send):
+        self._stage = stage
+        self._headers = headers  # the scope's; not the scope, which holds this exchange
+        self._receive = receive
+        self._send = send
+        self._read_ahead: _ReadAhead | None = None
+
+    @property
+    def allow_synchronous_io(self) -> bool:
+        return self._stage.allow_synchronous_io
+
+    @property
+    def finished(self) -> bool:
+        """Whether :meth:`finish` was called."""
+        return self._receive is _request_over
 
     async def receive(self) -> Message:
         """The server's ``receive`` (or the read-ahead's), counting the body against the
@@ -83,11 +100,12 @@ class _Exchange(RequestState):
             declared = _declared_length(self._headers) if limit else None
             if declared is not None and declared > limit:
                 self._over_limit(limit)
-        if self._ahead is None:
+        read_ahead = self._read_ahead
+        if read_ahead is None:
             message = await self._receive()
         else:
             try:
-                message = await self._ahead.receive()
+                message = await read_ahead.messages.receive()
             except anyio.EndOfStream:
                 message = _DISCONNECT
         kind = message["type"]
@@ -115,15 +133,16 @@ class _Exchange(RequestState):
     def watch(self) -> None:
         """Start reading ahead of the app so a disconnect is seen while it is busy."""
         task_group = self._stage.task_group
-        if task_group is None or self.finished or self._ahead is not None:
+        if task_group is None or self.finished or self._read_ahead is not None:
             return
-        sink, self._ahead = anyio.create_memory_object_stream[Message](_READ_AHEAD)
-        task_group.start_soon(self._read_ahead, sink)
+        sink, messages = anyio.create_memory_object_stream[Message](_READ_AHEAD)
+        self._read_ahead = _ReadAhead(messages)
+        task_group.start_soon(self._run_read_ahead, self._read_ahead.stop, sink)
 
-    async def _read_ahead(self, sink: MemoryObjectSendStream[Message]) -> None:
-        with anyio.CancelScope() as scope, sink:
-            self._watch_scope = scope
-            if self.finished:
+    async def _run_read_ahead(self, stop: anyio.CancelScope,
+                              sink: MemoryObjectSendStream[Message]) -> None:
+        with stop, sink:
+            if self.finished:  # before this task first ran
                 return
             while True:
                 message = await self._receive()
@@ -132,24 +151,34 @@ class _Exchange(RequestState):
                     self.mark_disconnected()
                     return
 
-    async def drain(self) -> None:
+    async def drain(self, receive: Receive) -> None:
         """Before a 413, once :meth:`finish` stopped the read-ahead: :func:`_drain` what is
-        left of the body, starting with what the read-ahead had buffered. Nothing when the
-        client waits for ``100 Continue`` and nothing was read: it sends no body."""
-        if self.disconnected or (self._received == 0 and self._ahead is None
+        left of the body from the server's ``receive``, starting with what the read-ahead had
+        buffered. Nothing when the client waits for ``100 Continue`` and nothing was read: it
+        sends no body."""
+        read_ahead = self._read_ahead
+        if self.disconnected or (self._received == 0 and read_ahead is None
                                  and _expects_continue(self._headers)):
             return
-        if self._ahead is not None:
-            ahead, self._ahead = self._ahead, None
-            if not await _drain(ahead.receive, stop_at_end_of_stream=True):
+        if read_ahead is not None:
+            self._read_ahead = None
+            if not await _drain(read_ahead.messages.receive, stop_at_end_of_stream=True):
                 return
-        await _drain(self._receive)
+        await _drain(receive)
 
     def finish(self) -> None:
-        """The app is done: stop the read-ahead, if it runs."""
-        self.finished = True
-        if self._watch_scope is not None:
-            self._watch_scope.cancel()
+        """The request is over, or the app is done before a 413: stop the read-ahead, if it
+        runs, and let go of the server's ``receive`` and ``send`` and of the authentication
+        callables. The scope holds the exchange and those callables hold the scope: a
+        reference cycle per request otherwise, left to the garbage collector, whose pauses
+        under load show as latency. A late ``receive`` gets ``http.disconnect``, a late
+        ``send`` raises RuntimeError.
+        """
+        if self._read_ahead is not None:
+            self._read_ahead.stop.cancel()
+        self._receive = _request_over
+        self._send = _response_over
+        self.authenticate = self.challenge = None
 
 
 async def _request_over() -> Message:
@@ -226,22 +255,27 @@ async def _answer_lifespan(receive: Receive, send: Send) -> None:
 class RequestStage:
     """The ASGI app a server plugin serves: the pipeline behind hostkit's per-request duties.
 
-    ``task_group`` (set by the host while it runs) owns the disconnect watchers;
-    ``lifespan_state`` is copied into every request; ``start_failure`` switches every request
-    to the 500.30 page; ``show_details`` puts the failure's traceback in that page.
+    Built by the host once the app's lifespan has started: ``task_group`` owns the disconnect
+    watchers (None: nothing watches, as when a test drives the stage by hand);
+    ``lifespan_state`` is copied into every request's scope; ``start_failure`` (None when
+    the app started) switches every request to the 500.30 page, whose traceback
+    ``show_details`` shows and ``bare_error_pages`` leaves out with the rest of the page.
     """
 
     def __init__(self, app: ASGIApp, features: Features, *, max_request_body_size: int,
-                 allow_synchronous_io: bool, show_details: bool, bare_error_pages: bool):
+                 allow_synchronous_io: bool, show_details: bool, bare_error_pages: bool,
+                 task_group: TaskGroup | None = None,
+                 lifespan_state: dict[str, Any] | None = None,
+                 start_failure: AppStartFailure | None = None):
         self.app = app
         self.features = features
         self.max_request_body_size = max_request_body_size
         self.allow_synchronous_io = allow_synchronous_io
         self.show_details = show_details
         self.bare_error_pages = bare_error_pages
-        self.task_group: TaskGroup | None = None
-        self.lifespan_state: dict[str, object] | None = None
-        self.start_failure: StartupFailure | None = None
+        self.task_group = task_group
+        self.lifespan_state = lifespan_state
+        self.start_failure = start_failure
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Called by the server for every ASGI connection. An HTTP request runs in this one
@@ -252,7 +286,7 @@ class RequestStage:
             await _answer_lifespan(receive, send)
             return
         scope["hostkit"] = self.features
-        scope["user"] = _anonymous_principal()
+        scope["user"] = new_anonymous_principal()
         if self.lifespan_state:
             scope["state"] = self.lifespan_state.copy()
         if kind != "http":
@@ -261,15 +295,7 @@ class RequestStage:
         if self.start_failure is not None:
             await self._answer_start_failure(send)
             return
-        # What _Exchange.__init__ would do, inline: a Python-level __init__ call is a tenth
-        # of the stage's cost per request (bench/uvicorn.py).
-        exchange = _new_exchange(_Exchange)
-        exchange._headers = scope["headers"]
-        exchange._receive = receive
-        exchange._send = send
-        exchange._stage = self
-        if self.allow_synchronous_io:
-            exchange.allow_synchronous_io = True
+        exchange = _Exchange(self, scope["headers"], receive, send)
         scope[REQUEST_STATE_KEY] = exchange
         try:
             await self.app(scope, exchange.receive, exchange.send)
@@ -277,10 +303,10 @@ class RequestStage:
             pass
         except RequestBodyTooLargeError:
             if not exchange.response_started:
-                await self._answer_unanswered(scope, exchange, send)
+                await self._answer_unanswered(scope, exchange, receive, send)
         except Exception:
             if exchange.body_too_large and not exchange.response_started:
-                await self._answer_unanswered(scope, exchange, send)
+                await self._answer_unanswered(scope, exchange, receive, send)
             else:
                 logger.exception("unhandled exception while serving %s %s",
                                  scope.get("method"), scope.get("path"))
@@ -289,20 +315,9 @@ class RequestStage:
                 await _answer(send, 500)
         else:
             if not exchange.response_started:
-                await self._answer_unanswered(scope, exchange, send)
+                await self._answer_unanswered(scope, exchange, receive, send)
         finally:
-            # exchange.finish(), then let go of the server's receive and send (inline for the
-            # same reason): the scope holds the exchange and the server's callables (and the
-            # authentication layers') hold the scope, a reference cycle per request otherwise,
-            # left to the garbage collector, whose pauses under load show as latency. A late
-            # receive gets http.disconnect, a late send raises RuntimeError.
-            exchange.finished = True
-            if exchange._watch_scope is not None:
-                exchange._watch_scope.cancel()
-            exchange._receive = _request_over
-            exchange._send = _response_over
-            if exchange.authenticate is not None or exchange.challenge is not None:
-                exchange.authenticate = exchange.challenge = None  # they hold the context
+            exchange.finish()
 
     async def _serve_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A WebSocket connection: closed (1011) while the app failed to start, else the app."""
@@ -312,12 +327,13 @@ class RequestStage:
             await self.app(scope, receive, send)
 
     @staticmethod
-    async def _answer_unanswered(scope: Scope, exchange: _Exchange, send: Send) -> None:
-        """The app ended without starting a response: 413 when it stopped at the body
-        limit (after a bounded drain), else a logged 500."""
+    async def _answer_unanswered(scope: Scope, exchange: _Exchange, receive: Receive,
+                                 send: Send) -> None:
+        """The app ended without starting a response: 413 when it stopped at the body limit
+        (after a bounded drain of the server's ``receive``), else a logged 500."""
         exchange.finish()
         if exchange.body_too_large:
-            await exchange.drain()
+            await exchange.drain(receive)
             await _answer(send, 413)
         else:
             logger.error("the app returned without a response to %s %s",

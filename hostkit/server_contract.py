@@ -1,6 +1,18 @@
-"""What each server supports, and the check that the configuration asks for something it does.
+"""The contract between the host and its server: the role of the process, the request a server
+plugin answers, the :class:`Server` protocol, and what each server declares it supports.
 
-A server plugin declares each server it provides with a :class:`ServerInfo` returned from
+**Roles.** Every host process has one :class:`HostRole`, chosen once by ``HostBuilder.build()``
+through the ``hostkit_host_role`` hook (no plugin answering: ``SERVE`` for InProcess):
+
+- ``SERVE``: this process owns the public ``urls`` and runs the pipeline (InProcess);
+- ``FRONT``: this process owns the public ``urls`` and the app runs elsewhere (the
+  OutOfProcess module): the host runs neither the app's lifespan nor the pipeline here;
+- ``CHILD``: this process runs the pipeline on a private address behind a front.
+
+**Creating the server.** ``hostkit_create_server`` gets one :class:`ServerRequest`, so a new
+fact about the request never changes every implementation's signature.
+
+**Declarations.** A server plugin declares each server it provides with a :class:`ServerInfo` returned from
 ``hostkit_declare_servers``: the hosting models it serves, the async backends it runs on and
 the kinds of listen address it binds. ``HostBuilder.build()`` reads the declarations
 (:func:`declared_servers`) and, before ``hostkit_create_server`` is called, checks the
@@ -14,6 +26,7 @@ A server nobody declares is not checked here: ``hostkit_create_server`` alone de
 from __future__ import annotations
 
 import dataclasses
+import enum
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -26,8 +39,34 @@ from hostkit.listeners import parse_url
 from hostkit.configuration.tables import HostingModel
 
 if TYPE_CHECKING:
+    from hostkit.authentication import Authenticator
     from hostkit.configuration import Configuration
     from hostkit.plugin_manager import Plugins
+
+
+class HostRole(str, enum.Enum):
+    """What this process does for the app; chosen by the ``hostkit_host_role`` hook."""
+
+    #: owns the public ``urls`` and runs the pipeline (InProcess).
+    SERVE = "serve"
+    #: owns the public ``urls``; the app runs in other processes (the OutOfProcess module).
+    FRONT = "front"
+    #: runs the pipeline on a private address behind a front (an OutOfProcess child).
+    CHILD = "child"
+
+    @property
+    def runs_pipeline(self) -> bool:
+        """Whether the app, its lifespan and the pipeline run in this process."""
+        return self is not HostRole.FRONT
+
+    @property
+    def owns_public_listener(self) -> bool:
+        """Whether this process listens on the public ``urls`` (and so runs the server-level
+        authentication schemes on what clients send)."""
+        return self is not HostRole.CHILD
+
+    def __str__(self) -> str:
+        return self.value
 
 @runtime_checkable
 class Server(Protocol):
@@ -35,8 +74,6 @@ class Server(Protocol):
 
     #: the name users put in the ``server`` setting, e.g. ``"hypercorn"``.
     name: str
-    # Optional: ``runs_pipeline = False`` on a server that runs the app elsewhere (the
-    # out-of-process module); the host then does not run the app's lifespan in this process.
 
     async def serve(self, app: ASGIApp, stopping: anyio.Event, *,
                     task_status: TaskStatus[list[str]] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -111,19 +148,31 @@ class ServerInfo:
                 raise ValueError(f"ServerInfo: {field} must not be empty")
             object.__setattr__(self, field, value)
 
-    def serves(self, hosting_model: HostingModel, server_name: str,
-               behind_module: bool) -> bool:
-        """Whether ``hostkit_create_server`` should make this server: the name is this
-        server's, and this process runs the pipeline (InProcess, or an out-of-process child
-        behind the module). The public side of OutOfProcess is the module's, whatever
-        ``server`` says. Call it with the hook's own arguments."""
-        return server_name == self.name and (
-            hosting_model is HostingModel.IN_PROCESS or behind_module)
-
     def describe(self) -> str:
         """One line for ``hostkit plugins``: models; backends; url schemes."""
         return (f"{', '.join(model.value for model in self.hosting_models)}; "
                 f"{', '.join(self.async_backends)}; {', '.join(self.url_schemes)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerRequest:
+    """What ``hostkit_create_server`` is asked to create, as one object.
+
+    ``role``: this process's :class:`HostRole`. ``hosting_model``: the configured model.
+    ``server_name``: the ``server`` setting, lower-cased (in a ``FRONT``, the server its
+    children will run). ``configuration``: the effective configuration. ``authenticator``:
+    the configured server authentication, ``None`` when ``[authentication] schemes`` is empty;
+    an embedded server ignores it (the pipeline runs it), a front must run it on every
+    request. ``declared``: every declared server, by name (a front checks what its children
+    will run against it with :func:`check_server_choice`).
+    """
+
+    role: HostRole
+    hosting_model: HostingModel
+    server_name: str
+    configuration: Configuration
+    authenticator: Authenticator | None = None
+    declared: Mapping[str, ServerInfo] = dataclasses.field(default_factory=dict)
 
 
 def declared_servers(plugins: Plugins) -> dict[str, ServerInfo]:
@@ -153,38 +202,23 @@ def _where(configuration: Configuration, key: str) -> str:
     return str(configuration.source_of(key) or "default")
 
 
-def _child_overrides(configuration: Configuration) -> set[str]:
-    """Settings the module's child may get differently from its front (its own arguments or
-    environment), so the front cannot check them for the child."""
-    module = configuration.options.module
-    overridden = set()
-    for key in ("server", "async_backend"):
-        variable = f"HOSTKIT_{key}".upper()
-        if any(name.upper() == variable for name in module.environment_variables) or any(
-                argument.lower().startswith(f"--{key}=") for argument in module.arguments):
-            overridden.add(key)
-    return overridden
-
-
 def check_server_choice(configuration: Configuration, declared: Mapping[str, ServerInfo],
-                        *, behind_module: bool) -> None:
+                        *, role: HostRole) -> None:
     """Raise :class:`ServerSelectionError` when the declared server cannot serve this
     configuration: its hosting model, its async backend, or a kind of address in ``urls``.
 
-    Called by ``HostBuilder.build()`` before ``hostkit_create_server``. In an out-of-process
-    front (``behind_module`` false) the server named by ``server`` is the one its child will
-    run, so the front checks the model and backend it will hand down (unless the module's
-    ``arguments`` or ``environment_variables`` set them for the child), not ``urls``, which
-    the module itself serves. Does nothing for a server no plugin declares.
+    Called by ``HostBuilder.build()`` before ``hostkit_create_server`` in a process that runs
+    the pipeline (``SERVE``, ``CHILD``). A ``FRONT`` does not run the ``server`` it names: the
+    front's plugin calls this with ``role=HostRole.CHILD`` on the configuration its children
+    will load. Does nothing for a server no plugin declares.
     """
     options = configuration.options
     name = options.server.lower()
     info = declared.get(name)
     if info is None:
         return
-    front = options.hosting_model is HostingModel.OUT_OF_PROCESS and not behind_module
-    skip = _child_overrides(configuration) if front else set()
     model = options.hosting_model
+    child = " in the out-of-process child" if role is HostRole.CHILD else ""
     if model not in info.hosting_models:
         raise ServerSelectionError(
             f"server {name!r} does not support hosting_model {model.value!r} (set by "
@@ -192,14 +226,13 @@ def check_server_choice(configuration: Configuration, declared: Mapping[str, Ser
             f"{', '.join(m.value for m in info.hosting_models)}"
             + _others(declared, "hosting_models", model))
     backend = options.async_backend
-    if "async_backend" not in skip and backend not in info.async_backends:
-        child = " in the out-of-process child" if front else ""
+    if backend not in info.async_backends:
         raise ServerSelectionError(
             f"server {name!r} does not support async_backend {backend!r}{child} (set by "
             f"{_where(configuration, 'async_backend')}); it supports: "
             f"{', '.join(info.async_backends)}" + _others(declared, "async_backends", backend))
-    if front:
-        return
+    if role is HostRole.CHILD:
+        return  # the child listens where its front says, whatever urls holds
     for url in options.urls:
         scheme = parse_url(url).scheme
         if scheme not in info.url_schemes:

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from support import RUNNING
+from hostkit.testing import RUNNING
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -14,8 +14,8 @@ def stop_programs() -> Iterator[None]:
     """Whatever a test module started, it stops: no program outlives its tests.
 
     Module-scoped so module-scoped servers live as long as the tests that share them; a test
-    that starts its own program stops it itself (``finally: program.stop()``), and this is
-    the safety net when an assertion fails first.
+    that starts its own program stops it itself (``with Program(...) as program:``), and this
+    is the safety net for a program started outside such a block.
     """
     yield
     for program in list(RUNNING):

@@ -45,9 +45,8 @@ from hostkit.pipeline import as_terminal_app
 from hostkit.plugin_manager import Plugins
 
 from hostkit_outofprocess.forwarded_identity import decode_identity, encode_identity
-from hostkit_outofprocess.integration import IntegrationMiddleware
-from test_pipeline import Exchange, call, http_scope, stage
-from test_request_stage import ServerCycle
+from hostkit_outofprocess.child.integration import IntegrationMiddleware
+from tests.support.asgi import Exchange, ServerCycle, call, http_scope, stage
 
 pytestmark = pytest.mark.anyio
 

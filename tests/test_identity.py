@@ -10,11 +10,12 @@ bytes in every cell.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import hashlib
 import shutil
 import ssl
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,8 @@ import trustme
 from hostkit.authentication.passwords import hash_password
 from hostkit.authentication.users_file import set_user
 
-from support import PROGRAMS, SAMPLES, Program, python
+from hostkit.testing import Program, python, write_settings
+from tests.support.paths import PROGRAMS, SAMPLES
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -72,34 +74,36 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return Pki(authority, root, client, expired, untrusted)
 
 
-def write_site(root: Path, pki: Pki, model: str, extra: str = "",
-               authentication: str = "") -> None:
+def write_site(root: Path, pki: Pki, model: str,
+               tables: Mapping[str, Mapping[str, object]] | None = None,
+               authentication: Mapping[str, object] | None = None) -> None:
     """hostkit.toml (https, optional client certificates, basic + certificate + a plugin's
-    apikey scheme) and users;
-    ``extra`` goes before the tables, ``authentication`` into ``[authentication]``."""
+    apikey scheme) and users; ``tables`` adds tables, ``authentication`` keys of
+    ``[authentication]``."""
     set_user(root / "users.txt", USER, hash_password(PASSWORD, TEST_ITERATIONS))
-    (root / "hostkit.toml").write_text(
-        f'hosting_model = "{model}"\n'
-        'urls = ["https://127.0.0.1:0"]\n'
-        'plugins = ["apikey_scheme"]\n'
-        "shutdown_timeout = 5\n"
-        f"{extra}\n"
-        "[tls]\n"
-        f'certificate = "{pki.root / "server.pem"}"\n'
-        f'private_key = "{pki.root / "server.pem"}"\n'
-        f'client_ca = "{pki.root / "clients-ca.pem"}"\n'
-        'client_certificate_mode = "optional"\n'
-        "[authentication]\n"
-        'schemes = ["basic", "certificate", "apikey"]\n'
-        'authentication_display_name = "Wonderland"\n'
-        f"{authentication}\n")
+    write_settings(root, {
+        "hosting_model": model,
+        "urls": ["https://127.0.0.1:0"],
+        "plugins": ["apikey_scheme"],
+        "shutdown_timeout": 5,
+        "tls": {"certificate": str(pki.root / "server.pem"),
+                "private_key": str(pki.root / "server.pem"),
+                "client_ca": str(pki.root / "clients-ca.pem"),
+                "client_certificate_mode": "optional"},
+        "authentication": {"schemes": ["basic", "certificate", "apikey"],
+                           "authentication_display_name": "Wonderland",
+                           **(authentication or {})},
+        **(tables or {}),
+    })
 
 
-def start(root: Path, backend: str) -> tuple[Program, str]:
-    program = Program(python(str(PROGRAMS / "identity_probe.py"),
-                             f"--async_backend={backend}"), cwd=root)
-    (url,) = program.wait_started()
-    return program, url
+@contextlib.contextmanager
+def started(root: Path, backend: str) -> Iterator[str]:
+    """The identity probe running in ``root``: its URL, for the ``with`` block."""
+    with Program(python(str(PROGRAMS / "identity_probe.py"), f"--async_backend={backend}"),
+                 cwd=root) as program:
+        (url,) = program.wait_started()
+        yield url
 
 
 @pytest.fixture(scope="module", params=["InProcess", "OutOfProcess"])
@@ -109,9 +113,8 @@ def site(request: pytest.FixtureRequest, anyio_backend: str, pki: Pki,
     model = request.param
     root = tmp_path_factory.mktemp(f"identity-{model}")
     write_site(root, pki, model)
-    program, url = start(root, anyio_backend)
-    yield model, url
-    program.stop()
+    with started(root, anyio_backend) as url:
+        yield model, url
 
 
 async def get(url: str, pki: Pki, certificate: trustme.LeafCert | None = None,
@@ -260,10 +263,9 @@ async def test_spoofed_headers_do_not_override_a_real_identity(
 def explicit_site(request: pytest.FixtureRequest, anyio_backend: str, pki: Pki,
                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp(f"explicit-{request.param}")
-    write_site(root, pki, request.param, authentication="automatic_authentication = false")
-    program, url = start(root, anyio_backend)
-    yield url
-    program.stop()
+    write_site(root, pki, request.param, authentication={"automatic_authentication": False})
+    with started(root, anyio_backend) as url:
+        yield url
 
 
 async def test_without_automatic_authentication_the_user_waits_for_authenticate(
@@ -287,10 +289,9 @@ async def test_without_automatic_authentication_the_user_waits_for_authenticate(
 async def test_forward_identity_and_certificate_can_be_turned_off(
         anyio_backend: str, pki: Pki, tmp_path: Path) -> None:
     write_site(tmp_path, pki, "OutOfProcess",
-               "module.forward_identity = false\n"
-               "integration.forward_client_certificate = false\n")
-    program, url = start(tmp_path, anyio_backend)
-    try:
+               tables={"module": {"forward_identity": False},
+                       "integration": {"forward_client_certificate": False}})
+    with started(tmp_path, anyio_backend) as url:
         by_password = (await get(url + "/whoami", pki, headers=basic(USER, PASSWORD))).json()
         assert by_password["authenticated"] is False
         by_certificate = (await get(url + "/whoami", pki, certificate=pki.client)).json()
@@ -298,8 +299,6 @@ async def test_forward_identity_and_certificate_can_be_turned_off(
         assert by_certificate["certificate"] is None
         # The module still authenticates: wrong credentials never reach the child.
         assert (await get(url + "/whoami", pki, headers=basic(USER, "x"))).status_code == 401
-    finally:
-        program.stop()
 
 
 @pytest.mark.parametrize("model", ["InProcess", "OutOfProcess"])
@@ -308,9 +307,8 @@ async def test_claims_sample_adds_roles_from_its_configuration(
     shutil.copytree(SAMPLES / "claims", tmp_path, dirs_exist_ok=True)
     set_user(tmp_path / "users.txt", "alice", hash_password("a-pass", TEST_ITERATIONS))
     set_user(tmp_path / "users.txt", "bob", hash_password("b-pass", TEST_ITERATIONS))
-    program = Program(python("app.py", "--urls=http://127.0.0.1:0", f"--hosting_model={model}",
-                             f"--async_backend={anyio_backend}"), cwd=tmp_path)
-    try:
+    with Program(python("app.py", "--urls=http://127.0.0.1:0", f"--hosting_model={model}",
+                        f"--async_backend={anyio_backend}"), cwd=tmp_path) as program:
         (url,) = program.wait_started()
         async with httpx.AsyncClient(timeout=TIMEOUT) as client:
             alice = (await client.get(url + "/", auth=("alice", "a-pass"))).json()
@@ -324,5 +322,18 @@ async def test_claims_sample_adds_roles_from_its_configuration(
         assert anonymous_admin.headers["www-authenticate"] == (
             'Basic realm="hostkit claims sample", charset="UTF-8"')
         assert alice_admin.status_code == 200
-    finally:
-        program.stop()
+
+
+def test_anonymous_principals_are_alike_however_made_and_each_its_own() -> None:
+    from hostkit import ClaimsIdentity, ClaimsPrincipal
+    from hostkit.identity import new_anonymous_principal
+
+    made = [ClaimsPrincipal(), ClaimsPrincipal.anonymous(), new_anonymous_principal()]
+    for principal in made:
+        assert len(principal.identities) == 1 and principal.identities is principal.identities
+        assert not principal.identity.is_authenticated and principal.identity.claims == []
+        assert repr(principal) == repr(ClaimsPrincipal([ClaimsIdentity()]))
+    made[0].add_identity(ClaimsIdentity(authentication_type="test"))
+    assert [len(principal.identities) for principal in made] == [2, 1, 1]
+    made[1].identities = [ClaimsIdentity(authentication_type="set")]
+    assert made[1].identity.is_authenticated and not made[2].identity.is_authenticated

@@ -16,7 +16,9 @@ import httpx
 import pytest
 import trustme
 
-from support import PROGRAMS, SAMPLES, Program, probe_on_unix_socket, python, raw_exchange
+from hostkit.testing import Program, connect, python, raw_exchange, write_settings
+from tests.support.paths import PROGRAMS, SAMPLES
+from tests.support.probe import probe_on_unix_socket
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -27,33 +29,28 @@ TIMEOUT = 10
 def probe(anyio_backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Program]:
     """The probe program, InProcess on a free port, with a small body limit and sync I/O."""
     root = tmp_path_factory.mktemp("probe")
-    (root / "hostkit.toml").write_text(
-        'hosting_model = "inprocess"\n'
-        "shutdown_timeout = 5\n"
-        "[server]\nmax_request_body_size = 1000\nallow_synchronous_io = true\n")
-    program = Program(python(str(PROGRAMS / "probe.py"), "--urls=http://127.0.0.1:0",
-                             f"--async_backend={anyio_backend}"), cwd=root)
-    program.urls = program.wait_started()  # type: ignore[attr-defined]
-    yield program
-    program.stop()
+    write_settings(root, {"hosting_model": "inprocess", "shutdown_timeout": 5,
+                          "server": {"max_request_body_size": 1000,
+                                     "allow_synchronous_io": True}})
+    with Program(python(str(PROGRAMS / "probe.py"), "--urls=http://127.0.0.1:0",
+                        f"--async_backend={anyio_backend}"), cwd=root) as program:
+        program.wait_started()
+        yield program
 
 
 def base_url(program: Program) -> str:
-    return program.urls[0]  # type: ignore[attr-defined, no-any-return]
+    return program.urls[0]
 
 
 async def test_hello_sample_answers_in_process(anyio_backend: str) -> None:
-    program = Program(python("app.py", "--urls=http://127.0.0.1:0",
-                             f"--async_backend={anyio_backend}"), cwd=SAMPLES / "hello")
-    try:
+    with Program(python("app.py", "--urls=http://127.0.0.1:0",
+                        f"--async_backend={anyio_backend}"), cwd=SAMPLES / "hello") as program:
         (url,) = program.wait_started()
         async with httpx.AsyncClient(timeout=TIMEOUT) as client:
             response = await client.get(url + "/")
         assert response.status_code == 200
         assert response.text == "Hello from InProcess\n"
         assert f"async backend: {anyio_backend}" in program.output
-    finally:
-        program.stop()
 
 
 async def test_features_describe_this_process(probe: Program, anyio_backend: str) -> None:
@@ -115,10 +112,9 @@ async def test_synchronous_io_when_allowed(probe: Program) -> None:
 
 
 async def test_client_disconnect_sets_request_aborted(probe: Program) -> None:
-    host, port = base_url(probe).removeprefix("http://").split(":")
     before = probe.output.count("probe: request aborted=True")
     with anyio.fail_after(TIMEOUT):
-        stream = await anyio.connect_tcp(host, int(port))
+        stream = await connect(base_url(probe))
         await stream.send(b"GET /wait-abort HTTP/1.1\r\nHost: test\r\n\r\n")
         await anyio.to_thread.run_sync(probe.wait_for_line, "probe: waiting for abort")
         await stream.aclose()
@@ -140,10 +136,9 @@ async def test_malformed_http_gets_4xx_and_never_crashes(probe: Program, raw: by
 
 
 async def test_sigterm_drains_in_flight_request(anyio_backend: str, tmp_path: Path) -> None:
-    program = Program(python(str(PROGRAMS / "probe.py"), "--urls=http://127.0.0.1:0",
-                             f"--async_backend={anyio_backend}", "--shutdown_timeout=10"),
-                      cwd=tmp_path)
-    try:
+    with Program(python(str(PROGRAMS / "probe.py"), "--urls=http://127.0.0.1:0",
+                        f"--async_backend={anyio_backend}", "--shutdown_timeout=10"),
+                 cwd=tmp_path) as program:
         (url,) = program.wait_started()
         async with httpx.AsyncClient(timeout=TIMEOUT) as client, anyio.create_task_group() as tg:
             results: list[httpx.Response] = []
@@ -158,20 +153,15 @@ async def test_sigterm_drains_in_flight_request(anyio_backend: str, tmp_path: Pa
         assert results[0].text == "slow done"
         assert await anyio.to_thread.run_sync(program.wait_exit) == 0
         assert "Application stopped." in program.output
-    finally:
-        program.stop()
 
 
 async def test_sigint_stops_gracefully(anyio_backend: str, tmp_path: Path) -> None:
-    program = Program(python(str(PROGRAMS / "probe.py"), "--urls=http://127.0.0.1:0",
-                             f"--async_backend={anyio_backend}"), cwd=tmp_path)
-    try:
+    with Program(python(str(PROGRAMS / "probe.py"), "--urls=http://127.0.0.1:0",
+                        f"--async_backend={anyio_backend}"), cwd=tmp_path) as program:
         program.wait_started()
         program.signal(signal.SIGINT)
         assert await anyio.to_thread.run_sync(program.wait_exit) == 0
         assert "SIGINT received" in program.output
-    finally:
-        program.stop()
 
 
 async def test_address_in_use_is_one_clear_line(anyio_backend: str, tmp_path: Path) -> None:
@@ -191,10 +181,9 @@ async def test_address_in_use_is_one_clear_line(anyio_backend: str, tmp_path: Pa
                                                           ("Production", False)])
 async def test_lifespan_startup_failure_serves_500_30(
         anyio_backend: str, tmp_path: Path, environment: str, shows_traceback: bool) -> None:
-    program = Program(python(str(PROGRAMS / "failing_start.py"), "--urls=http://127.0.0.1:0",
-                             f"--async_backend={anyio_backend}", f"--environment={environment}"),
-                      cwd=tmp_path)
-    try:
+    with Program(python(str(PROGRAMS / "failing_start.py"), "--urls=http://127.0.0.1:0",
+                        f"--async_backend={anyio_backend}", f"--environment={environment}"),
+                 cwd=tmp_path) as program:
         (url,) = program.wait_started()
         async with httpx.AsyncClient(timeout=TIMEOUT) as client:
             first = await client.get(url + "/")
@@ -204,39 +193,31 @@ async def test_lifespan_startup_failure_serves_500_30(
             assert "500.30 In-Process Start Failure" in response.text
             assert ("database unreachable" in response.text) is shows_traceback
         assert "database unreachable (on purpose)" in program.output  # logged either way
-    finally:
-        program.stop()
 
 
 async def test_startup_failure_bare_status_when_pages_disabled(
         anyio_backend: str, tmp_path: Path) -> None:
-    program = Program(python(str(PROGRAMS / "failing_start.py"), "--urls=http://127.0.0.1:0",
-                             f"--async_backend={anyio_backend}",
-                             "--module:disable_startup_error_page=true"), cwd=tmp_path)
-    try:
+    with Program(python(str(PROGRAMS / "failing_start.py"), "--urls=http://127.0.0.1:0",
+                        f"--async_backend={anyio_backend}",
+                        "--module:disable_startup_error_page=true"), cwd=tmp_path) as program:
         (url,) = program.wait_started()
         async with httpx.AsyncClient(timeout=TIMEOUT) as client:
             response = await client.get(url + "/")
         assert response.status_code == 500
         assert response.content == b""
-    finally:
-        program.stop()
 
 
 async def test_hostkit_run_serves_500_30_when_the_app_cannot_import(
         anyio_backend: str) -> None:
-    program = Program(python("-m", "hostkit", "run", "broken_import:app",
-                             "--urls=http://127.0.0.1:0", f"--async_backend={anyio_backend}"),
-                      cwd=PROGRAMS)
-    try:
+    with Program(python("-m", "hostkit", "run", "broken_import:app",
+                        "--urls=http://127.0.0.1:0", f"--async_backend={anyio_backend}"),
+                 cwd=PROGRAMS) as program:
         (url,) = program.wait_started()
         async with httpx.AsyncClient(timeout=TIMEOUT) as client:
             response = await client.get(url + "/")
         assert response.status_code == 500
         assert "500.30 In-Process Start Failure" in response.text
         assert "a dependency of the app is missing" in program.output
-    finally:
-        program.stop()
 
 
 async def test_unix_socket(anyio_backend: str, tmp_path: Path) -> None:
@@ -249,13 +230,11 @@ async def test_https_and_http_side_by_side(anyio_backend: str, tmp_path: Path) -
     authority = trustme.CA()
     certificate = authority.issue_cert("127.0.0.1", "localhost")
     certificate.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "server.pem"))
-    (tmp_path / "hostkit.toml").write_text(
-        'urls = ["https://127.0.0.1:0", "http://127.0.0.1:0"]\n'
-        f'[tls]\ncertificate = "{tmp_path / "server.pem"}"\n'
-        f'private_key = "{tmp_path / "server.pem"}"\n')
-    program = Program(python(str(PROGRAMS / "probe.py"), f"--async_backend={anyio_backend}"),
-                      cwd=tmp_path)
-    try:
+    write_settings(tmp_path, {"urls": ["https://127.0.0.1:0", "http://127.0.0.1:0"],
+                              "tls": {"certificate": tmp_path / "server.pem",
+                                      "private_key": tmp_path / "server.pem"}})
+    with Program(python(str(PROGRAMS / "probe.py"), f"--async_backend={anyio_backend}"),
+                 cwd=tmp_path) as program:
         secure, plain = program.wait_started()
         assert secure.startswith("https://") and plain.startswith("http://")
         context = ssl.create_default_context()
@@ -265,21 +244,16 @@ async def test_https_and_http_side_by_side(anyio_backend: str, tmp_path: Path) -
             over_plain = await client.get(plain + "/features")
         assert over_tls.json()["scheme"] == "https"
         assert over_plain.json()["scheme"] == "http"
-    finally:
-        program.stop()
 
 
 async def test_program_setup_failure_after_build_serves_500_30(
         anyio_backend: str, tmp_path: Path) -> None:
-    program = Program(python(str(PROGRAMS / "setup_failure.py"), "--urls=http://127.0.0.1:0",
-                             f"--async_backend={anyio_backend}", "--environment=Development"),
-                      cwd=tmp_path)
-    try:
+    with Program(python(str(PROGRAMS / "setup_failure.py"), "--urls=http://127.0.0.1:0",
+                        f"--async_backend={anyio_backend}", "--environment=Development"),
+                 cwd=tmp_path) as program:
         (url,) = program.wait_started()
         async with httpx.AsyncClient(timeout=TIMEOUT) as client:
             response = await client.get(url + "/")
         assert response.status_code == 500
         assert "500.30 In-Process Start Failure" in response.text
         assert "settings.json is missing" in response.text
-    finally:
-        program.stop()

@@ -8,8 +8,6 @@ stdout log file (``module.stdout_log_enabled``) that tests read for the child's 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import json
 import os
 import re
 import signal
@@ -22,53 +20,37 @@ import anyio
 import httpx
 import pytest
 
-from support import PROGRAMS, SAMPLES, Program, probe_on_unix_socket, python, raw_exchange
-from websocket_client import WebSocket
+from hostkit.testing import Program, connect, python, raw_exchange, receive_until, write_settings
+from tests.support.fronts import child_log, child_program, front_settings
+from tests.support.paths import PROGRAMS, SAMPLES
+from tests.support.probe import probe_on_unix_socket
+from tests.support.processes import Subreaper, free_port, process_alive
+from tests.support.websocket import WebSocket
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
 TIMEOUT = 15
-_STARTED_CHILD = re.compile(r"started child pid (\d+) on 127\.0\.0\.1:(\d+)")
 
 
-def write_config(root: Path, extra: str = "", program: Path = PROGRAMS / "probe.py",
-                 startup_time_limit: float = 15, log: bool = True) -> None:
-    (root / "hostkit.toml").write_text(
-        'hosting_model = "OutOfProcess"\n'
-        "shutdown_timeout = 5\n"
-        "[module]\n"
-        f"process_path = {json.dumps(sys.executable)}\n"
-        f"arguments = [{json.dumps(str(program))}]\n"
-        f"stdout_log_enabled = {'true' if log else 'false'}\n"
-        'stdout_log_file = "logs/child"\n'
-        "shutdown_time_limit = 3\n"
-        f"startup_time_limit = {startup_time_limit}\n" + extra)
+def write_config(root: Path, program: Path = PROGRAMS / "probe.py",
+                 server: dict[str, object] | None = None, **module: object) -> None:
+    """The front's ``hostkit.toml``: ``program`` as its child, ``module`` settings on top of
+    the defaults (:func:`tests.support.fronts.front_settings`)."""
+    write_settings(root, front_settings(module={**child_program(program), **module},
+                                        server=server))
 
 
 def start_front(root: Path, backend: str, *args: str,
-                program: Path = PROGRAMS / "probe.py") -> tuple[Program, str]:
+                program: Path = PROGRAMS / "probe.py") -> Program:
+    """``program`` as the front in ``root``, listening on a free port (its ``urls``)."""
     front = Program(python(str(program), "--urls=http://127.0.0.1:0",
                            f"--async_backend={backend}", *args), cwd=root)
-    (url,) = front.wait_started()
-    return front, url
+    front.wait_started()
+    return front
 
 
 def child_pids(front: Program) -> list[int]:
-    return [int(m.group(1)) for line in front.lines if (m := _STARTED_CHILD.search(line))]
-
-
-def alive(pid: int) -> bool:
-    """True while ``pid`` exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:  # gone between the open and the read, too
-        return False
-
-
-def child_log(root: Path) -> str:
-    return "\n".join(path.read_text(errors="replace")
-                     for path in sorted((root / "logs").glob("child_*.log")))
+    return [pid for pid, _ in front.started_children()]
 
 
 async def wait_until(condition, timeout: float = TIMEOUT, what: str = "") -> None:  # type: ignore[no-untyped-def]
@@ -98,27 +80,23 @@ def shared_front(anyio_backend: str, tmp_path_factory: pytest.TempPathFactory
                  ) -> Iterator[tuple[Program, str, Path]]:
     """One front with the probe app, for the tests that do not stop or break it."""
     root = tmp_path_factory.mktemp("front")
-    write_config(root, 'path_base = "/"\n[server]\nmax_request_body_size = 0\n')
-    front, url = start_front(root, anyio_backend)
-    yield front, url, root
-    front.stop()
+    write_config(root, path_base="/", server={"max_request_body_size": 0})
+    with start_front(root, anyio_backend) as front:
+        yield front, front.urls[0], root
 
 
 # -- 1. same program, other model -----------------------------------------------------------
 
 
 async def test_hello_sample_runs_out_of_process_unchanged(anyio_backend: str) -> None:
-    front = Program(python("app.py", "--urls=http://127.0.0.1:0", "--hosting_model=OutOfProcess",
-                           f"--async_backend={anyio_backend}"), cwd=SAMPLES / "hello")
-    try:
+    with Program(python("app.py", "--urls=http://127.0.0.1:0", "--hosting_model=OutOfProcess",
+                        f"--async_backend={anyio_backend}"), cwd=SAMPLES / "hello") as front:
         (url,) = front.wait_started()
         assert child_pids(front) == []  # lazy: no child before the first request
         async with httpx.AsyncClient(timeout=TIMEOUT) as client:
             response = await client.get(url + "/")
         assert response.text == "Hello from OutOfProcess\n"
         assert len(child_pids(front)) == 1
-    finally:
-        front.stop()
 
 
 async def test_response_comes_from_the_child(shared_front: tuple[Program, str, Path]) -> None:
@@ -132,13 +110,10 @@ async def test_response_comes_from_the_child(shared_front: tuple[Program, str, P
 
 async def test_eager_start_starts_the_child_with_the_front(anyio_backend: str,
                                                            tmp_path: Path) -> None:
-    write_config(tmp_path, "eager_start = true\n")
-    front, _ = start_front(tmp_path, anyio_backend)
-    try:
+    write_config(tmp_path, eager_start=True)
+    with start_front(tmp_path, anyio_backend) as front:
         front.wait_for_line("started child pid")
         assert len(child_pids(front)) == 1
-    finally:
-        front.stop()
 
 
 # -- 2. the environment contract ------------------------------------------------------------
@@ -147,8 +122,8 @@ async def test_eager_start_starts_the_child_with_the_front(anyio_backend: str,
 async def test_a_program_that_is_not_hostkit_can_be_the_child(anyio_backend: str,
                                                              tmp_path: Path) -> None:
     write_config(tmp_path, program=PROGRAMS / "plain_child.py")
-    front, url = start_front(tmp_path, anyio_backend)
-    try:
+    with start_front(tmp_path, anyio_backend) as front:
+        (url,) = front.urls
         async with httpx.AsyncClient(timeout=TIMEOUT) as client:
             answer = (await client.get(url + "/")).json()
         assert answer["server"] == "plain"
@@ -156,8 +131,6 @@ async def test_a_program_that_is_not_hostkit_can_be_the_child(anyio_backend: str
         assert answer["forwarded_for"] == "127.0.0.1"
         assert answer["forwarded_proto"] == "http"
         assert answer["pid"] in child_pids(front)
-    finally:
-        front.stop()
 
 
 async def test_a_response_no_request_asked_for_never_answers_another(anyio_backend: str,
@@ -165,38 +138,27 @@ async def test_a_response_no_request_asked_for_never_answers_another(anyio_backe
     """The child sends an unsolicited response after each one; the front's pooled connection
     holds it by the next request, and must be dropped rather than reused."""
     write_config(tmp_path, program=PROGRAMS / "extra_response_child.py")
-    front, url = start_front(tmp_path, anyio_backend)
-    try:
+    with start_front(tmp_path, anyio_backend) as front:
+        (url,) = front.urls
         bodies = []
         async with httpx.AsyncClient(timeout=TIMEOUT) as client:
             for _ in range(3):
                 bodies.append((await client.get(url + "/")).text)
                 await anyio.sleep(0.3)  # the unsolicited response arrives meanwhile
         assert bodies == ["asked"] * 3
-    finally:
-        front.stop()
 
 
 @pytest.fixture
 def direct_child(anyio_backend: str, tmp_path: Path) -> Iterator[tuple[Program, str, str]]:
     """The probe started by hand with the module's contract: (program, url, token)."""
-    port = _free_port()
+    port = free_port()
     token = "t0ken-" + os.urandom(16).hex()
     env = {"HOSTKIT_PORT": str(port), "HOSTKIT_TOKEN": token, "HOSTKIT_PATH_BASE": "/app"}
-    (tmp_path / "hostkit.toml").write_text('hosting_model = "OutOfProcess"\n')
-    child = Program(python(str(PROGRAMS / "probe.py"), f"--async_backend={anyio_backend}"),
-                    cwd=tmp_path, env=env)
-    assert child.wait_started() == [f"http://127.0.0.1:{port}"]
-    yield child, f"http://127.0.0.1:{port}", token
-    child.stop()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    write_settings(tmp_path, {"hosting_model": "OutOfProcess"})
+    with Program(python(str(PROGRAMS / "probe.py"), f"--async_backend={anyio_backend}"),
+                 cwd=tmp_path, env=env) as child:
+        assert child.wait_started() == [f"http://127.0.0.1:{port}"]
+        yield child, f"http://127.0.0.1:{port}", token
 
 
 # -- 3. the integration middleware ----------------------------------------------------------
@@ -290,7 +252,7 @@ async def test_100_mb_both_ways_with_bounded_memory(
     size = 100 * 1024 * 1024
     async with httpx.AsyncClient(timeout=60) as client:
         await client.get(url + "/features")  # the child is up
-        (child,) = [pid for pid in child_pids(front) if alive(pid)][:1]
+        (child,) = [pid for pid in child_pids(front) if process_alive(pid)][:1]
 
         async def upload():  # type: ignore[no-untyped-def]
             chunk = b"u" * 65536
@@ -312,10 +274,9 @@ async def test_100_mb_both_ways_with_bounded_memory(
 async def test_client_disconnect_reaches_the_child(
         shared_front: tuple[Program, str, Path]) -> None:
     front, url, root = shared_front
-    host, port = url.removeprefix("http://").split(":")
     before = child_log(root).count("probe: request aborted=True")
     with anyio.fail_after(TIMEOUT):
-        stream = await anyio.connect_tcp(host, int(port))
+        stream = await connect(url)
         await stream.send(b"GET /wait-abort HTTP/1.1\r\nHost: test\r\n\r\n")
         await wait_until(lambda: child_log(root).count("probe: waiting for abort") > before)
         await stream.aclose()
@@ -324,7 +285,7 @@ async def test_client_disconnect_reaches_the_child(
 
 async def test_pool_idle_timeout_is_shorter_than_the_childs(tmp_path: Path) -> None:
     from hostkit.configuration import load_configuration
-    from hostkit_outofprocess.module import ModuleServer
+    from hostkit_outofprocess.front.server import ModuleServer
 
     write_config(tmp_path)
     server = ModuleServer(load_configuration([], {}, content_root=tmp_path))
@@ -336,8 +297,8 @@ async def test_pool_idle_timeout_is_shorter_than_the_childs(tmp_path: Path) -> N
 
 async def test_requests_wait_for_the_starting_child(anyio_backend: str, tmp_path: Path) -> None:
     write_config(tmp_path)
-    front, url = start_front(tmp_path, anyio_backend)
-    try:
+    with start_front(tmp_path, anyio_backend) as front:
+        (url,) = front.urls
         async with httpx.AsyncClient(timeout=TIMEOUT) as client:
             responses: list[httpx.Response] = []
 
@@ -350,8 +311,6 @@ async def test_requests_wait_for_the_starting_child(anyio_backend: str, tmp_path
         assert [r.status_code for r in responses] == [200] * 6
         assert len({r.json()["process_id"] for r in responses}) == 1
         assert len(child_pids(front)) == 1
-    finally:
-        front.stop()
 
 
 @pytest.mark.parametrize("environment, shows_output", [("Development", True),
@@ -359,9 +318,9 @@ async def test_requests_wait_for_the_starting_child(anyio_backend: str, tmp_path
 async def test_child_that_never_listens_gets_502_5_and_is_killed(
         anyio_backend: str, tmp_path: Path, environment: str, shows_output: bool) -> None:
     write_config(tmp_path, program=PROGRAMS / "never_listens.py", startup_time_limit=1.5)
-    front, url = start_front(tmp_path, anyio_backend, f"--environment={environment}",
-                             program=PROGRAMS / "probe.py")
-    try:
+    with start_front(tmp_path, anyio_backend, f"--environment={environment}",
+                     program=PROGRAMS / "probe.py") as front:
+        (url,) = front.urls
         started = time.monotonic()
         async with httpx.AsyncClient(timeout=TIMEOUT) as client:
             response = await client.get(url + "/")
@@ -371,29 +330,25 @@ async def test_child_that_never_listens_gets_502_5_and_is_killed(
         assert ("loading forever (on purpose)" in response.text) is shows_output
         assert 1.5 <= elapsed < 1.5 + 1.0
         (pid,) = child_pids(front)
-        await wait_until(lambda: not alive(pid), 5)
-    finally:
-        front.stop()
+        await wait_until(lambda: not process_alive(pid), 5)
 
 
 async def test_startup_failure_bare_status_when_pages_disabled(anyio_backend: str,
                                                                tmp_path: Path) -> None:
-    write_config(tmp_path, "disable_startup_error_page = true\n",
+    write_config(tmp_path, disable_startup_error_page=True,
                  program=PROGRAMS / "crash_on_start.py")
-    front, url = start_front(tmp_path, anyio_backend)
-    try:
+    with start_front(tmp_path, anyio_backend) as front:
+        (url,) = front.urls
         async with httpx.AsyncClient(timeout=TIMEOUT) as client:
             response = await client.get(url + "/")
         assert response.status_code == 502 and response.content == b""
-    finally:
-        front.stop()
 
 
 async def test_rapid_fail_budget_answers_503_without_spawning(anyio_backend: str,
                                                               tmp_path: Path) -> None:
-    write_config(tmp_path, "rapid_fails_per_minute = 2\n", program=PROGRAMS / "crash_on_start.py")
-    front, url = start_front(tmp_path, anyio_backend)
-    try:
+    write_config(tmp_path, rapid_fails_per_minute=2, program=PROGRAMS / "crash_on_start.py")
+    with start_front(tmp_path, anyio_backend) as front:
+        (url,) = front.urls
         async with httpx.AsyncClient(timeout=TIMEOUT) as client:
             statuses = [(await client.get(url + "/")).status_code for _ in range(3)]
             assert statuses == [502, 502, 502]  # three failures: more than two a minute
@@ -405,28 +360,27 @@ async def test_rapid_fail_budget_answers_503_without_spawning(anyio_backend: str
         assert 0 < int(refused.headers["retry-after"]) <= 60
         assert elapsed < 0.5
         assert len(child_pids(front)) == spawned  # no spawn
-    finally:
-        front.stop()
 
 
 async def test_rapid_fail_budget_recovers_after_the_window(anyio_backend: str,
                                                            tmp_path: Path) -> None:
-    from hostkit_outofprocess.process import (ChildSettings, ProcessManager, RapidFailLimit,
-                                              StartupFailure)
+    from hostkit_outofprocess.children import ChildManager
+    from hostkit_outofprocess.children import ChildSettings, RapidFailLimit
+    from hostkit_outofprocess.children import ChildStartupFailure
 
     settings = ChildSettings([sys.executable, str(PROGRAMS / "crash_on_start.py")], tmp_path,
                              dict(os.environ), "/", 5, 2, 1, None)
-    manager = ProcessManager(settings, 1, rapid_fail_window=1.0)
+    manager = ChildManager(settings, 1, rapid_fail_window=1.0)
     with anyio.fail_after(TIMEOUT):
         async with anyio.create_task_group() as task_group:
             await task_group.start(manager.run)
             for _ in range(2):
-                with pytest.raises(StartupFailure):
+                with pytest.raises(ChildStartupFailure):
                     await manager.acquire()
             with pytest.raises(RapidFailLimit):
                 await manager.acquire()
             await anyio.sleep(1.1)  # the (shortened) window passes: starting is allowed again
-            with pytest.raises(StartupFailure):
+            with pytest.raises(ChildStartupFailure):
                 await manager.acquire()
             task_group.cancel_scope.cancel()
 
@@ -437,7 +391,7 @@ async def test_crashed_child_is_replaced_by_the_next_request(
     async with httpx.AsyncClient(timeout=TIMEOUT) as client:
         first = (await client.get(url + "/features")).json()["process_id"]
         os.kill(first, signal.SIGKILL)
-        await wait_until(lambda: not alive(first))
+        await wait_until(lambda: not process_alive(first))
         # The pooled connection to the dead child is stale: the GET is sent again, to a new one.
         response = await client.get(url + "/features")
     assert response.status_code == 200
@@ -447,36 +401,32 @@ async def test_crashed_child_is_replaced_by_the_next_request(
 
 
 async def test_request_timeout_is_504(anyio_backend: str, tmp_path: Path) -> None:
-    write_config(tmp_path, "request_timeout = 0.5\n")
-    front, url = start_front(tmp_path, anyio_backend)
-    try:
+    write_config(tmp_path, request_timeout=0.5)
+    with start_front(tmp_path, anyio_backend) as front:
+        (url,) = front.urls
         async with httpx.AsyncClient(timeout=TIMEOUT) as client:
             assert (await client.get(url + "/features")).status_code == 200
             response = await client.get(url + "/slow?5")
         assert response.status_code == 504
-    finally:
-        front.stop()
 
 
 async def test_child_dying_before_answering_is_502(anyio_backend: str, tmp_path: Path) -> None:
     write_config(tmp_path)
-    front, url = start_front(tmp_path, anyio_backend)
-    try:
+    with start_front(tmp_path, anyio_backend) as front:
+        (url,) = front.urls
         async with httpx.AsyncClient(timeout=TIMEOUT) as client:
             pid = (await client.get(url + "/features")).json()["process_id"]
             response = await answer_to_slow_request(
                 lambda: client.post(url + "/slow?5", content=b"x"), tmp_path,
                 then=lambda: os.kill(pid, signal.SIGKILL))
         assert response.status_code == 502
-    finally:
-        front.stop()
 
 
 async def test_child_dying_mid_response_aborts_the_client(anyio_backend: str,
                                                           tmp_path: Path) -> None:
     write_config(tmp_path)
-    front, url = start_front(tmp_path, anyio_backend)
-    try:
+    with start_front(tmp_path, anyio_backend) as front:
+        (url,) = front.urls
         async with httpx.AsyncClient(timeout=TIMEOUT) as client:
             pid = (await client.get(url + "/features")).json()["process_id"]
             with pytest.raises(httpx.RemoteProtocolError):
@@ -485,8 +435,6 @@ async def test_child_dying_mid_response_aborts_the_client(anyio_backend: str,
                     async for chunk in response.aiter_bytes():
                         assert chunk.startswith(b"first part")
                         os.kill(pid, signal.SIGKILL)
-    finally:
-        front.stop()
 
 
 async def test_front_on_a_unix_socket_removes_it_on_stop(anyio_backend: str,
@@ -503,8 +451,8 @@ async def test_front_on_a_unix_socket_removes_it_on_stop(anyio_backend: str,
 
 async def test_sigterm_drains_then_stops_the_child(anyio_backend: str, tmp_path: Path) -> None:
     write_config(tmp_path)
-    front, url = start_front(tmp_path, anyio_backend)
-    try:
+    with start_front(tmp_path, anyio_backend) as front:
+        (url,) = front.urls
         async with httpx.AsyncClient(timeout=TIMEOUT) as client:
             pid = (await client.get(url + "/features")).json()["process_id"]
             response = await answer_to_slow_request(
@@ -512,19 +460,14 @@ async def test_sigterm_drains_then_stops_the_child(anyio_backend: str, tmp_path:
                 then=lambda: front.signal(signal.SIGTERM))
         assert response.status_code == 200 and response.text == "slow done"
         assert await anyio.to_thread.run_sync(front.wait_exit) == 0
-        assert not alive(pid)
+        assert not process_alive(pid)
         assert f"child pid {pid} stopped" in front.output
-    finally:
-        front.stop()
 
 
 async def test_front_killed_with_sigkill_takes_its_children(anyio_backend: str,
                                                             tmp_path: Path) -> None:
-    write_config(tmp_path, "processes_per_application = 2\neager_start = true\n")
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: orphans come to this process
-    try:
-        front, _ = start_front(tmp_path, anyio_backend)
+    write_config(tmp_path, processes_per_application=2, eager_start=True)
+    with Subreaper(), start_front(tmp_path, anyio_backend) as front:  # orphans come to us
         await wait_until(lambda: len(child_pids(front)) == 2)
         pids = child_pids(front)
         front.process.kill()
@@ -532,9 +475,7 @@ async def test_front_killed_with_sigkill_takes_its_children(anyio_backend: str,
         killed_at = time.monotonic()
         await wait_until(lambda: all(_reaped(pid) for pid in pids), 2)
         assert time.monotonic() - killed_at <= 2
-        assert not any(alive(pid) for pid in pids)
-    finally:
-        libc.prctl(36, 0, 0, 0, 0)
+        assert not any(process_alive(pid) for pid in pids)
 
 
 def _reaped(pid: int) -> bool:
@@ -551,18 +492,15 @@ def _reaped(pid: int) -> bool:
 
 async def test_environment_variables_reach_the_child_and_win(anyio_backend: str,
                                                              tmp_path: Path) -> None:
-    write_config(tmp_path, '[module.environment_variables]\nGREETING = "from config"\n')
-    front = Program(python(str(PROGRAMS / "probe.py"), "--urls=http://127.0.0.1:0",
-                           f"--async_backend={anyio_backend}"), cwd=tmp_path,
-                    env={"GREETING": "inherited"})
-    try:
+    write_config(tmp_path, environment_variables={"GREETING": "from config"})
+    with Program(python(str(PROGRAMS / "probe.py"), "--urls=http://127.0.0.1:0",
+                        f"--async_backend={anyio_backend}"), cwd=tmp_path,
+                 env={"GREETING": "inherited"}) as front:
         (url,) = front.wait_started()
         async with httpx.AsyncClient(timeout=TIMEOUT) as client:
             environ = (await client.get(url + "/env")).json()
         assert environ["greeting"] == "from config"
         assert Path(environ["cwd"]) == tmp_path  # the content root is the working directory
-    finally:
-        front.stop()
 
 
 async def test_stdout_log_file_is_named_after_time_and_pid(
@@ -577,13 +515,13 @@ async def test_stdout_log_file_is_named_after_time_and_pid(
 
 async def test_app_offline_file(anyio_backend: str, tmp_path: Path) -> None:
     write_config(tmp_path)
-    front, url = start_front(tmp_path, anyio_backend)
     offline = tmp_path / "app_offline.htm"
-    try:
+    with start_front(tmp_path, anyio_backend) as front:
+        (url,) = front.urls
         async with httpx.AsyncClient(timeout=TIMEOUT) as client:
             pid = (await client.get(url + "/features")).json()["process_id"]
             offline.write_text("<h1>Back soon</h1>")
-            await wait_until(lambda: not alive(pid))  # the child is stopped
+            await wait_until(lambda: not process_alive(pid))  # the child is stopped
             response = await client.get(url + "/features")
             assert response.status_code == 503
             assert response.text == "<h1>Back soon</h1>"
@@ -597,66 +535,56 @@ async def test_app_offline_file(anyio_backend: str, tmp_path: Path) -> None:
             await anyio.to_thread.run_sync(front.wait_for_line, "the app is online again")
             again = (await client.get(url + "/features")).json()["process_id"]
         assert again != pid
-    finally:
-        front.stop()
 
 
 async def test_app_offline_wins_over_a_failing_start(anyio_backend: str,
                                                      tmp_path: Path) -> None:
     write_config(tmp_path, program=PROGRAMS / "crash_on_start.py")
     (tmp_path / "app_offline.htm").write_text("maintenance")
-    front, url = start_front(tmp_path, anyio_backend)
-    try:
+    with start_front(tmp_path, anyio_backend) as front:
+        (url,) = front.urls
         async with httpx.AsyncClient(timeout=TIMEOUT) as client:
             response = await client.get(url + "/")
         assert (response.status_code, response.text) == (503, "maintenance")
         assert child_pids(front) == []
-    finally:
-        front.stop()
 
 
 async def test_path_base_reaches_the_app(anyio_backend: str, tmp_path: Path) -> None:
-    write_config(tmp_path, 'path_base = "/shop"\n')
-    front, url = start_front(tmp_path, anyio_backend)
-    try:
+    write_config(tmp_path, path_base="/shop")
+    with start_front(tmp_path, anyio_backend) as front:
+        (url,) = front.urls
         async with httpx.AsyncClient(timeout=TIMEOUT) as client:
             features = (await client.get(url + "/shop/features")).json()
         assert (features["path_base"], features["path"]) == ("/shop", "/features")
-    finally:
-        front.stop()
 
 
 async def test_processes_per_application(anyio_backend: str, tmp_path: Path) -> None:
-    write_config(tmp_path, "processes_per_application = 2\n")
-    front, url = start_front(tmp_path, anyio_backend)
-    try:
+    write_config(tmp_path, processes_per_application=2)
+    with start_front(tmp_path, anyio_backend) as front:
+        (url,) = front.urls
         async with httpx.AsyncClient(timeout=TIMEOUT) as client:
             pids = [(await client.get(url + "/features")).json()["process_id"]
                     for _ in range(4)]
             assert len(set(pids)) == 2 and pids[0] == pids[2] and pids[1] == pids[3]
             os.kill(pids[0], signal.SIGKILL)
-            await wait_until(lambda: not alive(pids[0]))
+            await wait_until(lambda: not process_alive(pids[0]))
             after = {(await client.get(url + "/features")).json()["process_id"]
                      for _ in range(4)}
         assert pids[1] in after and pids[0] not in after and len(after) == 2
-    finally:
-        front.stop()
 
 
 async def test_config_change_drains_the_child(anyio_backend: str, tmp_path: Path) -> None:
     write_config(tmp_path)
-    front, url = start_front(tmp_path, anyio_backend)
-    try:
+    with start_front(tmp_path, anyio_backend) as front:
+        (url,) = front.urls
         async with httpx.AsyncClient(timeout=TIMEOUT) as client:
             pid = (await client.get(url + "/features")).json()["process_id"]
             config = tmp_path / "hostkit.toml"
             config.write_text(config.read_text() + "\n# changed\n")
-            await wait_until(lambda: not alive(pid))
+            await wait_until(lambda: not process_alive(pid))
             again = (await client.get(url + "/features")).json()["process_id"]
         assert again != pid
         assert "configuration changed" in front.output
-    finally:
-        front.stop()
 
 
 # -- 8. WebSockets and upgrades -------------------------------------------------------------
@@ -664,8 +592,9 @@ async def test_config_change_drains_the_child(anyio_backend: str, tmp_path: Path
 
 async def test_websocket_echo_through_the_front(anyio_backend: str, tmp_path: Path) -> None:
     write_config(tmp_path, program=SAMPLES / "starlette_app" / "app.py")
-    front, url = start_front(tmp_path, anyio_backend, program=SAMPLES / "starlette_app" / "app.py")
-    try:
+    with start_front(tmp_path, anyio_backend,
+                     program=SAMPLES / "starlette_app" / "app.py") as front:
+        (url,) = front.urls
         host, port = url.removeprefix("http://").split(":")
         with anyio.fail_after(TIMEOUT):
             async with await WebSocket.connect(host, int(port), "/ws") as ws:
@@ -674,8 +603,6 @@ async def test_websocket_echo_through_the_front(anyio_backend: str, tmp_path: Pa
                     assert await ws.receive() == f"echo: {text}"
         async with httpx.AsyncClient(timeout=TIMEOUT) as client:
             assert "OutOfProcess" in (await client.get(url + "/")).text
-    finally:
-        front.stop()
 
 
 async def test_h2c_upgrade_is_never_forwarded(shared_front: tuple[Program, str, Path]) -> None:
@@ -691,8 +618,9 @@ async def test_h2c_upgrade_is_never_forwarded(shared_front: tuple[Program, str, 
 
 async def test_open_websocket_is_closed_at_stop(anyio_backend: str, tmp_path: Path) -> None:
     write_config(tmp_path, program=SAMPLES / "starlette_app" / "app.py")
-    front, url = start_front(tmp_path, anyio_backend, program=SAMPLES / "starlette_app" / "app.py")
-    try:
+    with start_front(tmp_path, anyio_backend,
+                     program=SAMPLES / "starlette_app" / "app.py") as front:
+        (url,) = front.urls
         host, port = url.removeprefix("http://").split(":")
         with anyio.fail_after(TIMEOUT):
             ws = await WebSocket.connect(host, int(port), "/ws")
@@ -708,38 +636,31 @@ async def test_open_websocket_is_closed_at_stop(anyio_backend: str, tmp_path: Pa
             assert time.monotonic() - stopped_at <= 3 + 5  # shutdown_time_limit + drain
             await ws.stream.aclose()
         assert await anyio.to_thread.run_sync(front.wait_exit) == 0
-    finally:
-        front.stop()
 
 
 async def test_client_keep_alive_connection_carries_many_requests(
         shared_front: tuple[Program, str, Path]) -> None:
     _, url, _ = shared_front
-    host, port = url.removeprefix("http://").split(":")
     request = b"GET /features HTTP/1.1\r\nHost: test\r\n\r\n"
     with anyio.fail_after(TIMEOUT):
-        stream = await anyio.connect_tcp(host, int(port))
-        for _ in range(3):
-            await stream.send(request)
-            answer = b""
-            while not answer.endswith(b"0\r\n\r\n"):
-                answer += await stream.receive()
-            assert answer.startswith(b"HTTP/1.1 200")
-        await stream.aclose()
+        async with await connect(url) as stream:
+            for _ in range(3):
+                await stream.send(request)
+                answer = await receive_until(stream, b"0\r\n\r\n")
+                assert answer.endswith(b"0\r\n\r\n"), answer
+                assert answer.startswith(b"HTTP/1.1 200")
 
 
 async def test_chatty_child_never_blocks_when_logging_is_off(anyio_backend: str,
                                                              tmp_path: Path) -> None:
-    write_config(tmp_path, "request_timeout = 10\n", log=False)
-    front, url = start_front(tmp_path, anyio_backend)
-    try:
+    write_config(tmp_path, request_timeout=10, stdout_log_enabled=False)
+    with start_front(tmp_path, anyio_backend) as front:
+        (url,) = front.urls
         async with httpx.AsyncClient(timeout=TIMEOUT) as client:
             for _ in range(3):  # 24 MB in all: far past any pipe buffer
                 response = await client.get(url + "/spam?8388608")
                 assert (response.status_code, response.text) == (200, "spammed")
         assert not (tmp_path / "logs").exists()
-    finally:
-        front.stop()
 
 
 async def test_head_request_gets_the_head_only_and_the_connection_goes_on(
@@ -757,18 +678,16 @@ async def test_a_streamed_response_is_chunked_for_http_11_and_close_delimited_fo
         shared_front: tuple[Program, str, Path]) -> None:
     """The child streams /echo without a length; the front frames it for each client."""
     _, url, _ = shared_front
-    host, port = url.removeprefix("http://").split(":")
     answers = {}
     with anyio.fail_after(TIMEOUT):
         for version in (b"1.1", b"1.0"):
-            stream = await anyio.connect_tcp(host, int(port))
-            await stream.send(b"POST /echo HTTP/%s\r\nHost: a\r\nContent-Length: 5\r\n"
-                              b"Connection: close\r\n\r\nhello" % version)
-            answer = b""
-            with contextlib.suppress(anyio.EndOfStream):
-                while True:
-                    answer += await stream.receive()
-            await stream.aclose()
+            async with await connect(url) as stream:
+                await stream.send(b"POST /echo HTTP/%s\r\nHost: a\r\nContent-Length: 5\r\n"
+                                  b"Connection: close\r\n\r\nhello" % version)
+                answer = b""
+                with contextlib.suppress(anyio.EndOfStream):
+                    while True:
+                        answer += await stream.receive()
             answers[version] = answer
     head, _, body = answers[b"1.1"].partition(b"\r\n\r\n")
     assert b"\r\ntransfer-encoding: chunked\r\n" in head.lower()
@@ -781,14 +700,12 @@ async def test_a_streamed_response_is_chunked_for_http_11_and_close_delimited_fo
 async def test_the_front_reuses_its_connections_to_the_child(anyio_backend: str,
                                                              tmp_path: Path) -> None:
     write_config(tmp_path)
-    front, url = start_front(tmp_path, anyio_backend)
-    try:
+    with start_front(tmp_path, anyio_backend) as front:
+        (url,) = front.urls
         async with httpx.AsyncClient(timeout=TIMEOUT) as client:
             features = [(await client.get(url + "/features")).json() for _ in range(5)]
         pid = features[-1]["process_id"]
         assert _child_sockets(pid) <= 3
-    finally:
-        front.stop()
 
 
 def _child_sockets(pid: int) -> int:

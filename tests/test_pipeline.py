@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -13,72 +12,12 @@ import hostkit
 from hostkit import HttpContext, Pipeline, Stage
 from hostkit.asgi import ASGIApp, Message
 from hostkit.claims import claims_transformation_middleware
-from hostkit.context import Features
 from hostkit.lifespan import Lifespan
 from hostkit.pipeline import as_terminal_app
 from hostkit.plugin_manager import Plugins
-from hostkit.request_stage import RequestStage
+from tests.support.asgi import FEATURES, Exchange, call, http_scope, stage
 
 pytestmark = pytest.mark.anyio
-
-FEATURES = Features("InProcess", os.getpid(), "python", "test")
-
-
-def http_scope(path: str = "/", method: str = "GET",
-               headers: list[tuple[bytes, bytes]] | None = None) -> dict[str, Any]:
-    return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
-            "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "",
-            "query_string": b"q=1", "headers": headers or [(b"host", b"example.test")],
-            "client": ("10.0.0.7", 5555), "server": ("127.0.0.1", 8000)}
-
-
-class Exchange:
-    """Feeds body chunks to an app and records what it sends."""
-
-    def __init__(self, chunks: list[bytes] | None = None, disconnect_after: bool = False):
-        self.inbox: list[Message] = [
-            {"type": "http.request", "body": c, "more_body": i < len(chunks or []) - 1}
-            for i, c in enumerate(chunks or [b""])]
-        self.disconnect = anyio.Event()
-        if disconnect_after:
-            self.disconnect.set()
-        self.sent: list[Message] = []
-
-    async def receive(self) -> Message:
-        if self.inbox:
-            return self.inbox.pop(0)
-        await self.disconnect.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(self, message: Message) -> None:
-        self.sent.append(message)
-
-    @property
-    def status(self) -> int:
-        return next(m["status"] for m in self.sent if m["type"] == "http.response.start")
-
-    @property
-    def headers(self) -> dict[bytes, bytes]:
-        start = next(m for m in self.sent if m["type"] == "http.response.start")
-        return dict(start["headers"])
-
-    @property
-    def body(self) -> bytes:
-        return b"".join(m.get("body", b"") for m in self.sent if m["type"] == "http.response.body")
-
-
-async def call(app: ASGIApp, scope: dict[str, Any] | None = None,
-               exchange: Exchange | None = None) -> Exchange:
-    exchange = exchange or Exchange()
-    with anyio.fail_after(5):
-        await app(scope or http_scope(), exchange.receive, exchange.send)
-    return exchange
-
-
-def stage(app: Any, **overrides: Any) -> RequestStage:
-    options = {"max_request_body_size": 100, "allow_synchronous_io": False,
-               "show_details": False, "bare_error_pages": False, **overrides}
-    return RequestStage(as_terminal_app(app), FEATURES, **options)
 
 
 # -- use_app / use / use_asgi_middleware -----------------------------------------------------
@@ -235,13 +174,12 @@ async def test_asgi_scope_gets_features_user_and_lifespan_state() -> None:
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
-    server_stage = stage(app)
-    server_stage.lifespan_state = {"db": "connected"}
-    await call(server_stage)
+    request_stage = stage(app, lifespan_state={"db": "connected"})
+    await call(request_stage)
     assert seen["hostkit"] is FEATURES
     assert isinstance(seen["user"], hostkit.ClaimsPrincipal)
     assert seen["state"] == {"db": "connected"}
-    assert seen["state"] is not server_stage.lifespan_state  # a copy per request
+    assert seen["state"] is not request_stage.lifespan_state  # a copy per request
 
 
 async def test_declared_length_over_limit_fails_the_first_read_before_anything_is_read() -> None:
@@ -322,10 +260,8 @@ async def test_request_aborted_is_seen_while_the_app_does_not_read() -> None:
             await context.request_aborted.wait()
         observed.append(context.request_aborted.is_set())
 
-    server_stage = stage(app)
     async with anyio.create_task_group() as task_group:
-        server_stage.task_group = task_group
-        await call(server_stage, exchange=exchange)
+        await call(stage(app, task_group=task_group), exchange=exchange)
     assert observed == [True]
 
 
@@ -352,18 +288,18 @@ async def test_synchronous_io_is_refused_unless_allowed() -> None:
 
 
 async def test_start_failure_page_with_details_only_when_asked() -> None:
-    from hostkit.lifespan import StartupFailure
+    from hostkit.lifespan import AppStartFailure
 
-    server_stage = stage(handler, show_details=True)
-    server_stage.start_failure = StartupFailure("boom", "Traceback: <boom>")
-    detailed = await call(server_stage)
+    request_stage = stage(handler, show_details=True,
+                         start_failure=AppStartFailure("boom", "Traceback: <boom>"))
+    detailed = await call(request_stage)
     assert detailed.status == 500
     assert b"500.30 In-Process Start Failure" in detailed.body
     assert b"Traceback: &lt;boom&gt;" in detailed.body  # escaped
-    server_stage.show_details = False
-    assert b"Traceback" not in (await call(server_stage)).body
-    server_stage.bare_error_pages = True
-    assert (await call(server_stage)).body == b""
+    request_stage.show_details = False
+    assert b"Traceback" not in (await call(request_stage)).body
+    request_stage.bare_error_pages = True
+    assert (await call(request_stage)).body == b""
 
 
 async def test_websocket_scope_reaches_asgi_app_unchanged() -> None:

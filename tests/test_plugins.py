@@ -13,6 +13,7 @@ import pytest
 import hostkit
 from hostkit import ConfigurationError, HostBuilder, ServerSelectionError
 from hostkit.configuration import load_configuration
+from hostkit.environment import flag_is_set
 from hostkit.plugin_manager import Plugins
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,8 +43,8 @@ def third_party(tmp_path: Path) -> Iterator[Path]:
                 task_status.started(["echo://"])
 
         @hostkit.hookimpl
-        def hostkit_create_server(hosting_model, server_name, configuration, behind_module):
-            if server_name == "echo":
+        def hostkit_create_server(request):
+            if request.server_name == "echo":
                 return EchoServer()
     """))
     dist = site / "thirdparty_plugin-2.5.0.dist-info"
@@ -82,6 +83,21 @@ def test_disable_autoload_keeps_builtins_and_skips_third_party(tmp_path: Path,
     names = built.plugins.names()
     assert "hostkit_inprocess" in names
     assert "thirdparty" not in names
+
+
+def test_disable_autoload_set_to_0_is_not_set_anywhere(
+        tmp_path: Path, third_party: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert not flag_is_set({"HOSTKIT_DISABLE_PLUGIN_AUTOLOAD": "0"},
+                           "HOSTKIT_DISABLE_PLUGIN_AUTOLOAD")
+    monkeypatch.setenv("HOSTKIT_DISABLE_PLUGIN_AUTOLOAD", "0")
+    built = builder(tmp_path, "--server=nosuch", environ={"HOSTKIT_DISABLE_PLUGIN_AUTOLOAD": "0"})
+    assert "thirdparty" in built.plugins.names()
+    with pytest.raises(ServerSelectionError) as raised:
+        built.build()
+    assert "HOSTKIT_DISABLE_PLUGIN_AUTOLOAD" not in str(raised.value)
+    monkeypatch.setenv("HOSTKIT_DISABLE_PLUGIN_AUTOLOAD", "1")
+    with pytest.raises(ServerSelectionError, match="HOSTKIT_DISABLE_PLUGIN_AUTOLOAD is set"):
+        builder(tmp_path, "--server=nosuch").build()
 
 
 def test_plugins_key_loads_modules_even_without_autoload(tmp_path: Path,

@@ -11,17 +11,9 @@ import pytest
 
 from hostkit import HttpContext
 from hostkit.asgi import Message
-from test_pipeline import Exchange, call, http_scope, stage
+from tests.support.asgi import Exchange, ServerCycle, call, http_scope, stage
 
 pytestmark = pytest.mark.anyio
-
-
-class ServerCycle(Exchange):
-    """What a real server keeps per request (uvicorn's RequestResponseCycle): the scope."""
-
-    def __init__(self, scope: dict[str, Any], chunks: list[bytes] | None = None):
-        super().__init__(chunks)
-        self.scope = scope
 
 
 async def reads_the_body(context: HttpContext) -> None:
@@ -81,3 +73,17 @@ async def test_after_the_request_the_app_cannot_reach_the_server() -> None:
         with pytest.raises(RuntimeError, match="after the request was over"):
             await send(message)
     assert exchange.status == 204
+
+
+async def test_the_disconnect_watcher_ends_with_the_request() -> None:
+    exchange = Exchange()  # the client never goes away
+
+    async def app(context: HttpContext) -> None:
+        assert not context.request_aborted.is_set()  # starts the watcher
+        await anyio.sleep(0)  # it runs, and waits on the server's receive
+        await context.response.write("done")
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as task_group:
+            await call(stage(app, task_group=task_group), exchange=exchange)
+    assert exchange.body == b"done"

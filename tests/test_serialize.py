@@ -1,4 +1,4 @@
-"""How the module frames the responses it writes to clients (``hostkit_outofprocess.serialize``).
+"""How the module frames the responses it writes to clients (``hostkit_outofprocess.front.wire``).
 
 Each case is read back with h11 as the client would read it, so a framing that a client could
 read differently from what the module meant fails here.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import h11
 import pytest
 
-from hostkit_outofprocess.serialize import (
+from hostkit_outofprocess.front.wire import (
     BODY_AS_IS,
     BODY_CHUNKED,
     BODY_NONE,

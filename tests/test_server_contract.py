@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 
 import hostkit
+import hostkit_inprocess
 from hostkit import HostBuilder, HostingModel, ServerInfo, ServerSelectionError
 from hostkit.configuration import load_configuration
+from hostkit.plugin import HostRole, ServerRequest
 from hostkit.plugin_manager import Plugins
 from hostkit.server_contract import declared_servers
 
@@ -31,12 +33,19 @@ class LimitedPlugin:
         return [LIMITED]
 
     @hostkit.hookimpl
-    def hostkit_create_server(self, hosting_model: HostingModel, server_name: str,
-                              behind_module: bool) -> LimitedServer | None:
-        if server_name != "limited" or (
-                hosting_model is HostingModel.OUT_OF_PROCESS and not behind_module):
+    def hostkit_create_server(self, request: ServerRequest) -> LimitedServer | None:
+        if request.server_name != "limited" or request.role is HostRole.FRONT:
             return None  # the public side of OutOfProcess is the module's
         return LimitedServer()
+
+
+class BothModelsPlugin(LimitedPlugin):
+    """The same server, declared for both models (still asyncio and http:// only)."""
+
+    @hostkit.hookimpl
+    def hostkit_declare_servers(self) -> list[ServerInfo]:
+        return [ServerInfo(name="limited", hosting_models=["InProcess", "OutOfProcess"],
+                           async_backends=["asyncio"], url_schemes=["http"])]
 
 
 def builder(tmp_path: Path, *args: str, plugin: object | None = None) -> HostBuilder:
@@ -111,6 +120,30 @@ def test_out_of_process_front_checks_the_backend_its_child_gets(tmp_path: Path) 
     assert front("--module:arguments=--async_backend=asyncio").build().server.name == "module"
 
 
+@pytest.mark.parametrize("child_setting", [
+    '--module:arguments=["app.py", "--server", "hypercorn"]',
+    '--module:arguments=["app.py", "--server=hypercorn"]',
+    '--module:environment_variables={HOSTKIT_SERVER__NAME = "hypercorn"}',
+    '--module:environment_variables={HOSTKIT_SERVER = "hypercorn"}',
+])
+def test_the_front_reads_its_childs_settings_as_the_child_will(
+        tmp_path: Path, child_setting: str) -> None:
+    """Every spelling the configuration loader accepts counts: the child runs hypercorn on
+    trio, which it supports, although the front names a server that does not."""
+    front = builder(tmp_path, "--hosting_model=OutOfProcess", "--async_backend=trio",
+                    child_setting, plugin=BothModelsPlugin())
+    assert front.build().server.name == "module"
+
+
+def test_the_front_refuses_a_server_its_child_is_given_but_cannot_run(tmp_path: Path) -> None:
+    front = builder(tmp_path, "--hosting_model=OutOfProcess", "--async_backend=trio",
+                    "--server=hypercorn", '--module:arguments=["app.py", "--server", "limited"]',
+                    plugin=BothModelsPlugin())
+    with pytest.raises(ServerSelectionError, match=r"server 'limited' does not support "
+                       r"async_backend 'trio' in the out-of-process child"):
+        front.build()
+
+
 def test_no_server_lists_the_declared_ones(tmp_path: Path) -> None:
     with pytest.raises(ServerSelectionError, match=r"declared servers: .*hypercorn"):
         builder(tmp_path, "--server=nginx").build()
@@ -122,10 +155,40 @@ def test_first_declaration_of_a_name_wins() -> None:
     assert declared_servers(plugins)["hypercorn"].async_backends == ("asyncio", "trio")
 
 
-def test_serves_is_the_name_in_a_process_that_runs_the_pipeline() -> None:
-    both = ServerInfo(name="x", hosting_models=["InProcess", "OutOfProcess"],
-                      async_backends=["asyncio"], url_schemes=["http"])
-    assert both.serves(HostingModel.IN_PROCESS, "x", behind_module=False)
-    assert both.serves(HostingModel.OUT_OF_PROCESS, "x", behind_module=True)
-    assert not both.serves(HostingModel.OUT_OF_PROCESS, "x", behind_module=False)  # the module
-    assert not both.serves(HostingModel.IN_PROCESS, "y", behind_module=False)
+def test_only_a_front_runs_no_pipeline_and_only_a_child_owns_no_public_listener() -> None:
+    assert HostRole.SERVE.runs_pipeline and HostRole.CHILD.runs_pipeline
+    assert not HostRole.FRONT.runs_pipeline
+    assert HostRole.SERVE.owns_public_listener and HostRole.FRONT.owns_public_listener
+    assert not HostRole.CHILD.owns_public_listener
+
+
+@pytest.mark.parametrize(("arguments", "environ", "role"), [
+    ([], {}, HostRole.SERVE),
+    (["--hosting_model=OutOfProcess"], {}, HostRole.FRONT),
+    (["--hosting_model=OutOfProcess"],
+     {"HOSTKIT_PORT": "5001", "HOSTKIT_TOKEN": "t", "HOSTKIT_PATH_BASE": "/"}, HostRole.CHILD),
+])
+def test_the_role_follows_the_model_and_the_child_contract(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, arguments: list[str],
+        environ: dict[str, str], role: HostRole) -> None:
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    host = HostBuilder(load_configuration(arguments, {}, content_root=tmp_path),
+                       _builtin_plugins()).build()
+    assert host.role is role
+
+
+def test_no_role_for_out_of_process_without_its_plugin_is_an_error(tmp_path: Path) -> None:
+    plugins = Plugins({})
+    plugins.register(hostkit_inprocess, "hostkit_inprocess")
+    configuration = load_configuration(["--hosting_model=OutOfProcess"], {},
+                                       content_root=tmp_path)
+    with pytest.raises(ServerSelectionError, match=r"no plugin hosts hosting model "
+                       r"'OutOfProcess'.*loaded plugins: hostkit_inprocess"):
+        HostBuilder(configuration, plugins).build()
+
+
+def _builtin_plugins() -> Plugins:
+    plugins = Plugins({})
+    plugins.load_entry_points()
+    return plugins

@@ -8,8 +8,9 @@ import anyio
 import httpx
 import pytest
 
-from support import SAMPLES, Program, python
-from websocket_client import WebSocket
+from hostkit.testing import Program, python
+from tests.support.paths import SAMPLES
+from tests.support.websocket import WebSocket
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -18,12 +19,11 @@ TIMEOUT = 10
 
 @pytest.fixture(scope="module")
 def starlette_app(anyio_backend: str) -> Iterator[tuple[Program, str]]:
-    program = Program(python("app.py", "--urls=http://127.0.0.1:0",
-                             f"--async_backend={anyio_backend}"),
-                      cwd=SAMPLES / "starlette_app")
-    (url,) = program.wait_started()
-    yield program, url
-    program.stop()
+    with Program(python("app.py", "--urls=http://127.0.0.1:0",
+                        f"--async_backend={anyio_backend}"),
+                 cwd=SAMPLES / "starlette_app") as program:
+        (url,) = program.wait_started()
+        yield program, url
 
 
 async def test_routes_and_lifespan_state(starlette_app: tuple[Program, str]) -> None:

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 import hostkit
-from support import Program, python
+from hostkit.testing import Program, python, write_settings
 
 TIMEOUT = 15
 
@@ -93,17 +93,15 @@ def test_the_kit_runs_against_it_from_the_command_line(tmp_path: Path) -> None:
 def trio_front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Program, str]]:
     """An out-of-process front on trio whose child runs uvicorn on asyncio."""
     root = tmp_path_factory.mktemp("trio-front")
-    (root / "hostkit.toml").write_text(
-        'hosting_model = "OutOfProcess"\nasync_backend = "trio"\nshutdown_timeout = 5\n'
-        '[server]\nname = "uvicorn"\n'
-        '[module]\nshutdown_time_limit = 3\n'
-        f'environment_variables = {{ HOSTKIT_ASYNC_BACKEND = "asyncio" }}\n')
-    front = Program(python("-m", "hostkit.testing.probe", "--urls=http://127.0.0.1:0"), cwd=root)
-    try:
+    write_settings(root, {
+        "hosting_model": "OutOfProcess", "async_backend": "trio", "shutdown_timeout": 5,
+        "server": {"name": "uvicorn"},
+        "module": {"shutdown_time_limit": 3,
+                   "environment_variables": {"HOSTKIT_ASYNC_BACKEND": "asyncio"}}})
+    with Program(python("-m", "hostkit.testing.probe", "--urls=http://127.0.0.1:0"),
+                 cwd=root) as front:
         (url,) = front.wait_started(TIMEOUT)
         yield front, url
-    finally:
-        front.stop()
 
 
 @pytest.mark.anyio

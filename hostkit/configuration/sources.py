@@ -7,41 +7,37 @@ Sources, later ones winning (SPEC §3):
 3. environment variables ``HOSTKIT_*`` (prefix stripped, ``__`` separates tables);
 4. command-line arguments ``--key=value`` / ``--table:key=value``.
 
-Keys are case-insensitive. Every value of hostkit's own tables is validated as it is read, so
-an error names the source it came from. Top-level tables hostkit does not know belong to the
-app and pass through unvalidated; a plugin can claim one later with :meth:`Configuration.bind`.
+Keys are case-insensitive. Every value of a table the schema knows is validated as it is
+merged, so an error names the source it came from. Until the plugins are known the schema is
+hostkit's own tables (:data:`HOST_SCHEMA`): other top-level tables pass through as the app's.
+:meth:`Configuration.with_tables` merges the same values again against a schema that also has
+the plugins' tables (``HostBuilder.build`` does it with every contributed table), and
+:meth:`Configuration.check_app_tables` then refuses an app table whose name is a typo of a
+known one.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
+import difflib
 import os
-import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from hostkit import child_contract
 from hostkit._compat import tomllib
+from hostkit.configuration.key_lines import KeyPath, key_lines
+from hostkit.configuration.schema import HOST_SCHEMA, Schema, UnknownKey
+from hostkit.configuration.tables import HostOptions, InvalidValue, SettingsTable, field_default
 from hostkit.errors import ConfigurationError
-from hostkit.configuration.tables import (
-    HOST_TABLES,
-    HostOptions,
-    InvalidValue,
-    SettingsTable,
-    TextTable,
-    field_default,
-)
-
-T = TypeVar("T")
 
 ENVIRONMENT_PREFIX = "HOSTKIT_"
 DEFAULT_ENVIRONMENT = "Production"
 CONFIG_FILE = "hostkit.toml"
 
 # HOSTKIT_* variables that are not configuration keys: they choose where configuration comes
-# from, control plugin loading, or carry the module's contract with its child.
+# from, control plugin loading, or carry a front's contract with its child (child_contract).
 NON_CONFIGURATION_VARIABLES = frozenset({
     "HOSTKIT_ENVIRONMENT", "HOSTKIT_CONTENT_ROOT", "HOSTKIT_DISABLE_PLUGIN_AUTOLOAD",
     "HOSTKIT_TRACE_PLUGINS",
@@ -50,11 +46,13 @@ NON_CONFIGURATION_VARIABLES = frozenset({
 # Settings that choose the content root and environment are arguments, not keys.
 HOST_ARGUMENTS = ("content_root", "environment")
 
-# ``server = "NAME"`` and a ``[server]`` table cannot share one TOML file, so the table may
-# also carry the name as ``[server] name``.
-_ALIASES = {("server", "name"): (None, "server")}
-
 _SECRET_WORDS = ("password", "secret", "token", "private")
+
+# How alike an app table's name and a known table's must be to be taken for a typo of it
+# (difflib's ratio: "modul" and "module" score 0.91, "myapp" and "module" 0.18), and how
+# many letters longer or shorter it may be ("mymodule" is the app's own name, not a typo).
+_NEAR_MISS_CUTOFF = 0.8
+_NEAR_MISS_LENGTH = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,44 +89,94 @@ class Entry:
     secret: bool = False
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class _Raw:
+    """One value as a source gave it, before validation: its dotted key as written."""
+
     key: str
     value: Any
     source: Source
     is_text: bool
+    # Where the top-level table holding the value is first written (a file's header line);
+    # None: where the value is.
+    table_source: Source | None = None
 
 
-@functools.cache
-def _table_index() -> dict[str | None, tuple[SettingsTable, str]]:
-    return {table.name: (table, attribute) for table, attribute in HOST_TABLES}
+@dataclasses.dataclass(frozen=True)
+class _Document:
+    """One configuration file as tomllib read it, with the line each key is written on.
+
+    Kept whole, not as values: where a file's sub-table is one value (a table-valued
+    setting) and where it is a table of values depends on the schema it is merged against.
+    """
+
+    path: Path
+    values: Mapping[str, Any]
+    lines: Mapping[KeyPath, int]
+
+    def raws(self, schema: Schema) -> list[_Raw]:
+        """The file's values in the order written: scalars, arrays, and the sub-tables that
+        ``schema`` says are one value."""
+        raws: list[_Raw] = []
+
+        def walk(prefix: KeyPath, table: Mapping[str, Any]) -> None:
+            for name, value in table.items():
+                key = prefix + (name,)
+                if isinstance(value, dict) and not schema.is_table_valued(key):
+                    walk(key, value)
+                else:
+                    raws.append(_Raw(".".join(key), value, self._source(key), is_text=False,
+                                     table_source=self._source(key[:1])))
+
+        walk((), self.values)
+        return raws
+
+    def _source(self, key: KeyPath) -> Source:
+        return Source("file", str(self.path), self.lines.get(key))
 
 
-@functools.cache
-def _host_fields() -> dict[tuple[str, ...], dataclasses.Field[Any]]:
-    """Every hostkit setting by its lower-case path: ("urls",), ("module", "eager_start"), …"""
-    return {
-        ((field.name,) if table.name is None else (table.name, field.name)): field
-        for table, _ in HOST_TABLES for field in table.fields()
-    }
+@dataclasses.dataclass(frozen=True)
+class _AppTable:
+    """A top-level table no table of the schema is: its name as first written, and where."""
+
+    name: str
+    source: Source
 
 
 class Configuration(Mapping[str, Any]):
     """The merged configuration of one host.
 
-    ``options`` holds hostkit's own settings, typed and validated. Item access and :meth:`get`
-    reach any key case-insensitively with dotted paths (``"module.startup_time_limit"``,
+    ``options`` holds hostkit's own settings, typed and validated; :meth:`bind` gives a
+    plugin's table the same way. Item access and :meth:`get` reach any key
+    case-insensitively with dotted paths (``"server.keep_alive_timeout"``,
     ``"myapp.greeting"``); values of app tables from environment variables or arguments are
     strings, as in ASP.NET Core.
+
+    Made by :func:`load_configuration`. It keeps the values it was merged from (files first,
+    then variables, arguments and code, in precedence order), so :meth:`with_values`,
+    :meth:`with_sources` and :meth:`with_tables` merge them again with more values or a
+    larger schema. The constructor merges ``documents`` then ``raws`` against ``schema`` and
+    raises :class:`ConfigurationError` for a bad key or value, naming its source.
     """
 
-    def __init__(self, options: HostOptions, entries: Mapping[tuple[str, ...], Entry],
-                 content_root: Path, environment_name: str, files: Sequence[Path]):
-        self.options = options
-        self._entries = dict(entries)
+    def __init__(self, content_root: Path, environment_name: str,
+                 documents: Sequence[_Document], raws: Sequence[_Raw],
+                 schema: Schema = HOST_SCHEMA):
         self.content_root = content_root
         self.environment_name = environment_name
-        self.files = tuple(files)
+        self.files = tuple(document.path for document in documents)
+        self._documents = tuple(documents)
+        self._raws = tuple(raws)
+        self._schema = schema
+        merged = [raw for document in documents for raw in document.raws(schema)]
+        merged += raws
+        self._entries = _merge(merged, schema)
+        values = {path: entry.value for path, entry in self._entries.items()}
+        self.options: HostOptions = schema.host_options(values)
+        _https_check(self.options, self._entries, content_root)
+        self._plugin_options = {table.name.lower(): schema.options(table, values)
+                                for table in schema.plugin_tables if table.name is not None}
+        self._app_tables = _app_tables(merged, schema)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -174,10 +222,12 @@ class Configuration(Mapping[str, Any]):
         return list(self._entries.values())
 
     def effective_entries(self) -> list[Entry]:
-        """Every hostkit setting (set or default) in schema order, then the app's values."""
-        result = [self._entries.get(tuple(entry.key.split(".")), entry)
-                  for entry in default_entries()]
-        result += [entry for path, entry in self._entries.items() if path not in _host_fields()]
+        """Every setting of the schema (set or default) in schema order (hostkit's tables,
+        then the plugins'), then the app's values."""
+        result = [self._entries.get(path) or _default_entry(path, field)
+                  for path, field in self._schema.fields().items()]
+        result += [entry for path, entry in self._entries.items()
+                   if path not in self._schema.fields()]
         return result
 
     def with_values(self, values: Mapping[str, Any], source: Source) -> Configuration:
@@ -187,37 +237,85 @@ class Configuration(Mapping[str, Any]):
         pointing a child's ``urls`` at its loopback port.
         """
         raws = [_Raw(key, value, source, is_text=False) for key, value in values.items()]
-        entries = _merge(raws, dict(self._entries))
-        options = _build_options(entries)
-        _https_check(options, entries, self.content_root)
-        return Configuration(options, entries, self.content_root, self.environment_name,
-                             self.files)
+        return self._merged_with(raws, self._schema)
+
+    def with_sources(self, args: Sequence[str] = (),
+                     environ: Mapping[str, str] | None = None) -> Configuration:
+        """A copy with the ``HOSTKIT_*`` variables of ``environ``, then the ``--key=value``
+        ``args``, applied on top, read and validated as :func:`load_configuration` reads them.
+
+        Used by a front to know what a child started with its own arguments and variables
+        will run. Raises :class:`ConfigurationError` like :func:`load_configuration`.
+        """
+        _, argument_raws = split_arguments(args)
+        return self._merged_with([*_read_environment(environ or {}), *argument_raws],
+                                 self._schema)
+
+    def with_tables(self, tables: Iterable[SettingsTable]) -> Configuration:
+        """A copy validated against this schema plus the plugins' ``tables``: their keys get
+        hostkit's validation, errors, defaults and secrets instead of passing as the app's.
+
+        Called by ``HostBuilder.build`` with every table the plugins contributed, and by
+        ``hostkit config``. Returns ``self`` when the schema already has every table. Raises
+        :class:`ConfigurationError` for a bad key or value of a table (naming its source) and
+        for a table whose name another table has.
+        """
+        schema = self._schema.with_tables(tables)
+        return self if schema is self._schema else self._merged_with((), schema)
+
+    def _merged_with(self, raws: Sequence[_Raw], schema: Schema) -> Configuration:
+        return Configuration(self.content_root, self.environment_name, self._documents,
+                             [*self._raws, *raws], schema)
 
     def bind(self, table: SettingsTable) -> Any:
-        """Validate the app-level table ``table.name`` against a plugin's schema.
+        """The options of a plugin's ``table``: an instance of ``table.options``, validated,
+        defaults where nothing sets a key.
 
-        Called by a plugin that contributed a settings table. Returns an instance of
-        ``table.options``; keys the table does not declare raise :class:`ConfigurationError`.
+        Called by the plugin that contributed the table, once the host is built (its schema
+        has every contributed table then). A configuration whose schema lacks the table is
+        merged again with it first (:meth:`with_tables`), so a plugin may read its table from
+        any configuration. Raises :class:`ConfigurationError` for a bad key or value, naming
+        its source.
         """
         if table.name is None:
             raise ValueError("a plugin table needs a name")
-        prefix = (table.name.lower(),)
-        fields = {f.name.lower(): f for f in table.fields()}
-        values: dict[str, Any] = {}
-        for path, entry in self._entries.items():
-            if path[:1] != prefix:
+        if self._schema.table(table.name) != table:
+            return self.with_tables([table]).bind(table)
+        return self._plugin_options[table.name.lower()]
+
+    def check_app_tables(self, known_names: Iterable[str] = ()) -> None:
+        """Refuse an app table whose name is a typo of a known table (``[modul]``).
+
+        The known tables are those of the schema (hostkit's own, and the plugins' once
+        :meth:`with_tables` added them) and ``known_names``. Called once every plugin's tables
+        are known (``HostBuilder.build``): until then a plugin's table could pass for a typo.
+        A typo is a name much like a known one and about as long (``_NEAR_MISS_*``), so an
+        app's own names (``[myapp]``, ``[database]``, ``[mymodule]``) pass. Raises :class:`ConfigurationError` naming where the table is
+        written and the table meant.
+        """
+        known = {name.lower() for name in known_names}
+        known |= {table.name.lower() for table in self._schema.tables() if table.name}
+        for lowered, table in self._app_tables.items():
+            if lowered in known:
                 continue
-            if len(path) != 2 or path[1] not in fields:
+            meant = _near_miss(lowered, known)
+            if meant is not None:
                 raise ConfigurationError(
-                    f"{entry.source}: unknown key {entry.key!r} in table [{table.name}]; "
-                    f"allowed: {', '.join(sorted(fields))}")
-            field = fields[path[1]]
-            values[field.name] = _convert(field, entry.value, entry.source, entry.key,
-                                          isinstance(entry.value, str))
-        return table.options(**values)
+                    f"{table.source}: unknown table [{table.name}]; did you mean [{meant}]? "
+                    "(an app's own table needs a name of its own, not one this close to "
+                    "hostkit's or a plugin's)")
 
 
 _MISSING = object()
+
+
+def _near_miss(name: str, known: Iterable[str]) -> str | None:
+    """The known table name ``name`` is a typo of, or None when it is a name of its own."""
+    for candidate in difflib.get_close_matches(name, sorted(known), n=3,
+                                               cutoff=_NEAR_MISS_CUTOFF):
+        if abs(len(candidate) - len(name)) <= _NEAR_MISS_LENGTH:
+            return candidate
+    return None
 
 
 def _convert(field: dataclasses.Field[Any], value: Any, source: Source, key: str,
@@ -232,45 +330,16 @@ def _convert(field: dataclasses.Field[Any], value: Any, source: Source, key: str
 # -- reading the sources ---------------------------------------------------------------------
 
 
-def _line_of(text: str, name: str) -> int | None:
-    """The first line of a TOML file that assigns ``name`` (case-insensitive), if any."""
-    pattern = re.compile(rf"^\s*(\"?){re.escape(name)}\1\s*=", re.IGNORECASE)
-    for number, line in enumerate(text.splitlines(), start=1):
-        if pattern.match(line):
-            return number
-    return None
-
-
-def _read_file(path: Path) -> list[_Raw]:
+def _read_file(path: Path) -> _Document:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise ConfigurationError(f"cannot read {path}: {error.strerror}") from None
     try:
-        document = tomllib.loads(text)
+        values = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigurationError(f"file {path}: malformed TOML: {error}") from None
-
-    raws: list[_Raw] = []
-
-    def walk(prefix: tuple[str, ...], table: Mapping[str, Any]) -> None:
-        for name, value in table.items():
-            key = prefix + (name,)
-            # Leaves are scalars and arrays; hostkit's own keys that take tables are leaves too.
-            if isinstance(value, dict) and not _is_table_valued(key):
-                walk(key, value)
-            else:
-                source = Source("file", str(path), _line_of(text, name))
-                raws.append(_Raw(".".join(key), value, source, is_text=False))
-
-    walk((), document)
-    return raws
-
-
-def _is_table_valued(key: tuple[str, ...]) -> bool:
-    """True for hostkit settings whose value is itself a table (module.environment_variables)."""
-    field = _host_fields().get(tuple(part.lower() for part in key))
-    return field is not None and isinstance(field.metadata["kind"], TextTable)
+    return _Document(path, values, key_lines(text))
 
 
 def _read_environment(environ: Mapping[str, str]) -> list[_Raw]:
@@ -319,60 +388,74 @@ def split_arguments(args: Sequence[str]) -> tuple[dict[str, str], list[_Raw]]:
     return host, raws
 
 
-def _environment_file(content_root: Path, environment: str) -> Path | None:
-    """``hostkit.{environment}.toml``, matched case-insensitively on case-sensitive disks."""
+def configuration_files(content_root: Path, environment: str) -> tuple[Path, Path]:
+    """The files the configuration of ``environment`` is read from, lowest precedence first:
+    ``hostkit.toml`` and ``hostkit.{environment}.toml`` in ``content_root``.
+
+    Called by the loader, which skips a file that does not exist, and by whatever watches
+    the files for changes (a missing one may appear later). The environment file is matched
+    case-insensitively on case-sensitive disks: for Development an existing
+    ``hostkit.development.toml`` is the one returned.
+    """
     wanted = f"hostkit.{environment}.toml"
     exact = content_root / wanted
-    if exact.is_file():
-        return exact
-    try:
-        for candidate in content_root.iterdir():
-            if candidate.name.lower() == wanted.lower() and candidate.is_file():
-                return candidate
-    except OSError:
-        return None
-    return None
+    if not exact.is_file():
+        try:
+            for candidate in content_root.iterdir():
+                if candidate.name.lower() == wanted.lower() and candidate.is_file():
+                    return content_root / CONFIG_FILE, candidate
+        except OSError:
+            pass
+    return content_root / CONFIG_FILE, exact
 
 
 # -- merging --------------------------------------------------------------------------------
 
 
-def _resolve(raw: _Raw) -> tuple[tuple[str, ...], dataclasses.Field[Any] | None]:
-    """The canonical lower-case path of a raw value and its hostkit field, if it has one.
-
-    Raises :class:`ConfigurationError` for unknown keys in hostkit's own tables.
-    """
-    parts = tuple(part.strip().lower() for part in raw.key.split("."))
-    if parts in _ALIASES:
-        table_name, field_name = _ALIASES[parts]  # type: ignore[misc]
-        parts = (field_name,) if table_name is None else (table_name, field_name)
-    field = _host_fields().get(parts)
-    if field is not None:
-        return parts, field
-    index = _table_index()
-    if len(parts) == 1:
-        if parts[0] in index:
-            raise ConfigurationError(f"{raw.source}: {raw.key!r} is a table, not a value")
-        allowed = [p[0] for p in _host_fields() if len(p) == 1]
-        allowed += [f"[{name}]" for name in index if name]
-        raise ConfigurationError(
-            f"{raw.source}: unknown key {raw.key!r}; hostkit's top-level keys are "
-            f"{', '.join(allowed)} (app settings belong in a table of their own)")
-    if parts[0] in index:
-        fields = sorted(p[1] for p in _host_fields() if len(p) == 2 and p[0] == parts[0])
-        raise ConfigurationError(
-            f"{raw.source}: unknown key {raw.key!r} in table [{parts[0]}]; "
-            f"allowed: {', '.join(fields)}")
-    return parts, None
+def _merge(raws: Iterable[_Raw], schema: Schema) -> dict[KeyPath, Entry]:
+    """Validate ``raws`` in order against ``schema``, later ones winning."""
+    entries: dict[KeyPath, Entry] = {}
+    for raw in raws:
+        try:
+            path, field = schema.resolve(raw.key)
+        except UnknownKey as error:
+            raise ConfigurationError(f"{raw.source}: {error}") from None
+        value = raw.value
+        if field is not None:
+            value = _convert(field, raw.value, raw.source, ".".join(path), raw.is_text)
+        else:
+            # An app value set as a whole table replaces what an earlier source set below it.
+            for existing in [p for p in entries if p[:len(path)] == path and p != path]:
+                del entries[existing]
+        display = ".".join(path) if field is not None else raw.key
+        entries[path] = Entry(display, value, raw.source, _is_secret(path, field))
+    return entries
 
 
-def _is_secret(path: tuple[str, ...], field: dataclasses.Field[Any] | None) -> bool:
+def _app_tables(raws: Iterable[_Raw], schema: Schema) -> dict[str, _AppTable]:
+    """Every top-level table of ``raws`` that ``schema`` does not know, by lower-case name,
+    where it is first written."""
+    tables: dict[str, _AppTable] = {}
+    for raw in raws:
+        parts = raw.key.split(".")
+        name = parts[0].strip()
+        if len(parts) > 1 and schema.table(name) is None:
+            tables.setdefault(name.lower(), _AppTable(name, raw.table_source or raw.source))
+    return tables
+
+
+def _is_secret(path: KeyPath, field: dataclasses.Field[Any] | None) -> bool:
     if field is not None:
         return bool(field.metadata.get("secret"))
     return any(word in part for part in path for word in _SECRET_WORDS)
 
 
-def _https_check(options: HostOptions, entries: Mapping[tuple[str, ...], Entry],
+def _default_entry(path: KeyPath, field: dataclasses.Field[Any]) -> Entry:
+    return Entry(".".join(path), field_default(field), DEFAULT_SOURCE,
+                 bool(field.metadata.get("secret")))
+
+
+def _https_check(options: HostOptions, entries: Mapping[KeyPath, Entry],
                  content_root: Path) -> None:
     """With an ``https://`` url: the [tls] files must be set and exist, and client
     certificates need ``client_ca`` (trusting every CA of the system for client
@@ -416,7 +499,8 @@ def load_configuration(
     content_root: str | os.PathLike[str] | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> Configuration:
-    """Read every source in precedence order and return the validated configuration.
+    """Read every source in precedence order and return the configuration, validated against
+    hostkit's own tables (the plugins' are added by :meth:`Configuration.with_tables`).
 
     ``overrides`` are values set in code (e.g. by the module for its child); they win over
     every other source. Raises :class:`ConfigurationError` for any bad file, key or value.
@@ -432,54 +516,9 @@ def load_configuration(
     environment = (host_arguments.get("environment")
                    or environ.get("HOSTKIT_ENVIRONMENT") or DEFAULT_ENVIRONMENT)
 
-    files: list[Path] = []
-    raws: list[_Raw] = []
-    for path in (root / CONFIG_FILE, _environment_file(root, environment)):
-        if path is not None and path.is_file():
-            files.append(path)
-            raws.extend(_read_file(path))
-    raws.extend(_read_environment(environ))
-    raws.extend(argument_raws)
-    for key, value in (overrides or {}).items():
-        raws.append(_Raw(key, value, CODE_SOURCE, is_text=False))
-
-    entries = _merge(raws, {})
-    options = _build_options(entries)
-    _https_check(options, entries, root)
-    return Configuration(options, entries, root, environment, files)
-
-
-def _merge(raws: Sequence[_Raw], entries: dict[tuple[str, ...], Entry]
-           ) -> dict[tuple[str, ...], Entry]:
-    """Validate ``raws`` in order into ``entries``, later ones winning. Returns ``entries``."""
-    for raw in raws:
-        path, field = _resolve(raw)
-        value = raw.value
-        if field is not None:
-            value = _convert(field, raw.value, raw.source, ".".join(path), raw.is_text)
-        else:
-            # An app value set as a whole table replaces what an earlier source set below it.
-            for existing in [p for p in entries if p[:len(path)] == path and p != path]:
-                del entries[existing]
-        display = ".".join(path) if field is not None else raw.key
-        entries[path] = Entry(display, value, raw.source, _is_secret(path, field))
-    return entries
-
-
-def _build_options(entries: Mapping[tuple[str, ...], Entry]) -> HostOptions:
-    values: dict[str | None, dict[str, Any]] = {table.name: {} for table, _ in HOST_TABLES}
-    for path, field in _host_fields().items():
-        if path in entries:
-            values[path[0] if len(path) == 2 else None][field.name] = entries[path].value
-    tables = {attribute: table.options(**values[table.name])
-              for table, attribute in HOST_TABLES if table.name is not None}
-    return HostOptions(**values[None], **tables)
-
-
-def default_entries() -> list[Entry]:
-    """Every hostkit setting at its default, in schema order."""
-    result = []
-    for path, field in _host_fields().items():
-        result.append(Entry(".".join(path), field_default(field), DEFAULT_SOURCE,
-                            bool(field.metadata.get("secret"))))
-    return result
+    documents = [_read_file(path) for path in configuration_files(root, environment)
+                 if path.is_file()]
+    raws = [*_read_environment(environ), *argument_raws]
+    raws += [_Raw(key, value, CODE_SOURCE, is_text=False)
+             for key, value in (overrides or {}).items()]
+    return Configuration(root, environment, documents, raws)

@@ -1,12 +1,14 @@
-"""The schema of hostkit's own configuration keys: one source of truth for every setting.
+"""The settings tables of hostkit's own configuration keys, and the types every table is
+declared with: one source of truth for every setting.
 
 Each setting is a dataclass field whose metadata holds its :class:`Kind` (how a value is
 validated and converted, from TOML or from text) and its documentation. The configuration
-loader, ``hostkit config``, ``hostkit.toml.example`` and the docs all read this module, so a
+loader, ``hostkit config``, ``hostkit.toml.example`` and the docs all read the tables, so a
 key is added in exactly one place.
 
-Plugins contribute tables of their own through the ``hostkit_add_settings`` hook with the same
-:class:`SettingsTable` type.
+Plugins declare tables of their own with the same :class:`SettingsTable` type and contribute
+them through the ``hostkit_add_settings_tables`` hook; :mod:`hostkit.configuration.schema`
+puts both together.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import enum
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
-from hostkit import child_contract
 from hostkit._compat import tomllib
+from hostkit.errors import ConfigurationError
+from hostkit.listeners import parse_url
 
 T = TypeVar("T")
 
@@ -212,10 +215,12 @@ def _parse_toml_value(text: str, kind: Kind[Any]) -> Any:
 
 
 def _is_url(value: str) -> bool:
-    lowered = value.lower()
-    if lowered.startswith("unix:"):
-        return len(value) > len("unix:")
-    return lowered.startswith(("http://", "https://")) and len(value.split("://", 1)[1]) > 0
+    """True for a listen address the servers can bind: what :func:`parse_url` accepts."""
+    try:
+        parse_url(value)
+    except ConfigurationError:
+        return False
+    return True
 
 
 def setting(default: Any, kind: Kind[Any], doc: str, *, secret: bool = False) -> Any:
@@ -249,9 +254,6 @@ class SettingsTable:
         yield from (f for f in dataclasses.fields(self.options) if "kind" in f.metadata)
 
 
-RESERVED_CHILD_VARIABLES = child_contract.VARIABLES
-
-
 @dataclasses.dataclass(frozen=True)
 class TlsOptions:
     certificate: str = setting("", Text("a path to a PEM certificate file"),
@@ -277,6 +279,17 @@ class ServerOptions:
     keep_alive_timeout: float = setting(
         5, Number(0), "seconds an idle keep-alive connection stays open")
 
+    @property
+    def next_request_head_timeout(self) -> float:
+        """Seconds a connection may wait for the whole head of its next request.
+
+        The wait runs from the moment the connection is accepted (or a response ends) until a
+        whole request head has arrived, and bytes arriving do not restart it: it is both the
+        keep-alive timeout and the request-head deadline, so it is the smaller of the two.
+        Every server that owns the public listener times its connections with it.
+        """
+        return min(self.keep_alive_timeout, self.request_header_timeout)
+
 
 @dataclasses.dataclass(frozen=True)
 class AuthenticationOptions:
@@ -290,52 +303,6 @@ class AuthenticationOptions:
     users_file: str = setting(
         "users.txt", Text("a path to a users file", non_empty=True),
         "the basic scheme's users (NAME:PBKDF2 hash lines; `hostkit users add NAME` writes it)")
-
-
-@dataclasses.dataclass(frozen=True)
-class IntegrationOptions:
-    forward_client_certificate: bool = setting(
-        True, Boolean(),
-        "child side: fill context.connection.client_certificate from the module's header")
-
-
-@dataclasses.dataclass(frozen=True)
-class ModuleOptions:
-    process_path: str = setting("", Text("a path to an executable"),
-                                "executable for the child (empty: the current interpreter)")
-    arguments: tuple[str, ...] = setting(
-        (), TextList(), "arguments for the child (empty: the current program's argv)")
-    environment_variables: Mapping[str, str] = setting(
-        {}, TextTable(reserved=RESERVED_CHILD_VARIABLES),
-        "extra environment for the child; wins over the inherited environment", secret=True)
-    eager_start: bool = setting(False, Boolean(),
-                                "start the child when the front starts, not on the first request")
-    startup_time_limit: float = setting(
-        120, Number(0.1), "seconds for the child to accept connections on its port")
-    shutdown_time_limit: float = setting(
-        10, Number(0), "seconds between asking the child to stop and killing it")
-    rapid_fails_per_minute: int = setting(
-        10, Number(0, integer=True), "child failures allowed per rolling minute")
-    request_timeout: float = setting(
-        120, Number(0.001), "seconds for the child to answer a forwarded request")
-    stdout_log_enabled: bool = setting(False, Boolean(), "log child stdout and stderr to a file")
-    stdout_log_file: str = setting(
-        "logs/stdout", Text("a file path prefix", non_empty=True),
-        "prefix of {stdout_log_file}_{yyyymmddHHMMSS}_{pid}.log")
-    forward_identity: bool = setting(True, Boolean(),
-                                     "forward the front's authenticated identity to the child")
-    disable_startup_error_page: bool = setting(
-        False, Boolean(), "bare status codes instead of hostkit's error pages")
-    path_base: str = setting("/", Text("a path starting with '/'",
-                                       check=lambda v: v.startswith("/")),
-                             "the app's base path, applied as request.path_base")
-    processes_per_application: int = setting(
-        1, Number(1, 100, integer=True), "number of child processes, load-balanced")
-    restart_on_config_change: bool = setting(
-        True, Boolean(), "a change to the configuration files drains the child")
-    app_offline_file: str = setting(
-        "app_offline.htm", Text("a file name", non_empty=True),
-        "while this file exists in the content root, the module answers 503 with its content")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -362,8 +329,6 @@ class HostOptions:
     server_options: ServerOptions = dataclasses.field(default_factory=ServerOptions)
     authentication: AuthenticationOptions = dataclasses.field(
         default_factory=AuthenticationOptions)
-    integration: IntegrationOptions = dataclasses.field(default_factory=IntegrationOptions)
-    module: ModuleOptions = dataclasses.field(default_factory=ModuleOptions)
 
 
 # The tables of hostkit's own schema, in documentation order, with the HostOptions attribute
@@ -375,6 +340,4 @@ HOST_TABLES: tuple[tuple[SettingsTable, str], ...] = (
     (SettingsTable("server", ServerOptions, "Server limits"), "server_options"),
     (SettingsTable("authentication", AuthenticationOptions, "Server authentication"),
      "authentication"),
-    (SettingsTable("integration", IntegrationOptions, "Child-side integration"), "integration"),
-    (SettingsTable("module", ModuleOptions, "The out-of-process module"), "module"),
 )

@@ -17,7 +17,6 @@ does not declare is checked to be refused with a clear ``ServerSelectionError`` 
 
 from __future__ import annotations
 
-import json
 import shutil
 import signal
 import ssl
@@ -40,7 +39,7 @@ from hostkit.testing.client import (
     request_on,
     status_now,
 )
-from hostkit.testing.program import Program, python
+from hostkit.testing.program import Program, python, write_settings
 from hostkit.testing.servers import declaration, server_under_test, try_build
 
 #: The body limit the probe runs with (``[server] max_request_body_size``).
@@ -82,22 +81,17 @@ class Probe:
         return next(url for url in self.urls if url.split(":", 1)[0] == scheme)
 
 
-def _toml_list(values: list[str]) -> str:
-    return "[" + ", ".join(json.dumps(value) for value in values) + "]"
+def _write_config(root: Path, server: str, **settings: object) -> None:
+    """``hostkit.toml``: ``shutdown_timeout`` 5 and the top-level ``settings``, then
+    ``[server]`` choosing ``server`` (``name``, the table's spelling of the top-level
+    ``server`` key) with the kit's body limit, then the tables among ``settings``."""
+    write_settings(root, {"shutdown_timeout": 5, "server": {
+        "name": server, "max_request_body_size": BODY_LIMIT}, **settings})
 
 
-def _write_config(root: Path, server: str, *lines: str, tables: str = "") -> None:
-    """``hostkit.toml``: top-level ``lines``, then ``[server]`` choosing ``server`` (``name``,
-    the table's spelling of the top-level ``server`` key) with the kit's body limit, then
-    ``tables``."""
-    (root / "hostkit.toml").write_text(
-        "shutdown_timeout = 5\n" + "".join(line + "\n" for line in lines)
-        + f"[server]\nname = {json.dumps(server)}\nmax_request_body_size = {BODY_LIMIT}\n"
-        + tables)
-
-
-def _tls_files(root: Path) -> tuple[str, ssl.SSLContext]:
-    """A certificate for 127.0.0.1 in ``root`` and a client context that trusts it."""
+def _tls_files(root: Path) -> tuple[dict[str, str], ssl.SSLContext]:
+    """A certificate for 127.0.0.1 in ``root`` (the ``[tls]`` settings naming it) and a
+    client context that trusts it."""
     try:
         import trustme
     except ImportError:  # pragma: no cover - the kit's extra installs it
@@ -108,8 +102,8 @@ def _tls_files(root: Path) -> tuple[str, ssl.SSLContext]:
         str(root / "server.pem"))
     context = ssl.create_default_context()
     authority.configure_trust(context)
-    return (f"[tls]\ncertificate = {json.dumps(str(root / 'server.pem'))}\n"
-            f"private_key = {json.dumps(str(root / 'server.pem'))}\n", context)
+    pem = str(root / "server.pem")
+    return {"certificate": pem, "private_key": pem}, context
 
 
 class ServerConformance:
@@ -178,16 +172,16 @@ class ServerConformance:
                         "HTTP tests run InProcess", pytrace=False)
         root = tmp_path_factory.mktemp(f"{hostkit_server}-{anyio_backend}")
         urls: list[str] = []
-        tables, tls = "", None
+        tables: dict[str, object] = {}
+        tls = None
         if "http" in server_info.url_schemes:
             urls.append("http://127.0.0.1:0")
         if "https" in server_info.url_schemes:
             urls.append("https://127.0.0.1:0")
-            tables, tls = _tls_files(root)
+            tables["tls"], tls = _tls_files(root)
         if "unix" in server_info.url_schemes:
             urls.append(f"unix:{short_dir / f'{anyio_backend}.sock'}")
-        _write_config(root, hostkit_server, 'hosting_model = "InProcess"',
-                      f"urls = {_toml_list(urls)}", tables=tables)
+        _write_config(root, hostkit_server, hosting_model="InProcess", urls=urls, **tables)
         program = programs.start(root, f"--async_backend={anyio_backend}")
         ready: dict[str, int | str] = {}
         listening = program.wait_started(cls.timeout)
@@ -380,7 +374,7 @@ class ServerConformance:
         sock = short_dir / f"drain-{anyio_backend}.sock"
         if "unix" in server_info.url_schemes:
             urls.append(f"unix:{sock}")
-        _write_config(tmp_path, hostkit_server, f"urls = {_toml_list(urls)}")
+        _write_config(tmp_path, hostkit_server, urls=urls)
         program = programs.start(tmp_path, f"--async_backend={anyio_backend}")
         url = program.wait_started(self.timeout)[0]
         results: list[httpx.Response] = []
@@ -411,16 +405,16 @@ class ServerConformance:
             assert isinstance(error, ServerSelectionError), error
             assert "does not support hosting_model 'OutOfProcess'" in str(error)
             return
-        _write_config(tmp_path, hostkit_server, 'hosting_model = "OutOfProcess"',
-                      'urls = ["http://127.0.0.1:0"]',
-                      tables="[module]\nstartup_time_limit = 15\nshutdown_time_limit = 3\n")
+        _write_config(tmp_path, hostkit_server, hosting_model="OutOfProcess",
+                      urls=["http://127.0.0.1:0"],
+                      module={"startup_time_limit": 15, "shutdown_time_limit": 3})
         front = programs.start(tmp_path, f"--async_backend={anyio_backend}")
         (url,) = front.wait_started(self.timeout)
         async with self.client() as client:
             response = await client.get(url + "/features")
         features = response.json()
-        started = front.wait_for_line("started child pid", self.timeout)
-        child_pid = int(started.split("started child pid", 1)[1].split()[0])
+        front.wait_for_line("started child pid", self.timeout)
+        child_pid = front.started_children()[0][0]
         assert features["hosting_model"] == "OutOfProcess"
         assert features["server"] == hostkit_server
         assert features["process_id"] == child_pid != front.pid
@@ -448,12 +442,9 @@ class ServerConformance:
             if backend in server_info.async_backends:
                 continue
             _write_config(tmp_path, hostkit_server)
-            program = Program([*_PROBE, f"--async_backend={backend}",
-                               "--urls=http://127.0.0.1:0"], cwd=tmp_path)
-            try:
+            with Program([*_PROBE, f"--async_backend={backend}",
+                          "--urls=http://127.0.0.1:0"], cwd=tmp_path) as program:
                 assert program.wait_exit(self.timeout) == 1
-            finally:
-                program.stop()
             assert f"hostkit: error: server {hostkit_server!r} does not support " \
                    f"async_backend {backend!r}" in program.output
             assert "Traceback" not in program.output

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import hostkit
 from hostkit import HostingModel
+from hostkit.plugin import HostRole, Server, ServerInfo, ServerRequest, hookimpl
 
 from hostkit_inprocess.server import HypercornServer
 
 __version__ = hostkit.__version__
 SERVER_NAME = "hypercorn"
-SERVER_INFO = hostkit.ServerInfo(
+SERVER_INFO = ServerInfo(
     name=SERVER_NAME,
     hosting_models=(HostingModel.IN_PROCESS, HostingModel.OUT_OF_PROCESS),
     async_backends=("asyncio", "trio"),
@@ -22,17 +23,16 @@ SERVER_INFO = hostkit.ServerInfo(
 )
 
 
-@hostkit.hookimpl
-def hostkit_declare_servers() -> list[hostkit.ServerInfo]:
+@hookimpl
+def hostkit_declare_servers() -> list[ServerInfo]:
     """hypercorn: both hosting models (OutOfProcess as the child's server), both backends."""
     return [SERVER_INFO]
 
 
-@hostkit.hookimpl
-def hostkit_create_server(hosting_model: HostingModel, server_name: str,
-                          configuration: hostkit.Configuration,
-                          behind_module: bool) -> hostkit.Server | None:
-    """Answer for ``server = "hypercorn"``: InProcess, or OutOfProcess behind the module."""
-    if not SERVER_INFO.serves(hosting_model, server_name, behind_module):
-        return None  # another server, or the public side of OutOfProcess (the module's)
-    return HypercornServer(configuration)
+@hookimpl
+def hostkit_create_server(request: ServerRequest) -> Server | None:
+    """Answer for ``server = "hypercorn"`` in the roles that run the pipeline (``SERVE``,
+    ``CHILD``); a ``FRONT`` is another plugin's (the module's)."""
+    if request.server_name != SERVER_NAME or request.role is HostRole.FRONT:
+        return None
+    return HypercornServer(request.configuration)

@@ -1,27 +1,24 @@
-"""HypercornServer: hypercorn embedded behind hostkit's server stage.
+"""HypercornServer: hypercorn embedded behind hostkit's request stage.
 
 hostkit binds the sockets itself (so an address in use is one clear error, and the server is
 listening before it reports started), builds the TLS context with the rest of hostkit
-(``hostkit.tls``), and hands each accepted connection to hypercorn (``connections.py``).
+(``hostkit.plugin``), and hands each accepted connection to hypercorn (``connections.py``).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, cast
 
 import anyio
 import sniffio
 from anyio.abc import TaskStatus
 from hypercorn.config import Config
-from hypercorn.utils import wrap_app
 
 import hostkit
-from hostkit.asgi import ASGIApp
-from hostkit.listeners import bind_all, close_all
-from hostkit.tls import server_context
+from hostkit.plugin import ASGIApp, bind_all, close_all, server_context
 
 from hostkit_inprocess.connections import serve_asyncio, serve_trio
+from hostkit_inprocess.hypercorn_internals import asgi_app_wrapper
 
 
 class HypercornServer:
@@ -38,11 +35,9 @@ class HypercornServer:
         options = self.options
         config = Config()
         limits = options.server_options
-        # hypercorn has one idle timer: it runs from the moment a connection is accepted (or a
-        # response ends) until a whole request head has arrived, and data does not reset it.
-        # It is both the keep-alive timeout and the request-head deadline, so it takes the
-        # smaller of the two settings.
-        config.keep_alive_timeout = min(limits.keep_alive_timeout, limits.request_header_timeout)
+        # hypercorn has one idle timer, from accept (or a response's end) to a whole request
+        # head, that data does not reset: the host's rule for that wait.
+        config.keep_alive_timeout = limits.next_request_head_timeout
         config.graceful_timeout = options.shutdown_timeout
         config.accesslog = None
         config.errorlog = logging.getLogger("hypercorn.error")
@@ -57,7 +52,7 @@ class HypercornServer:
         insecure = [sock for address, sock in bound if not address.is_secure]
         tls = server_context(self.configuration, config.alpn_protocols) if secure else None
         urls = [address.display(sock) for address, sock in bound]
-        wrapped = wrap_app(cast(Any, app), config.wsgi_max_body_size, "asgi")
+        wrapped = asgi_app_wrapper(app, config)
         serve = serve_trio if sniffio.current_async_library() == "trio" else serve_asyncio
         try:
             async with anyio.create_task_group() as task_group:

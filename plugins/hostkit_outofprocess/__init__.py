@@ -1,13 +1,22 @@
 """hostkit's built-in OutOfProcess hosting: the module (front) and the child integration.
 
-- In the front (``hosting_model = "OutOfProcess"``, no child contract in the environment) it
-  answers ``hostkit_create_server`` with the :class:`ModuleServer`.
-- In a child (all of ``HOSTKIT_PORT``, ``HOSTKIT_TOKEN``, ``HOSTKIT_PATH_BASE`` present) it
-  switches the builder into the child role: listen on ``127.0.0.1:$HOSTKIT_PORT`` only, and
-  put the integration middleware outermost in the pipeline.
+Its hooks, in the order ``HostBuilder.build()`` calls them:
 
-Registered through the ``hostkit`` entry-point group like any third-party plugin, and uses only
-public hostkit names.
+- ``hostkit_add_settings_tables``: the ``[module]`` and ``[integration]`` tables;
+- ``hostkit_host_role``: ``CHILD`` when the module's whole contract is in the environment
+  (``HOSTKIT_PORT``, ``HOSTKIT_TOKEN``, ``HOSTKIT_PATH_BASE``), else ``FRONT`` with
+  ``hosting_model = "OutOfProcess"``; nothing for InProcess;
+- ``hostkit_configure_builder``: a ``CHILD`` listens on ``127.0.0.1:$HOSTKIT_PORT`` only, with
+  the integration middleware outermost in its pipeline;
+- ``hostkit_create_server``: a ``FRONT`` is served by the :class:`ModuleServer`, once the
+  server its children will run has been checked against its declaration.
+
+Registered through the ``hostkit`` entry-point group like any third-party plugin, and imports
+only ``hostkit`` and ``hostkit.plugin``.
+
+The package, by role: ``front/`` (the module's public side), ``children/`` (the module's child
+processes), ``child/`` (what runs inside a child), and at the top ``forwarded_identity`` (the
+front encodes, a child decodes) and ``options`` (the settings tables).
 """
 
 from __future__ import annotations
@@ -16,40 +25,77 @@ import os
 
 import hostkit
 from hostkit import HostingModel, Stage
-from hostkit.authentication import Authenticator
-from hostkit.child_contract import TOKEN_VARIABLE, ChildContract
+from hostkit.plugin import (
+    TOKEN_VARIABLE,
+    ChildContract,
+    HostRole,
+    Server,
+    ServerRequest,
+    SettingsTable,
+    check_server_choice,
+    hookimpl,
+)
 
-from hostkit_outofprocess.integration import IntegrationMiddleware
-from hostkit_outofprocess.module import ModuleServer
+from hostkit_outofprocess.child.integration import IntegrationMiddleware
+from hostkit_outofprocess.children import child_configuration
+from hostkit_outofprocess.front.server import ModuleServer
+from hostkit_outofprocess.options import (
+    INTEGRATION_TABLE,
+    MODULE_TABLE,
+    integration_options,
+    module_options,
+)
 
 __version__ = hostkit.__version__
 
 
-@hostkit.hookimpl
-def hostkit_configure_builder(builder: hostkit.HostBuilder) -> None:
-    """Turn the child role on when the module's whole contract is in the environment."""
+def _contract() -> ChildContract | None:
     try:
-        contract = ChildContract.from_environ(os.environ)
+        return ChildContract.from_environ(os.environ)
     except ValueError as error:
         raise hostkit.ConfigurationError(f"environment: {error}") from None
-    if contract is None:
+
+
+@hookimpl
+def hostkit_add_settings_tables() -> list[SettingsTable]:
+    return [INTEGRATION_TABLE, MODULE_TABLE]
+
+
+@hookimpl
+def hostkit_host_role(configuration: hostkit.Configuration) -> HostRole | None:
+    """``CHILD`` with the module's contract in the environment, ``FRONT`` for OutOfProcess."""
+    if _contract() is not None:
+        return HostRole.CHILD
+    if configuration.options.hosting_model is HostingModel.OUT_OF_PROCESS:
+        return HostRole.FRONT
+    return None
+
+
+@hookimpl
+def hostkit_configure_builder(builder: hostkit.HostBuilder) -> None:
+    """Error pages from ``[module]`` in every role; a ``CHILD``'s address and integration."""
+    builder.bare_error_pages = module_options(builder.configuration).disable_startup_error_page
+    if builder.role is not HostRole.CHILD:
         return
+    contract = _contract()
+    assert contract is not None  # the role says it is there
     # The app must not see the token: the integration layer has it, nothing else needs it.
     os.environ.pop(TOKEN_VARIABLE, None)
-    builder.behind_module = True
     builder.set_configuration({"urls": [f"http://127.0.0.1:{contract.port}"]},
                               f"the module (HOSTKIT_PORT={contract.port})")
     builder.pipeline.use_asgi_middleware(
         IntegrationMiddleware, Stage.INTEGRATION, contract=contract,
         forward_client_certificate=(
-            builder.configuration.options.integration.forward_client_certificate))
+            integration_options(builder.configuration).forward_client_certificate))
 
 
-@hostkit.hookimpl
-def hostkit_create_server(hosting_model: HostingModel, server_name: str,
-                          configuration: hostkit.Configuration, behind_module: bool,
-                          authenticator: Authenticator | None) -> hostkit.Server | None:
-    """The module serves the public side of OutOfProcess, whatever the child's server."""
-    if hosting_model is HostingModel.OUT_OF_PROCESS and not behind_module:
-        return ModuleServer(configuration, authenticator)
-    return None
+@hookimpl
+def hostkit_create_server(request: ServerRequest) -> Server | None:
+    """The module serves a ``FRONT``, whatever server its children run; that server is
+    checked first against the configuration the children will load."""
+    if request.role is not HostRole.FRONT:
+        return None
+    children = child_configuration(request.configuration, module_options(request.configuration))
+    if children is not None:
+        check_server_choice(children, request.declared, role=HostRole.CHILD)
+    return ModuleServer(request.configuration, request.authenticator)

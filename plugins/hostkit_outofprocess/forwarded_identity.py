@@ -16,8 +16,8 @@ import hmac
 import json
 from typing import Any
 
-from hostkit.authentication import AuthenticateResult
-from hostkit.identity import Claim, ClaimsIdentity, ClaimsPrincipal
+from hostkit import Claim, ClaimsIdentity, ClaimsPrincipal
+from hostkit.plugin import AuthenticateResult
 
 # Keeps a MAC over an identity from ever being valid for another use of the same token.
 _PURPOSE = b"hostkit-identity\n"

@@ -1,6 +1,6 @@
 """The child SIGKILLed under load (64 keep-alive clients, GET and POST), on asyncio and trio.
 
-CI kills it a few times in a few seconds; ``python -m bench.hardening --full`` every 2 s for
+CI kills it a few times in a few seconds; ``python -m tests.hardening --full`` every 2 s for
 60 s. Only requests in flight at a kill may fail; requests arriving while the child is down
 wait for the next one; no POST is applied twice (the app's request-id ledger).
 """
@@ -12,8 +12,8 @@ from pathlib import Path
 import anyio
 import pytest
 
-from bench.hardening import crash
-from hostkit_outofprocess.pool import ConnectionPool
+from hostkit_outofprocess.front.upstream import ConnectionPool
+from tests.hardening import crash
 
 pytestmark = pytest.mark.integration
 
@@ -21,11 +21,8 @@ pytestmark = pytest.mark.integration
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_only_requests_in_flight_at_a_kill_fail(backend: str, tmp_path: Path) -> None:
     ledger = tmp_path / "ledger"
-    front = crash.front_for(backend, ledger).start()
-    try:
+    with crash.front_for(backend, ledger) as front:
         figures = anyio.run(crash.run, front, ledger, crash.QUICK, backend=backend)
-    finally:
-        front.stop()
     assert figures.problems() == [], figures.lines()
     assert len(figures.kills) >= 3 and figures.posts > 100
     assert figures.arrived_while_down > 0  # the case that must not fail did occur
@@ -62,9 +59,9 @@ async def test_the_pool_never_hands_out_a_connection_the_child_closed() -> None:
 def test_child_ports_are_outside_the_range_outgoing_connections_use() -> None:
     """While a replacement child starts under load, no client's or module's outgoing
     connection can take its port (bind(0) would pick from exactly that range)."""
-    from hostkit_outofprocess.process import _ephemeral_ports, free_loopback_port
+    from hostkit.processes.ports import ephemeral_ports, free_loopback_port
 
-    ephemeral = _ephemeral_ports()
+    ephemeral = ephemeral_ports()
     ports = {free_loopback_port() for _ in range(50)}
     assert not any(port in ephemeral for port in ports)
     assert len(ports) > 40  # random, not one port over and over

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.hardening import front_kill
+from tests.hardening import front_kill
 
 pytestmark = pytest.mark.integration
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from bench.hardening import graceful
-from bench.hardening.report import measure_twice
+from tests.hardening import graceful
+from tests.hardening.report import measure_twice
 
 pytestmark = pytest.mark.integration
 
@@ -15,11 +15,8 @@ pytestmark = pytest.mark.integration
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_sigterm_under_load_drains_every_request_in_flight(backend: str) -> None:
     def measure() -> graceful.Figures:
-        front = graceful.front_for(backend).start()
-        try:
+        with graceful.front_for(backend) as front:
             return anyio.run(graceful.run, front, graceful.QUICK, backend=backend)
-        finally:
-            front.stop()
 
     figures = measure_twice(measure, lambda figures: figures.problems())
     assert figures.problems() == [], figures.lines()

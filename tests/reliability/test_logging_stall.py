@@ -11,8 +11,8 @@ import os
 import anyio
 import pytest
 
-from bench.hardening import logging_stall
-from bench.hardening.report import measure_twice
+from tests.hardening import logging_stall
+from tests.hardening.report import measure_twice
 
 pytestmark = pytest.mark.integration
 
@@ -21,15 +21,12 @@ _F_GETPIPE_SZ = 1032
 
 @pytest.mark.parametrize("backend, file_log", [("asyncio", False), ("trio", True)])
 def test_a_chatty_child_does_not_stall_requests(backend: str, file_log: bool) -> None:
-    front = logging_stall.front_for(backend, file_log).start()
-    try:
+    with logging_stall.front_for(backend, file_log) as front:
         figures = measure_twice(
             lambda: anyio.run(logging_stall.run, front, file_log, logging_stall.QUICK,
                               backend=backend),
             lambda figures: figures.problems(logging_stall.CI_NOISE_FLOOR_MS))
         pipe = None if file_log else _pipe_size(front.children[-1][0])
-    finally:
-        front.stop()
     assert figures.problems(logging_stall.CI_NOISE_FLOOR_MS) == [], figures.lines()
     assert figures.chatty.written >= 2 * logging_stall.QUICK.total
     # A burst of output fills a 1 MB pipe before the child waits on the module to read it.

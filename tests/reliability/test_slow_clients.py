@@ -10,22 +10,22 @@ ms moves that much by itself).
 from __future__ import annotations
 
 from collections.abc import Iterator
+
 import anyio
 import pytest
 
-from bench.hardening import slow_clients
-from bench.hardening.fronts import Front
-from bench.hardening.report import measure_twice
-from bench.hardening.client import HttpConnection
+from tests.hardening import slow_clients
+from tests.hardening.fronts import Front
+from tests.hardening.report import measure_twice
+from tests.support.http import HttpConnection
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module", params=["asyncio", "trio"])
 def front(request: pytest.FixtureRequest) -> Iterator[Front]:
-    started = slow_clients.front_for(request.param, slow_clients.QUICK.header_timeout).start()
-    yield started
-    started.stop()
+    with slow_clients.front_for(request.param, slow_clients.QUICK.header_timeout) as started:
+        yield started
 
 
 def test_slow_connections_are_closed_in_time_and_normal_clients_go_on(front: Front) -> None:
@@ -33,7 +33,7 @@ def test_slow_connections_are_closed_in_time_and_normal_clients_go_on(front: Fro
     figures = measure_twice(
         lambda: anyio.run(slow_clients.run, front, quick, backend=front.backend),
         lambda figures: figures.problems(slow_clients.CI_NOISE_FLOOR_MS))
-    errors = [line for line in front.lines() if "error while serving" in line]
+    errors = [line for line in front.lines if "error while serving" in line]
     assert figures.problems(slow_clients.CI_NOISE_FLOOR_MS) == [], figures.lines()
     assert (len(figures.slow_heads), len(figures.slow_bodies)) == (quick.heads, quick.bodies)
     assert figures.answered_408 == quick.heads + quick.bodies
@@ -41,7 +41,7 @@ def test_slow_connections_are_closed_in_time_and_normal_clients_go_on(front: Fro
 
 
 def test_body_pace_gives_the_grace_then_240_bytes_a_second() -> None:
-    from hostkit_outofprocess.proxy import BodyPace
+    from hostkit_outofprocess.front.deadlines import BodyPace
 
     pace = BodyPace(2.0)
     assert pace.allowance() == 2.0
@@ -55,19 +55,16 @@ def test_a_fast_upload_after_a_pause_within_the_grace_is_not_cut(front: Front) -
     grace = slow_clients.QUICK.header_timeout
 
     async def upload() -> int:
-        connection = HttpConnection(front.port)
         head = b"POST /whoami HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n"
         with anyio.fail_after(20):
-            await connection.connect(5)
-            assert connection.stream is not None
-            await connection.stream.send(head)
-            await anyio.sleep(0.7 * grace)  # within the grace
-            await connection.stream.send(b"x" * 50000)
-            await anyio.sleep(0.7 * grace)  # past the grace, but 50 000 bytes earned 208 s
-            try:
+            async with HttpConnection(front.port) as connection:
+                await connection.connect(5)
+                assert connection.stream is not None
+                await connection.stream.send(head)
+                await anyio.sleep(0.7 * grace)  # within the grace
+                await connection.stream.send(b"x" * 50000)
+                await anyio.sleep(0.7 * grace)  # past the grace, but 50 000 bytes earned 208 s
                 return (await connection.request(b"x" * 50000, 10)).status
-            finally:
-                await connection.aclose()
 
     assert anyio.run(upload, backend=front.backend) == 200
 

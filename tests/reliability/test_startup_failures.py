@@ -9,8 +9,8 @@ from pathlib import Path
 import anyio
 import pytest
 
-from bench.hardening import startup
-from bench.hardening.report import measure_twice, only_timing
+from tests.hardening import startup
+from tests.hardening.report import measure_twice, only_timing
 
 pytestmark = pytest.mark.integration
 
@@ -18,15 +18,12 @@ pytestmark = pytest.mark.integration
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_rapid_fail_refuses_fast_without_spawning(backend: str, tmp_path: Path) -> None:
     quick = startup.QUICK
-    front = startup.flaky_front(backend, quick.crashes, tmp_path / "starts").start()
-    try:
+    with startup.flaky_front(backend, quick.crashes, tmp_path / "starts") as front:
         figures = anyio.run(startup.rapid_fail, front, quick, backend=backend)
         failed_starts = figures.failed_starts
         if only_timing(figures.problems()):  # a loaded runner; the budget is spent already
             figures = anyio.run(startup.rapid_fail, front, dataclasses.replace(quick, crashes=0),
                                 backend=backend)
-    finally:
-        front.stop()
     assert figures.problems() == [], figures.lines()
     assert failed_starts == [502] * quick.crashes
 
@@ -40,11 +37,8 @@ async def test_rapid_fail_recovers_when_the_window_has_passed(anyio_backend: str
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_a_child_that_never_listens_gets_502_5_and_is_killed(backend: str) -> None:
-    front = startup.never_listening_front(backend, startup.QUICK.limit).start()
-    try:
+    with startup.never_listening_front(backend, startup.QUICK.limit) as front:
         figures = measure_twice(
             lambda: anyio.run(startup.startup_timeout, front, startup.QUICK, backend=backend),
             lambda figures: figures.problems())
-    finally:
-        front.stop()
     assert figures.problems() == [], figures.lines()

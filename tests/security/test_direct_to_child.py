@@ -1,7 +1,7 @@
 """Requests straight to a child's port, with every wrong token: all refused, none logged.
 
 The child is started by hand with the module's contract and a known token; CI sends a few
-hundred requests per backend (``python -m bench.hardening --full`` sends 10,000).
+hundred requests per backend (``python -m tests.hardening --full`` sends 10,000).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import anyio
 import pytest
 
-from bench.hardening import direct
+from tests.hardening import direct
 
 pytestmark = pytest.mark.integration
 

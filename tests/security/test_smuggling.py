@@ -1,21 +1,22 @@
 """Request smuggling: the hand-written corpus and generated mutations against a real front.
 
-The front runs on asyncio and on trio with a recording child (``bench.hardening``): for every
+The front runs on asyncio and on trio with a recording child (``tests.hardening``): for every
 vector, what the child received is read with h11 and llhttp and compared with what the
-module parsed (see ``bench/hardening/smuggling.py`` for the definition of a divergence).
-The full run (``python -m bench.hardening --full``) sends more generated vectors.
+module parsed (see ``tests/hardening/smuggling.py`` for the definition of a divergence).
+The full run (``python -m tests.hardening --full``) sends more generated vectors.
 """
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable, Iterator
 
+import anyio
 import pytest
 
-from bench.hardening import corpus, smuggling
-from bench.hardening.corpus import SMUGGLED, Vector, head
-from bench.hardening.wire import read_h11
+from tests.hardening import corpus, smuggling
+from tests.hardening.corpus import SMUGGLED, Vector, head
+from tests.hardening.wire import read_h11
+from tests.support.http import HttpConnection, Response
 
 pytestmark = pytest.mark.integration
 
@@ -122,17 +123,15 @@ def test_requests_sent_one_after_another_on_a_kept_alive_connection(
     """Each head is read whole, also when it arrives while the front was already reading (on
     trio, a read begun during the previous exchange): no request is mistaken for a cut-off
     head."""
-    url = front.front.url
-    host, port = url.removeprefix("http://").split(":")
     requests = [b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n",
                 head(b"Transfer-Encoding: chunked") + b"3\r\nabc\r\n0\r\n\r\n",
                 b"GET /b HTTP/1.1\r\nHost: a\r\n\r\n"]
-    with socket.create_connection((host, int(port)), timeout=5) as sock:
-        for data in requests:
-            sock.sendall(data)
-            answer = b""
-            while b"\r\n\r\n" not in answer or not answer.endswith(b"}"):
-                chunk = sock.recv(65536)
-                assert chunk, answer
-                answer += chunk
-            assert answer.startswith(b"HTTP/1.1 200"), answer
+
+    async def one_after_another() -> list[Response]:
+        async with HttpConnection(front.port) as connection:
+            return [await connection.request(data, 5) for data in requests]
+
+    answers = anyio.run(one_after_another, backend=front.backend)
+    for answer in answers:
+        assert (answer.version, answer.status, answer.complete) == ("1.1", 200, True), answer
+        assert answer.body.endswith(b"}"), answer

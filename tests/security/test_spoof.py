@@ -1,6 +1,6 @@
 """The spoof matrix: reserved and forwarding headers in every spelling, through a real front.
 
-Every name in ``bench.hardening.spoof.RESERVED`` × every variant (case, ``_`` for ``-``,
+Every name in ``tests.hardening.spoof.RESERVED`` × every variant (case, ``_`` for ``-``,
 duplicated, named in ``Connection``, as a trailer, …) with a unique marker value. None may be
 accepted: the child (its exact bytes, and a hostkit app behind the integration layer) sees
 only the module's own values.
@@ -12,9 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from bench.hardening import spoof
-from bench.hardening.fronts import Front
-from bench.hardening.smuggling import RecordingFront
+from tests.hardening import spoof
+from tests.hardening.fronts import Front
+from tests.hardening.smuggling import RecordingFront
 
 pytestmark = pytest.mark.integration
 

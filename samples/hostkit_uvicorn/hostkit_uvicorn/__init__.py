@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-import hostkit
 from hostkit import HostingModel
+from hostkit.plugin import HostRole, Server, ServerInfo, ServerRequest, hookimpl
 
 from hostkit_uvicorn.server import UvicornServer
 
@@ -28,7 +28,7 @@ except PackageNotFoundError:  # imported from a source tree that is not installe
     __version__ = "0.0.0"
 
 SERVER_NAME = "uvicorn"
-SERVER_INFO = hostkit.ServerInfo(
+SERVER_INFO = ServerInfo(
     name=SERVER_NAME,
     hosting_models=(HostingModel.IN_PROCESS, HostingModel.OUT_OF_PROCESS),
     async_backends=("asyncio",),
@@ -39,22 +39,21 @@ __all__ = ["SERVER_INFO", "SERVER_NAME", "UvicornServer", "hostkit_create_server
            "hostkit_declare_servers"]
 
 
-@hostkit.hookimpl
-def hostkit_declare_servers() -> list[hostkit.ServerInfo]:
+@hookimpl
+def hostkit_declare_servers() -> list[ServerInfo]:
     """Called once per host when it is built: what ``server = "uvicorn"`` supports."""
     return [SERVER_INFO]
 
 
-@hostkit.hookimpl
-def hostkit_create_server(hosting_model: HostingModel, server_name: str,
-                          configuration: hostkit.Configuration,
-                          behind_module: bool) -> hostkit.Server | None:
+@hookimpl
+def hostkit_create_server(request: ServerRequest) -> Server | None:
     """Called once per host when it is built: the server for ``server = "uvicorn"``.
 
     hostkit has already checked the configuration against :data:`SERVER_INFO`. Returns
-    ``None`` for another server name, and for the public side of OutOfProcess (the module's
-    job); an out-of-process child (``behind_module``) gets a uvicorn server on its port.
+    ``None`` for another server name, and for a ``FRONT`` (the OutOfProcess module's job);
+    ``SERVE`` (InProcess) and ``CHILD`` (an out-of-process child, on its loopback port) get
+    a uvicorn server.
     """
-    if not SERVER_INFO.serves(hosting_model, server_name, behind_module):
-        return None  # another server, or the public side of OutOfProcess (the module's)
-    return UvicornServer(configuration)
+    if request.server_name != SERVER_NAME or request.role is HostRole.FRONT:
+        return None
+    return UvicornServer(request.configuration)

@@ -20,8 +20,7 @@ import uvicorn
 from anyio.abc import TaskStatus
 
 import hostkit
-from hostkit.asgi import ASGIApp
-from hostkit.listeners import BACKLOG, bind_all, close_all
+from hostkit.plugin import BACKLOG, ASGIApp, bind_all, close_all
 
 
 class _HostedUvicorn(uvicorn.Server):

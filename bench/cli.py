@@ -1,0 +1,248 @@
+"""The skeleton the three wrk benchmarks share: their options, the measured rounds, what they
+print and the JSON they write.
+
+A benchmark parses its command line with :func:`benchmark_parser` (plus its own options) and
+:func:`parse_load_options`, starts its :class:`Target` servers, runs :func:`measure` (rounds
+of warmup + measured wrk run per target, the order rotated), prints :func:`load_line`,
+:func:`medians_table` and :func:`warnings` around its own ratios, and writes a document built
+from :func:`document_header`, :func:`load_settings`, :func:`environment` and
+:func:`medians`/:func:`runs` with :func:`write_results`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import statistics
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from bench._harness import (
+    BenchmarkError,
+    WrkResult,
+    distribution_version,
+    run_wrk,
+    wrk_command,
+    wrk_version,
+)
+from hostkit.testing import Program
+from tests.support.processes import child_pids, cpu_seconds
+
+#: the :class:`WrkResult` fields reported per server: medians and ratios.
+FIELDS = ("requests_per_sec", "p50_ms", "p99_ms")
+
+
+# --- command line --------------------------------------------------------------------------
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def count(text: str) -> int:
+    """argparse type: a whole number of at least 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {text}")
+    return value
+
+
+def add_load_options(parser: argparse.ArgumentParser, *, noun: str = "server") -> None:
+    """The options every wrk benchmark shares: rounds, duration, warmup, connections, threads."""
+    parser.add_argument("--rounds", type=positive_int, default=3,
+                        help=f"measured runs per {noun} (default: 3; the median is reported)")
+    parser.add_argument("--duration", type=positive_int, default=10, metavar="SECONDS",
+                        help="length of each measured wrk run (default: 10)")
+    parser.add_argument("--warmup", type=positive_int, default=2, metavar="SECONDS",
+                        help="length of the unmeasured wrk run before each one (default: 2)")
+    parser.add_argument("--connections", type=positive_int, default=32,
+                        help="wrk connections (default: 32)")
+    parser.add_argument("--threads", type=positive_int, default=2,
+                        help="wrk threads (default: 2)")
+
+
+def benchmark_parser(prog: str, description: str, results_file: Path, *,
+                     noun: str = "server") -> argparse.ArgumentParser:
+    """A benchmark's command line: the load options and ``--output`` (default
+    ``results_file``); add the benchmark's own options, then :func:`parse_load_options`."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    add_load_options(parser, noun=noun)
+    parser.add_argument("--output", type=Path, default=results_file,
+                        help=f"JSON results file (default: {results_file})")
+    return parser
+
+
+def parse_load_options(parser: argparse.ArgumentParser,
+                       argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse, and check wrk gets at least one connection per thread."""
+    options = parser.parse_args(argv)
+    if options.connections < options.threads:
+        parser.error("--connections must be at least --threads (wrk needs one per thread)")
+    return options
+
+
+# --- targets and the measured rounds -------------------------------------------------------
+
+@dataclasses.dataclass
+class Target:
+    """One stack under test: its processes (the one wrk talks to first) and measured runs."""
+
+    name: str
+    url: str
+    processes: list[Program]
+    runs: list[WrkResult] = dataclasses.field(default_factory=list)
+    keep_alive: bool | None = None
+    #: per measured run, each serving process's CPU microseconds per request (when counted).
+    cpu: list[dict[str, float]] = dataclasses.field(default_factory=list)
+
+    def median(self, field: str) -> float:
+        """The median of one :class:`WrkResult` field over the measured runs."""
+        values: list[float] = [getattr(run, field) for run in self.runs]
+        return statistics.median(values)
+
+
+def rotations(targets: list[Target], rounds: int) -> Iterator[list[Target]]:
+    """Round i starts with target i (mod n), so each goes first, second, ... in turn (with
+    two targets: the order alternates)."""
+    for index in range(rounds):
+        shift = index % len(targets)
+        yield targets[shift:] + targets[:shift]
+
+
+def processes_of(target: Target) -> dict[str, int]:
+    """The processes serving ``target``, by name: its own and their children (the front's
+    child, nginx's worker), so each one's CPU is counted."""
+    named = {}
+    for process in target.processes:
+        named[process.name] = process.pid
+        for index, pid in enumerate(child_pids(process.pid), start=1):
+            named[f"{process.name}'s child {index}"] = pid
+    return named
+
+
+def measure(wrk: str, targets: list[Target], options: argparse.Namespace, *,
+            name_width: int, count_cpu: bool) -> None:
+    """Every round: warmup + measured run per target, the order rotated, each run printed.
+
+    With ``count_cpu``, each run also notes every serving process's CPU microseconds per
+    request: what each part costs, whatever else the machine is doing (req/s also depends on
+    how much CPU the processes got). Raises :class:`BenchmarkError` when a server exits.
+    """
+    for round_index, order in enumerate(rotations(targets, options.rounds)):
+        for target in order:
+            _load(wrk, target, options, options.warmup)
+            named = processes_of(target) if count_cpu else {}
+            before = {name: cpu_seconds(pid) for name, pid in named.items()}
+            result = _load(wrk, target, options, options.duration)
+            target.runs.append(result)
+            cpu = ""
+            if count_cpu:
+                requests = max(result.requests, 1)
+                target.cpu.append({name: (cpu_seconds(pid) - before[name]) * 1e6 / requests
+                                   for name, pid in named.items()})
+                cpu = f"  CPU us/request {cpu_note(target.cpu[-1])}"
+            print(f"round {round_index + 1}/{options.rounds}  {target.name:<{name_width}} "
+                  f"{result.requests_per_sec:>9.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
+                  f"p99 {result.p99_ms:6.2f} ms" + cpu + _errors_note(result), flush=True)
+            for process in target.processes:
+                if not process.running:
+                    raise BenchmarkError(f"{process.name} exited during the load "
+                                         f"({process.process.returncode}):\n{process.tail()}")
+
+
+def _load(wrk: str, target: Target, options: argparse.Namespace, duration_s: int) -> WrkResult:
+    return run_wrk(wrk, target.url, threads=options.threads,
+                   connections=options.connections, duration_s=duration_s)
+
+
+def median_cpu(target: Target) -> dict[str, float]:
+    """Each process's median CPU microseconds per request over the measured runs."""
+    names = {name for run in target.cpu for name in run}
+    return {name: statistics.median(run[name] for run in target.cpu if name in run)
+            for name in sorted(names)}
+
+
+def cpu_note(per_process: dict[str, float]) -> str:
+    """``TOTAL (name N, name N)``: CPU microseconds per request, all and by process."""
+    parts = [f"{name} {value:.0f}" for name, value in per_process.items()]
+    return f"{sum(per_process.values()):.0f} ({', '.join(parts)})"
+
+
+def _errors_note(result: WrkResult) -> str:
+    if not result.errors:
+        return ""
+    return (f"  ({result.socket_errors} socket errors, "
+            f"{result.non_2xx_3xx} non-2xx/3xx: results not comparable)")
+
+
+# --- the report ----------------------------------------------------------------------------
+
+def load_line(options: argparse.Namespace, *, rotated: bool) -> str:
+    """``load: wrk ...; N s warmup before each run; median of N rounds[, order rotated]``."""
+    command = " ".join(wrk_command("wrk", "http://127.0.0.1:PORT/", threads=options.threads,
+                                   connections=options.connections,
+                                   duration_s=options.duration))
+    return (f"load: {command}; {options.warmup} s warmup before each run; "
+            f"median of {options.rounds} rounds" + (", order rotated" if rotated else ""))
+
+
+def medians_table(targets: list[Target], name_width: int) -> list[str]:
+    """A header and one line per target: its median req/s, p50 and p99."""
+    lines = [f"{'server':<{name_width}} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8}"]
+    for target in targets:
+        lines.append(f"{target.name:<{name_width}} {target.median('requests_per_sec'):>10.0f} "
+                     f"{target.median('p50_ms'):>8.2f} {target.median('p99_ms'):>8.2f}")
+    return lines
+
+
+def warnings(targets: list[Target]) -> list[str]:
+    """The warning line when some run had socket errors or non-2xx/3xx answers."""
+    if any(run.errors for target in targets for run in target.runs):
+        return ["WARNING: some runs had socket errors or non-2xx/3xx responses"]
+    return []
+
+
+# --- the JSON results ----------------------------------------------------------------------
+
+def document_header(benchmark: str) -> dict[str, Any]:
+    """The first fields of every results document: which benchmark, finished when."""
+    return {"benchmark": benchmark, "finished_at": datetime.datetime.now(
+        datetime.timezone.utc).isoformat(timespec="seconds")}
+
+
+def load_settings(options: argparse.Namespace, *extra: str) -> dict[str, Any]:
+    """The load options of the run, then the ``extra`` options named."""
+    return {"rounds": options.rounds, "duration_s": options.duration,
+            "warmup_s": options.warmup, "connections": options.connections,
+            "threads": options.threads, **{name: getattr(options, name) for name in extra}}
+
+
+def environment(wrk: str, distributions: Sequence[str], **tools: str) -> dict[str, Any]:
+    """The machine, wrk's version, other ``tools``' versions, and the installed versions of
+    ``distributions``."""
+    return {"python": platform.python_version(), "platform": platform.platform(),
+            "cpus": os.cpu_count(), "wrk": wrk_version(wrk), **tools,
+            **{name: distribution_version(name) for name in distributions}}
+
+
+def medians(target: Target) -> dict[str, float]:
+    return {field: target.median(field) for field in FIELDS}
+
+
+def runs(target: Target) -> list[dict[str, Any]]:
+    return [dataclasses.asdict(run) for run in target.runs]
+
+
+def write_results(document: dict[str, Any], path: Path) -> None:
+    """Write ``document`` as JSON to ``path`` and say where."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    print(f"\nresults: {path}")

@@ -1,0 +1,92 @@
+"""The plugin API: the one module a plugin author imports besides ``hostkit`` (SPEC §7).
+
+Everything a server plugin, an authentication plugin or a hosting-model plugin needs is here,
+by what it is for. hostkit's own plugins (``plugins/hostkit_inprocess``,
+``plugins/hostkit_outofprocess``) and the third-party sample ``samples/hostkit_uvicorn``
+import nothing else of hostkit, and a test keeps it so: a name a plugin needs is added here,
+not imported from the module that defines it.
+
+- **Hooks**: :data:`hookimpl` marks an implementation; the specs are in
+  :mod:`hostkit.hookspecs`.
+- **The role and the server**: :class:`HostRole` (``hostkit_host_role``),
+  :class:`ServerRequest` (the one argument of ``hostkit_create_server``), the
+  :class:`Server` protocol, :class:`ServerInfo` declarations and
+  :func:`check_server_choice`.
+- **Listening**: :func:`bind_all` / :func:`close_all`, :class:`ListenAddress`,
+  :data:`BACKLOG`.
+- **TLS**: :func:`server_context` (the one TLS context builder), :func:`tls_extension` and
+  :func:`tls_extension_of` (the ASGI ``tls`` extension), :class:`TLSConnection`.
+- **ASGI**: the types :data:`Scope`, :data:`Message`, :data:`Receive`, :data:`Send`,
+  :data:`ASGIApp`, and :func:`send_refusal`.
+- **Settings tables** (``hostkit_add_settings_tables``): :class:`SettingsTable`,
+  :func:`setting` and the value kinds :class:`Boolean`, :class:`Number`, :class:`Text`,
+  :class:`Choice`, :class:`TextList`, :class:`TextTable`; :func:`configuration_files` (the
+  files a configuration is read from, e.g. to watch them) and :func:`resolve_path`.
+- **Authentication**: :class:`Authenticator`, :class:`AuthenticateResult`,
+  :class:`AuthenticationScheme`, and :data:`FORWARDED_RESULT_KEY` (where a child's
+  integration puts the principal its front forwarded).
+- **The child process contract** (a front and its children): :class:`ChildContract`, the
+  header names, and :data:`CHILD_VARIABLES` (the environment variables it reserves).
+- **Error pages**: :func:`render_error_page`.
+- **Processes** a plugin starts and owns (a front's children; :mod:`hostkit.processes`):
+  :class:`ManagedProcess` run from a :class:`ProcessSpec` (parent-death launcher, a process
+  group of its own, output tail, stop with a grace period), :data:`OUTPUT_TAIL_BYTES`,
+  :func:`free_loopback_port`, and :class:`RapidFailBudget` (``rapid_fails_per_minute``; its
+  :meth:`~RapidFailBudget.exhausted` returns an :class:`Exhausted`).
+"""
+
+from __future__ import annotations
+
+from hostkit.asgi import ASGIApp, Message, Receive, Scope, Send, send_refusal
+from hostkit.authentication import (
+    FORWARDED_RESULT_KEY,
+    AuthenticateResult,
+    AuthenticationScheme,
+    Authenticator,
+)
+from hostkit.child_contract import (
+    CLIENT_CERT_HEADER,
+    IDENTITY_HEADER,
+    RESERVED_HEADER_PREFIX,
+    TOKEN_HEADER,
+    TOKEN_VARIABLE,
+    ChildContract,
+)
+from hostkit.child_contract import VARIABLES as CHILD_VARIABLES
+from hostkit.configuration.sources import configuration_files, resolve_path
+from hostkit.configuration.tables import (
+    Boolean,
+    Choice,
+    Number,
+    SettingsTable,
+    Text,
+    TextList,
+    TextTable,
+    setting,
+)
+from hostkit.error_pages import render as render_error_page
+from hostkit.hookspecs import hookimpl
+from hostkit.listeners import BACKLOG, ListenAddress, bind_all, close_all
+from hostkit.processes.managed import OUTPUT_TAIL_BYTES, ManagedProcess, ProcessSpec
+from hostkit.processes.ports import free_loopback_port
+from hostkit.processes.rapid_fail import Exhausted, RapidFailBudget
+from hostkit.server_contract import (
+    HostRole,
+    Server,
+    ServerInfo,
+    ServerRequest,
+    check_server_choice,
+)
+from hostkit.tls import TLSConnection, server_context, tls_extension, tls_extension_of
+
+__all__ = [
+    "ASGIApp", "AuthenticateResult", "AuthenticationScheme", "Authenticator", "BACKLOG",
+    "Boolean", "CHILD_VARIABLES", "CLIENT_CERT_HEADER", "ChildContract", "Choice", "Exhausted",
+    "FORWARDED_RESULT_KEY", "HostRole", "IDENTITY_HEADER", "ListenAddress", "ManagedProcess",
+    "Message", "Number", "OUTPUT_TAIL_BYTES", "ProcessSpec", "RESERVED_HEADER_PREFIX",
+    "RapidFailBudget", "Receive", "Scope", "Send", "Server", "ServerInfo", "ServerRequest",
+    "SettingsTable", "TLSConnection", "TOKEN_HEADER", "TOKEN_VARIABLE", "Text", "TextList",
+    "TextTable", "bind_all", "check_server_choice", "close_all", "configuration_files",
+    "free_loopback_port", "hookimpl", "render_error_page", "resolve_path", "send_refusal",
+    "server_context", "setting", "tls_extension", "tls_extension_of",
+]

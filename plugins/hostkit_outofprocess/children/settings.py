@@ -1,0 +1,67 @@
+"""How the front starts its children, read once from ``[module]``: :class:`ChildSettings`."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import hostkit
+from hostkit.plugin import resolve_path
+
+from hostkit_outofprocess.options import ModuleOptions
+
+
+def default_command() -> list[str]:
+    """The command that started this program: the same interpreter, flags and arguments."""
+    return [sys.executable, *sys.orig_argv[1:]]
+
+
+@dataclasses.dataclass(frozen=True)
+class ChildSettings:
+    """How to start a child: everything a slot needs.
+
+    ``environment`` is the whole environment a child starts with, before its contract
+    (``HOSTKIT_PORT`` …); ``log_prefix`` is where ``stdout_log_enabled`` writes its output
+    (``None``: kept in memory).
+    """
+
+    command: Sequence[str]
+    cwd: Path
+    environment: Mapping[str, str]
+    path_base: str
+    startup_time_limit: float
+    shutdown_time_limit: float
+    rapid_fails_per_minute: int
+    log_prefix: Path | None
+
+    @classmethod
+    def from_options(cls, options: ModuleOptions, content_root: Path,
+                     environ: Mapping[str, str] | None = None) -> ChildSettings:
+        """From the ``[module]`` table; the inherited environment is ``environ`` (default:
+        this process's)."""
+        command = ([options.process_path or sys.executable, *options.arguments]
+                   if options.process_path or options.arguments else default_command())
+        inherited = os.environ if environ is None else environ
+        log_prefix = (resolve_path(content_root, options.stdout_log_file)
+                      if options.stdout_log_enabled else None)
+        return cls(command, content_root, {**inherited, **options.environment_variables},
+                   options.path_base, options.startup_time_limit, options.shutdown_time_limit,
+                   options.rapid_fails_per_minute, log_prefix)
+
+
+def child_configuration(configuration: hostkit.Configuration,
+                        options: ModuleOptions) -> hostkit.Configuration | None:
+    """The configuration a child will load, as far as its front can tell: the front's own,
+    with the child's ``environment_variables`` and the ``--key=value`` items of its
+    ``arguments`` on top (without ``arguments`` the child runs the front's own command line).
+    ``None`` when they do not load: the child will report that itself."""
+    arguments = list(options.arguments)
+    first = next((i for i, item in enumerate(arguments) if item.startswith("--")),
+                 len(arguments))
+    try:
+        return configuration.with_sources(arguments[first:], options.environment_variables)
+    except hostkit.ConfigurationError:
+        return None

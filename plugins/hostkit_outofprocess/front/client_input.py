@@ -1,0 +1,212 @@
+"""A client connection's input: its bytes fed to the request parser, and its leaving noticed.
+
+The front reads a client at most one chunk ahead of the request being handled: memory stays
+bounded for any body size, and a client that goes away while its response is still being
+produced is noticed at once (the exchange then closes the child's connection, so the child's
+``request_aborted`` fires). How depends on the stream (:attr:`Stream.reads_ahead
+<hostkit_outofprocess.front.streams.Stream.reads_ahead>`), so :func:`client_input` picks one
+of two kinds of :class:`ClientInput`:
+
+- :class:`ReadAheadInput`: a task of its own reads one chunk ahead, and sees the end;
+- :class:`BufferedInput`: the stream reads ahead itself (asyncio's protocol buffer) and reports
+  the end, so the handler reads in its own task and no reader task is needed.
+
+Each request is parsed by a new h11 parser (:meth:`ClientInput.next_request`): responses are
+written by :mod:`~hostkit_outofprocess.front.wire`, not through h11's state machine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import anyio
+import h11
+
+from hostkit_outofprocess.front.request_rules import MAX_HEAD_SIZE
+from hostkit_outofprocess.front.streams import READ_SIZE, Stream
+
+#: What a failed read or write on a client's (or a child's) stream raises.
+STREAM_ERRORS = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError,
+                 OSError)
+
+
+class ClientGone(Exception):
+    """The client closed its connection."""
+
+
+def request_parser() -> h11.Connection:
+    """A new h11 connection, to parse one request of a client's (and what follows it)."""
+    return h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_SIZE)
+
+
+class ClientInput:
+    """The bytes of one client connection on their way into :attr:`parser`.
+
+    Subclasses say how reading is driven; the exchange and the connection use only what is
+    defined here.
+    """
+
+    __slots__ = ("stream", "parser", "head", "gone", "on_gone")
+
+    def __init__(self, stream: Stream):
+        self.stream = stream
+        #: parses the current request (replaced by :meth:`next_request`).
+        self.parser = request_parser()
+        #: the raw bytes of the current request's head as received (up to MAX_HEAD_SIZE),
+        #: with what came before it on the connection since the previous request.
+        self.head = bytearray()
+        #: True once the client's end was read (everything it sent before is in the parser).
+        self.gone = False
+        #: called when the client goes away (cancels the exchange in flight, if any).
+        self.on_gone: Callable[[], None] | None = None
+
+    async def run(self) -> None:
+        """Run for the connection's life in a task of its own (returns at once if not needed)."""
+        raise NotImplementedError
+
+    def grant(self) -> None:
+        """Everything read so far was used: the next chunk may be read."""
+        raise NotImplementedError
+
+    async def wait_data(self) -> None:
+        """Wait until more bytes (or the end) reached the parser."""
+        raise NotImplementedError
+
+    async def take_available(self) -> None:
+        """Feed the parser what has arrived already, without waiting for more."""
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        """Stop reading (before a protocol switch hands the raw stream to a tunnel)."""
+        raise NotImplementedError
+
+    async def next_event(self) -> h11.Event:
+        """The parser's next event, reading more as needed. Raises :class:`ClientGone` when
+        the client left in the middle of it, and h11's ``RemoteProtocolError`` for bytes that
+        are not HTTP/1.1."""
+        parser = self.parser
+        while True:
+            event = parser.next_event()
+            if event is h11.NEED_DATA:
+                if self.gone:
+                    raise ClientGone()
+                await self.wait_data()
+                continue
+            return event  # type: ignore[return-value]
+
+    def next_request(self) -> None:
+        """The request was read and answered: a new parser takes what came after it."""
+        rest, closed = self.parser.trailing_data
+        self.parser = parser = request_parser()
+        # The raw copy of the next head starts with what was read of it already.
+        self.head = bytearray(rest[:MAX_HEAD_SIZE])
+        if rest:
+            parser.receive_data(rest)
+        if closed:
+            parser.receive_data(b"")
+
+    async def _read(self) -> bytes:
+        """Read the client's next bytes into the parser (and the raw-head copy). ``b""``: the
+        end.
+
+        ``self.head`` and ``self.parser`` are looked up after the read: a new request may have
+        begun while a read was under way.
+        """
+        try:
+            data = await self.stream.receive(READ_SIZE)
+        except STREAM_ERRORS:
+            data = b""
+        if len(self.head) < MAX_HEAD_SIZE:
+            self.head += data[:MAX_HEAD_SIZE]
+        self.parser.receive_data(data)
+        return data
+
+
+class ReadAheadInput(ClientInput):
+    """Reads the client's bytes into the parser in a task of its own, one chunk ahead at most."""
+
+    __slots__ = ("_ready_tx", "_ready_rx", "_credit_tx", "_credit_rx", "_scope", "_stopped")
+
+    def __init__(self, stream: Stream):
+        super().__init__(stream)
+        self._ready_tx, self._ready_rx = anyio.create_memory_object_stream[None](1)
+        self._credit_tx, self._credit_rx = anyio.create_memory_object_stream[None](1)
+        self._scope = anyio.CancelScope()
+        self._stopped = anyio.Event()
+
+    async def run(self) -> None:
+        with self._scope, self._ready_tx:
+            try:
+                while True:
+                    data = await self._read()
+                    self._nudge()
+                    if not data:
+                        self.gone = True
+                        if self.on_gone is not None:
+                            self.on_gone()
+                        return
+                    await self._credit_rx.receive()
+            finally:
+                self._stopped.set()
+
+    def _nudge(self) -> None:
+        try:
+            self._ready_tx.send_nowait(None)
+        except anyio.WouldBlock:
+            pass
+
+    def grant(self) -> None:
+        try:
+            self._credit_tx.send_nowait(None)
+        except anyio.WouldBlock:
+            pass
+
+    async def take_available(self) -> None:
+        """Nothing to do: what this input has read is in the parser already."""
+
+    async def wait_data(self) -> None:
+        self.grant()
+        try:
+            await self._ready_rx.receive()
+        except anyio.EndOfStream:
+            pass
+
+    async def stop(self) -> None:
+        self._scope.cancel()
+        await self._stopped.wait()
+
+
+class BufferedInput(ClientInput):
+    """Reads in the handler's own task from a stream that reads ahead and reports the end."""
+
+    __slots__ = ()
+
+    def __init__(self, stream: Stream):
+        super().__init__(stream)
+        stream.watch_end(self._left)
+
+    def _left(self) -> None:
+        if self.on_gone is not None:
+            self.on_gone()
+
+    async def run(self) -> None:
+        """Nothing to run: reading happens in :meth:`wait_data`."""
+
+    def grant(self) -> None:
+        """Reading ahead is the stream's job here (bounded by its buffer)."""
+
+    async def wait_data(self) -> None:
+        if not await self._read():
+            self.gone = True
+
+    async def take_available(self) -> None:
+        while self.stream.buffered():
+            await self._read()
+
+    async def stop(self) -> None:
+        self.stream.watch_end(None)
+
+
+def client_input(stream: Stream) -> ClientInput:
+    """The input for an accepted ``stream``, as the module docstring says."""
+    return BufferedInput(stream) if stream.reads_ahead else ReadAheadInput(stream)

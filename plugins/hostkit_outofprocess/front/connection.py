@@ -1,0 +1,142 @@
+"""One accepted client connection: its state and its request loop, :class:`ClientConnection`.
+
+The connection reads request heads and hands each request to an
+:class:`~hostkit_outofprocess.front.exchange.Exchange`, which forwards it and relays the
+answer; what lives longer than one request is here: the stream and its input
+(:mod:`~hostkit_outofprocess.front.client_input`), who the client is
+(:class:`~hostkit_outofprocess.front.identity.ConnectionIdentity`), whether it is idle, and
+its deadline (:mod:`~hostkit_outofprocess.front.deadlines`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import anyio
+import h11
+
+from hostkit_outofprocess.front import request_rules
+from hostkit_outofprocess.front.client_input import STREAM_ERRORS, ClientGone, client_input
+from hostkit_outofprocess.front.deadlines import Wait
+from hostkit_outofprocess.front.exchange import Aborted, BodyTimeout, Exchange
+from hostkit_outofprocess.front.identity import ConnectionIdentity
+from hostkit_outofprocess.front.pages import ErrorPages
+from hostkit_outofprocess.front.streams import Stream
+from hostkit_outofprocess.front.upstream import Upstream
+from hostkit_outofprocess.front.wire import own_response
+
+# Enum members are looked up through a descriptor on Python 3.11: the request loop uses
+# this module global instead.
+_WAIT_HEAD = Wait.NEXT_HEAD
+
+
+class ClientConnection:
+    """Serves one accepted client connection until it closes, times out or the front stops."""
+
+    def __init__(self, stream: Stream, upstream: Upstream, pages: ErrorPages, *,
+                 identity: ConnectionIdentity, head_timeout: float, stopping: anyio.Event):
+        self.stream = stream
+        self.upstream = upstream
+        self.pages = pages
+        self.identity = identity
+        self.head_timeout = head_timeout
+        self.stopping = stopping
+        self.input = client_input(stream)
+        #: True between requests (the front stopping closes the connection then).
+        self.idle = True
+        #: the exchange under way (``None`` between requests).
+        self.exchange: Exchange | None = None
+        #: When the wait under way (:attr:`waiting_for`) ends, on ``time.monotonic``'s clock;
+        #: checked by the server's heartbeat (:meth:`check_deadline`).
+        self.deadline = math.inf
+        self.waiting_for = _WAIT_HEAD
+        #: One cancel scope for the whole connection (not a scope per request and per wait,
+        #: which would cost more than the heartbeat does). The heartbeat cancels it past the
+        #: deadline; so do the client leaving mid-request and the front stopping while the
+        #: connection is idle.
+        self.cancel_scope = anyio.CancelScope()
+        self._deadline_passed = False
+
+    def check_deadline(self, now: float) -> None:
+        """Called by the server's heartbeat every ``HEARTBEAT`` seconds: past its deadline,
+        the connection's wait ends (with 408 or 504, see :meth:`_answer_deadline`)."""
+        if now >= self.deadline:
+            self._deadline_passed = True
+            self.cancel_scope.cancel()
+
+    def close_if_idle(self) -> None:
+        """Called when the front stops: a connection between requests closes now."""
+        if self.idle:
+            self.cancel_scope.cancel()
+
+    async def serve(self) -> None:
+        """Serve requests until the connection ends; then close it."""
+        try:
+            async with anyio.create_task_group() as task_group:
+                task_group.start_soon(self.input.run)
+                try:
+                    await self._serve_requests()
+                finally:
+                    task_group.cancel_scope.cancel()
+        finally:
+            self.exchange = None  # it refers to the connection: no cycle left to collect
+            with anyio.CancelScope(shield=True):
+                await self.stream.aclose()
+
+    async def _serve_requests(self) -> None:
+        client = self.input
+        with self.cancel_scope:
+            while not self.stopping.is_set():
+                self.idle = True
+                self.exchange = None  # the last one's state goes with it
+                self.waiting_for = _WAIT_HEAD
+                self.deadline = time.monotonic() + self.head_timeout
+                try:
+                    event = await client.next_event()
+                except h11.RemoteProtocolError as error:
+                    await self._answer_without_request(error.error_status_hint or 400)
+                    return
+                self.deadline = math.inf
+                self.idle = False
+                if not isinstance(event, h11.Request):
+                    return  # closed, or the front stops
+                exchange = self.exchange = Exchange(self, event)
+                try:
+                    keep_alive = await exchange.run(request_rules.head_of(bytes(client.head)))
+                except (Aborted, ClientGone):
+                    return
+                except h11.RemoteProtocolError as error:
+                    await exchange.answer(error.error_status_hint or 400, close=True)
+                    return
+                except BodyTimeout:
+                    await exchange.refuse(408)
+                    return
+                if not keep_alive or exchange.must_close or not exchange.request_read():
+                    return
+                client.next_request()
+        if self.cancel_scope.cancelled_caught and self._deadline_passed:
+            await self._answer_deadline()
+
+    async def _answer_deadline(self) -> None:
+        """The connection's deadline passed: 408 for a head begun and not finished in time,
+        504 when the child did not answer within ``request_timeout``."""
+        if self.waiting_for is _WAIT_HEAD:
+            if self.input.head.strip(b"\r\n") and not self.stopping.is_set():
+                try:
+                    await self._answer_without_request(408)
+                except ClientGone:
+                    pass
+        elif self.exchange is not None:
+            await self.exchange.refuse(504, self.pages.for_status(504))
+
+    async def _answer_without_request(self, status: int) -> None:
+        """Answer ``status`` to a head that was malformed or did not arrive in time, and
+        close: nothing is known of a request, so nothing of HTTP/1.1 is assumed either.
+        :class:`ClientGone` if the client cannot be written to."""
+        out, _ = own_response(status, b"", content_type=b"", extra=[], method=b"",
+                              http_11=False, close=True)
+        try:
+            await self.stream.send(out)
+        except STREAM_ERRORS:
+            raise ClientGone() from None

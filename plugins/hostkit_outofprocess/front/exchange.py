@@ -1,0 +1,432 @@
+"""One request of a client connection and its response: :class:`Exchange`.
+
+Like uvicorn's ``RequestResponseCycle``: made once the request's head is parsed, it holds
+everything that lives as long as the request does (how the response must be framed, whether
+one has started, the body's pace, what is forwarded) and goes with it; the connection keeps
+only what outlives a request (:mod:`~hostkit_outofprocess.front.connection`).
+
+Nothing is relayed as raw bytes while HTTP is spoken (SPEC §4): the request was parsed by h11
+and is checked here (:mod:`~hostkit_outofprocess.front.request_rules`), the child's response
+is parsed by llhttp (:mod:`~hostkit_outofprocess.front.upstream`), and both are written
+again (:mod:`~hostkit_outofprocess.front.wire`). Bodies stream in both directions, a chunk
+at a time.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import anyio
+import h11
+
+from hostkit.plugin import AuthenticateResult
+
+from hostkit_outofprocess.children.errors import ChildUnavailable
+from hostkit_outofprocess.front import header_rules, request_rules, tunnel
+from hostkit_outofprocess.front.client_input import STREAM_ERRORS, ClientGone
+from hostkit_outofprocess.front.deadlines import BodyPace, Wait
+from hostkit_outofprocess.front.streams import READ_SIZE
+from hostkit_outofprocess.front.upstream import ChildConnection, ChildError, ChildResponse, Target
+from hostkit_outofprocess.front.wire import (
+    BODY_AS_IS,
+    BODY_CHUNKED,
+    CONTINUE,
+    LAST_CHUNK,
+    chunk,
+    informational_head,
+    own_response,
+    request_head,
+    response_head,
+)
+
+if TYPE_CHECKING:
+    from hostkit_outofprocess.front.connection import ClientConnection
+
+_FLUSH_SIZE = 64 * 1024
+# Connection refused by a child that died, plus one stale pooled connection, at most.
+_MAX_ATTEMPTS = 3
+# h11's state for a client whose request body was read whole and who keeps the connection.
+# After an upgrade request, h11 waits in MIGHT_SWITCH_PROTOCOL for a 101 that h11 never sees
+# (the responses are the front's own, from wire.py), so that state means the same here.
+_REQUEST_READ = (h11.DONE, h11.MIGHT_SWITCH_PROTOCOL)
+# The body start of a request without a body: shared, not a new list per request.
+_NOTHING: tuple[()] = ()
+
+
+class Aborted(Exception):
+    """The exchange cannot go on; the client connection is closed without a made-up end."""
+
+
+class BodyTimeout(Exception):
+    """The client's request body stopped coming at the pace :class:`BodyPace` allows."""
+
+
+class Outcome(enum.Enum):
+    """How one attempt to forward the request on a child connection ended."""
+
+    #: answered; the connection may carry the next request.
+    KEEP_ALIVE = "keep-alive"
+    #: answered (or tunnelled, after a 101); the connection ends.
+    CLOSE = "close"
+    #: a reused pooled connection turned out stale before the request reached the child:
+    #: send it again on another.
+    RETRY = "retry"
+
+
+# Enum members are looked up through a descriptor on Python 3.11: the per-request paths use
+# these module globals instead.
+_KEEP_ALIVE, _CLOSE, _RETRY = Outcome.KEEP_ALIVE, Outcome.CLOSE, Outcome.RETRY
+_WAIT_RESPONSE = Wait.RESPONSE
+Header = header_rules.Header
+
+
+class Exchange:
+    """One request and its response on a :class:`ClientConnection`; see the module docstring.
+
+    :meth:`run` forwards the request to a child and relays the answer, or answers itself.
+    Errors it raises, the connection answers with :meth:`answer` or :meth:`refuse`:
+    :class:`Aborted` and :class:`ClientGone` close the connection, h11's
+    ``RemoteProtocolError`` (a malformed body) is a 400, :class:`BodyTimeout` a 408.
+    """
+
+    __slots__ = ("connection", "input", "request", "method", "http_11", "keep_alive",
+                 "headers", "connection_tokens", "forwarded_as", "framing", "has_body",
+                 "websocket", "authenticated", "body_start", "pace", "response_started",
+                 "must_close")
+
+    def __init__(self, connection: ClientConnection, request: h11.Request):
+        self.connection = connection
+        self.input = connection.input
+        self.request = request
+        self.method = request.method
+        # As h11 reads keep-alive: HTTP/1.0 closes, and so does "Connection: close".
+        self.http_11 = http_11 = request.http_version >= b"1.1"
+        # h11's Headers is a Sequence read through __getitem__: read it once, as a list.
+        self.headers = headers = list(request.headers)
+        #: the header names the request's ``Connection`` header lists.
+        self.connection_tokens = tokens = header_rules.connection_tokens(headers)
+        self.keep_alive = http_11 and b"close" not in tokens
+        #: the request line and Host as forwarded (once checked).
+        self.forwarded_as: request_rules.Forwarded | None = None
+        #: the body framing header to forward (Content-Length or Transfer-Encoding).
+        self.framing: Header | None = None
+        #: without a body, the request was read whole with its head (h11's end-of-message
+        #: event for it is not taken: the parser is replaced after the request, and that
+        #: event would cost another pass of h11's state machine).
+        self.has_body = False
+        self.websocket = False
+        self.authenticated: AuthenticateResult | None = None
+        #: the start of the body, read before anything is sent to the child.
+        self.body_start: Sequence[h11.Data | h11.EndOfMessage] = _NOTHING
+        self.pace: BodyPace | None = None
+        self.response_started = False
+        #: whether the connection ends after the response written last.
+        self.must_close = False
+
+    async def run(self, raw_head: bytes | None) -> bool:
+        """Forward the request and relay its response, or answer it (``raw_head`` is its head
+        as received, :func:`~hostkit_outofprocess.front.request_rules.head_of`). Returns
+        whether the response keeps the connection alive; it can carry the next request if,
+        also, not :attr:`must_close` and :meth:`request_read`."""
+        request, headers, connection = self.request, self.headers, self.connection
+        checked = request_rules.check(request, headers, raw_head)
+        if isinstance(checked, request_rules.Refusal):
+            await self.answer(checked.status, close=True)
+            return False
+        self.forwarded_as = checked
+        self.framing, has_body = _framing(headers)
+        self.has_body = has_body
+        identity = connection.identity
+        self.authenticated = authenticated = await identity.authenticate(request)
+        if authenticated is not None and authenticated.failure is not None:
+            await self.answer(401, extra=identity.challenge_headers(), close=has_body)
+            return not has_body
+        self.websocket = header_rules.is_websocket_upgrade(headers, self.connection_tokens)
+        if has_body:
+            if self.input.parser.they_are_waiting_for_100_continue:
+                await self.send(CONTINUE)
+            # Nothing reaches the child before its body has begun well-formed.
+            body_start = self.body_start = await self._body_start()
+            if isinstance(body_start[-1], h11.EndOfMessage):  # all of it is here
+                length = sum(len(e.data) for e in body_start if isinstance(e, h11.Data))
+                self.framing = (b"content-length", str(length).encode())
+        stale_retried = False
+        for _ in range(_MAX_ATTEMPTS):
+            try:
+                target = await connection.upstream.acquire()
+            except ChildUnavailable as unavailable:
+                status, body, extra = connection.pages.for_unavailable(unavailable)
+                await self.answer(status, body, extra=extra, close=has_body)
+                return not has_body
+            try:
+                child = await target.pool.get()
+            except OSError:
+                if await target.unreachable():
+                    continue  # the child died; nothing reached it: the next child takes it
+                break
+            outcome = await self._forward(target, child, first_attempt=not stale_retried)
+            if outcome is not _RETRY:
+                return outcome is _KEEP_ALIVE
+            stale_retried = True
+        await self.answer(502, connection.pages.for_status(502), close=has_body)
+        return not has_body
+
+    def request_read(self) -> bool:
+        """Whether the whole request was read (so the next one can be), after :meth:`run`."""
+        return not self.has_body or self.input.parser.their_state in _REQUEST_READ
+
+    async def _forward(self, target: Target, child: ChildConnection,
+                       first_attempt: bool) -> Outcome:
+        """Send the request on ``child`` and relay the answer.
+
+        :data:`Outcome.RETRY` when a reused (pooled) connection turned out to be stale before
+        the request reached the child: the head could not be written, or (for an idempotent
+        request without a body) the child closed without a byte of answer.
+        """
+        request, connection, client = self.request, self.connection, self.input
+        identity = connection.identity
+        stale_retry = first_attempt and child.reused
+        framing, websocket = self.framing, self.websocket
+        forwarded_as = self.forwarded_as
+        assert forwarded_as is not None
+        forwarded = header_rules.request_headers(
+            self.headers, self.connection_tokens, client_ip=identity.client_ip,
+            scheme=identity.scheme, token=target.token, framing=framing, websocket=websocket,
+            identity=identity.forwarded_headers(self.authenticated, target.token))
+        head = request_head(request.method, forwarded_as.target,
+                            [(b"host", forwarded_as.host), *forwarded])
+        if self.body_start:
+            head += _frame_body(self.body_start, framing)
+        head_request = request.method == b"HEAD"
+        reusable = False
+        # The client leaving cancels the connection's scope; while the front waits for the
+        # response head, the deadline is request_timeout (504). Either way the child's
+        # connection is closed, so the child sees the request end.
+        scope = connection.cancel_scope
+        client.on_gone = scope.cancel
+        if client.gone:
+            scope.cancel()
+        try:
+            try:
+                await child.stream.send(head)
+            except STREAM_ERRORS:
+                if stale_retry:
+                    return _RETRY
+                await self.answer(502, connection.pages.for_status(502), close=True)
+                return _CLOSE
+            if self.has_body and not isinstance(self.body_start[-1], h11.EndOfMessage):
+                body_sent = await self._send_body(child, chunked=framing is not None
+                                                  and framing[0] == b"transfer-encoding")
+            else:
+                body_sent = True
+                if self.has_body or not websocket:
+                    client.grant()  # keep reading: a client that leaves is seen now
+            connection.waiting_for = _WAIT_RESPONSE
+            connection.deadline = time.monotonic() + connection.upstream.request_timeout
+            try:
+                response = await child.response_head(head_request)
+            except ChildError:
+                response = None
+            connection.deadline = math.inf
+            if response is None:  # the child closed before answering
+                if stale_retry and not self.has_body \
+                        and request.method in header_rules.IDEMPOTENT_METHODS:
+                    return _RETRY
+                await self.answer(502, connection.pages.for_status(502), close=True)
+                return _CLOSE
+            if response.status_code == 101:
+                if not websocket:
+                    raise Aborted()  # only a forwarded WebSocket handshake may switch
+                await self._switch_protocols(response, child)
+                return _CLOSE
+            keep = await self._relay(response, child, head_request)
+            # A handshake's connection is never reused, even when the child refused it:
+            # a strict parser treats whatever follows an upgrade request as the new protocol.
+            reusable = not websocket
+            return _KEEP_ALIVE if keep and body_sent else _CLOSE
+        finally:
+            client.on_gone = None
+            if reusable and not scope.cancel_called:
+                await target.pool.put(child)
+            else:
+                await child.aclose()
+
+    # -- the request body -------------------------------------------------------------------
+
+    async def _body_event(self) -> h11.Data | h11.EndOfMessage:
+        """The next piece of the request body, at the pace :class:`BodyPace` allows."""
+        pace = self.pace
+        assert pace is not None
+        started = time.monotonic()
+        with anyio.move_on_after(pace.allowance()) as waiting:
+            event = await self.input.next_event()
+        pace.waited += time.monotonic() - started
+        if waiting.cancelled_caught:
+            raise BodyTimeout()
+        if isinstance(event, h11.Data):
+            pace.received += len(event.data)
+            return event
+        if isinstance(event, h11.EndOfMessage):
+            return event
+        raise ClientGone()
+
+    async def _body_start(self) -> list[h11.Data | h11.EndOfMessage]:
+        """The first piece of the body and whatever more of it has already arrived.
+
+        Taken before anything is sent to the child: a body that begins malformed gets its 400
+        (raised by h11) while the child has seen nothing of the request.
+        """
+        pace = self.pace = BodyPace(self.connection.upstream.request_header_timeout)
+        events: list[h11.Data | h11.EndOfMessage] = [await self._body_event()]
+        client = self.input
+        await client.take_available()
+        parser = client.parser
+        size = 0
+        while not isinstance(events[-1], h11.EndOfMessage) and size < READ_SIZE:
+            event = parser.next_event()
+            if event is h11.NEED_DATA:
+                break
+            if not isinstance(event, (h11.Data, h11.EndOfMessage)):
+                raise ClientGone()
+            if isinstance(event, h11.Data):
+                size += len(event.data)
+                pace.received += len(event.data)
+            events.append(event)
+        return events
+
+    async def _send_body(self, child: ChildConnection, chunked: bool) -> bool:
+        """Stream the rest of the request body to the child (after :meth:`_body_start`).
+
+        Returns False if the child stopped taking it.
+        """
+        while True:
+            event = await self._body_event()
+            if isinstance(event, h11.Data):
+                data = chunk(event.data) if chunked else event.data
+            else:
+                data = LAST_CHUNK if chunked else b""  # client trailers are not forwarded
+            if data:
+                try:
+                    await child.stream.send(data)
+                except STREAM_ERRORS:
+                    # The child stopped reading (it may have answered early, e.g. 413).
+                    return False
+            if isinstance(event, h11.EndOfMessage):
+                self.input.grant()
+                return True
+
+    # -- the response -----------------------------------------------------------------------
+
+    async def _relay(self, response: ChildResponse, child: ChildConnection,
+                     head_request: bool) -> bool:
+        """Send the child's response to the client, a chunk at a time. Returns keep-alive."""
+        out, body, self.must_close = response_head(
+            response.status_code, response.reason,
+            header_rules.response_headers(response.headers), method=self.method,
+            http_11=self.http_11, close=self._ends_after())
+        self.response_started = True
+        while True:
+            for data in child.take_body():
+                if body == BODY_AS_IS:
+                    out += data
+                elif body == BODY_CHUNKED:
+                    out += chunk(data)
+                if len(out) >= _FLUSH_SIZE:
+                    await self.send(out)
+                    out = b""
+            if child.response_complete:
+                if body == BODY_CHUNKED:
+                    out += LAST_CHUNK
+                await self.send(out)
+                child.finish(head_request)
+                return not self.must_close
+            if out:
+                await self.send(out)  # before waiting on the child: nothing sits in a buffer
+                out = b""
+            try:
+                await child.read_more()
+            except ChildError:
+                # The child died mid-response: abort, never a made-up end of body.
+                raise Aborted() from None
+
+    async def _switch_protocols(self, response: ChildResponse, child: ChildConnection) -> None:
+        """After the child's 101: tell the client, then carry bytes both ways until one ends
+        (:mod:`~hostkit_outofprocess.front.tunnel`)."""
+        client = self.input
+        await client.stop()
+        self.response_started = True
+        await self.send(informational_head(response.status_code, response.reason,
+                                           response.headers))
+        client_rest = client.parser.trailing_data[0]
+        child_rest = child.upgraded_data
+        try:
+            if child_rest:
+                await self.send(child_rest)
+            if client_rest:
+                await child.stream.send(client_rest)
+            await tunnel.carry(self.connection.stream, child.stream)
+        finally:
+            await child.aclose()
+
+    # -- answers of the front's own ---------------------------------------------------------
+
+    async def send(self, data: bytes) -> None:
+        """Write ``data`` to the client; :class:`ClientGone` if it cannot be."""
+        try:
+            await self.connection.stream.send(data)
+        except STREAM_ERRORS:
+            raise ClientGone() from None
+
+    async def answer(self, status: int, body: bytes = b"",
+                     content_type: bytes = b"text/html; charset=utf-8",
+                     extra: list[Header] | None = None, close: bool = False) -> None:
+        """Answer ``status`` (with ``body``, an HTML page unless ``content_type`` says else)
+        and ``extra`` headers; ``close`` ends the connection after it. :class:`Aborted` once a
+        response has started, :class:`ClientGone` if the client cannot be written to."""
+        if self.response_started:
+            raise Aborted()
+        out, self.must_close = own_response(
+            status, body, content_type=content_type, extra=extra or [], method=self.method,
+            http_11=self.http_11, close=self._ends_after(close))
+        self.response_started = True
+        await self.send(out)
+
+    async def refuse(self, status: int, body: bytes = b"") -> None:
+        """Answer ``status`` (with ``body``, an HTML page) and close, unless the response
+        began or the client left."""
+        try:
+            await self.answer(status, body, close=True)
+        except (Aborted, ClientGone):
+            pass
+
+    def _ends_after(self, close: bool = False) -> bool:
+        """Whether the connection ends after the response being written: ``close`` says so,
+        the client does not keep it alive, or the front stops."""
+        return close or not self.keep_alive or self.connection.stopping.is_set()
+
+
+def _framing(headers: list[Header]) -> tuple[Header | None, bool]:
+    """The framing header to forward, and whether the request has a body."""
+    for name, value in headers:
+        if name == b"transfer-encoding":
+            return (b"transfer-encoding", b"chunked"), True
+    for name, value in headers:
+        if name == b"content-length":
+            length = int(value)  # h11 checked it is digits; the child gets it without zeros
+            return (b"content-length", str(length).encode()), length != 0
+    return None, False
+
+
+def _frame_body(events: Sequence[h11.Data | h11.EndOfMessage], framing: Header | None) -> bytes:
+    """The body events read so far, framed as ``framing`` says."""
+    chunked = framing is not None and framing[0] == b"transfer-encoding"
+    out = b"".join(chunk(e.data) if chunked else bytes(e.data)
+                   for e in events if isinstance(e, h11.Data))
+    if chunked and events and isinstance(events[-1], h11.EndOfMessage):
+        out += LAST_CHUNK
+    return out
+

@@ -1,0 +1,100 @@
+"""Which headers cross the module, in each direction (SPEC §4).
+
+Request (client → child): every header in the reserved ``hostkit-`` namespace, every
+forwarding header (``X-Forwarded-*``, ``Forwarded``, ``X-Real-IP``) and every hop-by-hop header
+(including those named in ``Connection``) is dropped, matching names case-insensitively and with
+``_`` read as ``-``, so no spelling of them reaches the child. Then the module adds its own
+``X-Forwarded-For``, ``X-Forwarded-Proto`` and ``Hostkit-Token``. ``Host`` is the client's
+(or the absolute-form target's authority, see :mod:`.request_rules`), written by the caller
+first, so naming it in ``Connection`` cannot remove it.
+
+Response (child → client): hop-by-hop headers are dropped; the framing is the module's own
+(:mod:`~hostkit_outofprocess.front.wire`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from hostkit.plugin import RESERVED_HEADER_PREFIX, TOKEN_HEADER
+
+Header = tuple[bytes, bytes]
+
+HOP_BY_HOP = frozenset({
+    b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
+    b"transfer-encoding", b"upgrade", b"proxy-authenticate", b"proxy-authorization",
+})
+_FORWARDING = frozenset({b"forwarded", b"x-real-ip"})
+_FORWARDING_PREFIX = b"x-forwarded-"
+_RESERVED_PREFIX = RESERVED_HEADER_PREFIX.encode("ascii")
+# The module answers "Expect: 100-continue" itself, frames the body itself, and writes Host.
+_HANDLED_BY_MODULE = frozenset({b"expect", b"content-length", b"host"})
+IDEMPOTENT_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+
+
+def canonical(name: bytes) -> bytes:
+    """A header name as the module compares it: lower case, ``_`` read as ``-``."""
+    return name.lower().replace(b"_", b"-")
+
+
+def connection_tokens(headers: Iterable[Header]) -> frozenset[bytes]:
+    """The header names listed in ``Connection`` (canonical), which are hop-by-hop too.
+
+    ``headers`` have lower-case names, as h11 and the pool's parser give them (no ``_`` can
+    spell ``connection``, so the name needs no :func:`canonical`).
+    """
+    tokens: set[bytes] = set()
+    for name, value in headers:
+        if name == b"connection":
+            tokens.update(canonical(token.strip()) for token in value.split(b",") if token.strip())
+    return frozenset(tokens)
+
+
+def is_websocket_upgrade(headers: Sequence[Header], named: frozenset[bytes]) -> bool:
+    """True for a WebSocket handshake; other upgrades (``h2c`` …) are never forwarded.
+
+    ``named`` are the request's :func:`connection_tokens`.
+    """
+    if b"upgrade" not in named:
+        return False
+    upgrade = b",".join(value for name, value in headers if name == b"upgrade").lower()
+    return b"websocket" in [token.strip() for token in upgrade.split(b",")]
+
+
+def request_headers(headers: Sequence[Header], named: frozenset[bytes], *,
+                    client_ip: str | None, scheme: str, token: bytes, framing: Header | None,
+                    websocket: bool, identity: Sequence[Header] = ()) -> list[Header]:
+    """The headers of the request the module sends to the child.
+
+    ``named`` are the request's :func:`connection_tokens`; ``framing`` is the body framing
+    header to send (Content-Length or Transfer-Encoding), or ``None`` for no body;
+    ``websocket`` keeps the handshake's ``Upgrade``/``Connection``;
+    ``client_ip`` is ``None`` on a unix socket, where there is no client address to forward;
+    ``identity`` are the module's ``Hostkit-Client-Cert`` / ``Hostkit-Identity`` headers.
+    """
+    result: list[Header] = []
+    for name, value in headers:
+        key = canonical(name)
+        if (key in HOP_BY_HOP or key in named or key in _FORWARDING or key in _HANDLED_BY_MODULE
+                or key.startswith(_RESERVED_PREFIX) or key.startswith(_FORWARDING_PREFIX)):
+            continue
+        result.append((name, value))
+    if websocket:
+        result.append((b"connection", b"upgrade"))
+        result.append((b"upgrade", b"websocket"))
+    if framing is not None:
+        result.append(framing)
+    if client_ip is not None:
+        result.append((b"x-forwarded-for", client_ip.encode("ascii")))
+    result.append((b"x-forwarded-proto", scheme.encode("ascii")))
+    result.extend(identity)
+    result.append((TOKEN_HEADER, token))
+    return result
+
+
+def response_headers(headers: Sequence[Header]) -> list[Header]:
+    """The child's response headers the client gets: hop-by-hop ones removed."""
+    named = connection_tokens(headers)
+    return [(name, value) for name, value in headers
+            if (key := canonical(name)) not in HOP_BY_HOP and key not in named]
+

@@ -1,0 +1,223 @@
+"""ModuleServer: the public side of OutOfProcess (the ASP.NET Core Module's role).
+
+It listens on ``urls``, runs the app in child processes through a
+:class:`~hostkit_outofprocess.children.ChildManager`, and hands every accepted connection to a
+:class:`~hostkit_outofprocess.front.connection.ClientConnection` that forwards its requests.
+It watches the content root: ``app_offline_file`` takes the app offline while it exists, and
+a change to ``hostkit.toml`` / ``hostkit.{environment}.toml`` drains the children
+(``restart_on_config_change``).
+
+Stopping: stop accepting, close idle connections, let requests in flight finish within
+``shutdown_timeout``, then stop the children (SIGTERM, SIGKILL after
+``shutdown_time_limit``) and reap them.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+import time
+from pathlib import Path
+
+import anyio
+import watchfiles
+from anyio.abc import TaskStatus
+
+import hostkit
+from hostkit.plugin import (
+    ASGIApp,
+    Authenticator,
+    ListenAddress,
+    bind_all,
+    close_all,
+    configuration_files,
+    server_context,
+)
+
+from hostkit_outofprocess.children import Child, ChildManager, ChildSettings
+from hostkit_outofprocess.front.connection import ClientConnection
+from hostkit_outofprocess.front.deadlines import HEARTBEAT
+from hostkit_outofprocess.front.identity import ConnectionIdentity
+from hostkit_outofprocess.front.pages import ErrorPages
+from hostkit_outofprocess.front.streams import Stream, serve_listener
+from hostkit_outofprocess.front.upstream import ConnectionPool
+from hostkit_outofprocess.options import module_options
+
+logger = logging.getLogger("hostkit.module")
+
+# The pool keeps an idle connection for at most this share of the child's keep-alive timeout.
+_POOL_SHARE = 0.5
+_POOL_IDLE_CAP = 2.0
+# How long a child whose port refused a connection is given to be seen exiting.
+_EXIT_WAIT = 1.0
+
+
+class _Target:
+    """A running child as an exchange sees it (:class:`~.upstream.Target`): its pool, token."""
+
+    __slots__ = ("child", "pool", "token")
+
+    def __init__(self, child: Child, pool: ConnectionPool):
+        self.child = child
+        self.pool = pool
+        self.token = child.contract.token.encode("ascii")
+
+    async def unreachable(self) -> bool:
+        return await self.child.process.wait_exit(_EXIT_WAIT)
+
+
+class ModuleServer:
+    """A :class:`hostkit.Server` that fronts child processes instead of running the pipeline."""
+
+    name = "module"
+
+    def __init__(self, configuration: hostkit.Configuration,
+                 authenticator: Authenticator | None = None):
+        options = configuration.options
+        module = module_options(configuration)
+        self.configuration = configuration
+        self.options = options
+        self.module = module
+        self.authenticator = authenticator
+        self.content_root = configuration.content_root
+        self.environment_name = configuration.environment_name
+        self.request_timeout = module.request_timeout
+        limits = options.server_options
+        self.head_timeout = limits.next_request_head_timeout
+        self.request_header_timeout = limits.request_header_timeout
+        self.pool_idle = min(_POOL_IDLE_CAP, self.head_timeout * _POOL_SHARE)
+        self.pages = ErrorPages(
+            show_details=hostkit.HostEnvironment(self.environment_name,
+                                                 self.content_root).is_development(),
+            bare=module.disable_startup_error_page)
+        self.manager = ChildManager(
+            ChildSettings.from_options(module, self.content_root),
+            module.processes_per_application, eager_start=module.eager_start)
+        self._targets: dict[Child, _Target] = {}
+        self._connections: set[ClientConnection] = set()
+
+    # -- what an exchange asks for (Upstream) -----------------------------------------------
+
+    async def acquire(self) -> _Target:
+        child = await self.manager.acquire()
+        target = self._targets.get(child)
+        if target is None:
+            self._forget_exited()
+            target = self._targets[child] = _Target(
+                child, ConnectionPool(child.port, self.pool_idle))
+        return target
+
+    def _forget_exited(self) -> None:
+        for child, target in list(self._targets.items()):
+            if not child.running:
+                target.pool.closed = True
+                del self._targets[child]
+
+    # -- serving ----------------------------------------------------------------------------
+
+    async def serve(self, app: ASGIApp, stopping: anyio.Event, *,
+                    task_status: TaskStatus[list[str]] = anyio.TASK_STATUS_IGNORED) -> None:
+        bound = bind_all(self.options.urls)
+        try:
+            await self._serve(bound, stopping, task_status)
+        finally:
+            close_all(bound)
+
+    async def _serve(self, bound: list[tuple[ListenAddress, socket.socket]],
+                     stopping: anyio.Event, task_status: TaskStatus[list[str]]) -> None:
+        urls = [address.display(sock) for address, sock in bound]
+        tls = server_context(self.configuration) if any(a.is_secure for a, _ in bound) else None
+        async with anyio.create_task_group() as services:
+            await services.start(self.manager.run)
+            await self._check_offline()
+            services.start_soon(self._watch_content_root, stopping)
+            services.start_soon(self._heartbeat)
+            async with anyio.create_task_group() as connections:
+                accepting = [anyio.CancelScope() for _ in bound]
+                for (address, sock), scope in zip(bound, accepting):
+                    scheme = address.scheme if address.scheme != "unix" else "http"
+                    connections.start_soon(self._accept, sock, tls if address.is_secure else None,
+                                           scheme, connections, scope, stopping)
+                task_status.started(urls)
+                await stopping.wait()
+                for scope in accepting:
+                    scope.cancel()
+                for connection in list(self._connections):
+                    connection.close_if_idle()
+                connections.cancel_scope.deadline = (anyio.current_time()
+                                                     + self.options.shutdown_timeout)
+            services.cancel_scope.cancel()  # stops the children (shielded, bounded)
+
+    async def _accept(self, sock: socket.socket, tls: ssl.SSLContext | None, scheme: str,
+                      connections: anyio.abc.TaskGroup, accepting: anyio.CancelScope,
+                      stopping: anyio.Event) -> None:
+        async def handle(stream: Stream) -> None:
+            identity = ConnectionIdentity(
+                ssl_object=stream.ssl_object(), scheme=scheme, client_ip=stream.client_ip(),
+                authenticator=self.authenticator,
+                forward_identity=self.module.forward_identity)
+            connection = ClientConnection(stream, self, self.pages, identity=identity,
+                                          head_timeout=self.head_timeout, stopping=stopping)
+            self._connections.add(connection)
+            try:
+                await connection.serve()
+            except Exception:  # one connection's failure never stops the module
+                logger.exception("error while serving a connection")
+            finally:
+                self._connections.discard(connection)
+
+        with accepting:
+            await serve_listener(sock, tls, handle, connections)
+
+    async def _heartbeat(self) -> None:
+        """Ends the waits of connections past their deadline, every ``HEARTBEAT`` seconds
+        (:mod:`~hostkit_outofprocess.front.deadlines` says why not a timer per wait)."""
+        while True:
+            await anyio.sleep(HEARTBEAT)
+            now = time.monotonic()  # the connections' clock
+            for connection in list(self._connections):
+                connection.check_deadline(now)
+
+    # -- app_offline and configuration changes ---------------------------------------------
+
+    def _offline_path(self) -> Path:
+        return self.content_root / self.module.app_offline_file
+
+    async def _check_offline(self) -> None:
+        path = self._offline_path()
+        try:
+            content = path.read_bytes()
+        except FileNotFoundError:
+            content = None
+        except OSError as error:
+            logger.warning("cannot read %s: %s", path, error)
+            content = None
+        if content is not None:
+            logger.info("%s exists: the app is offline", path.name)
+        elif self.manager.offline:
+            logger.info("%s removed: the app is online again", path.name)
+        await self.manager.set_offline(content)
+
+    def _config_files(self) -> set[str]:
+        files = configuration_files(self.content_root, self.environment_name)
+        return {path.name.lower() for path in files}
+
+    async def _watch_content_root(self, stopping: anyio.Event) -> None:
+        offline_name = self._offline_path().name.lower()
+        config_names = self._config_files()
+        watched = config_names | {offline_name}
+
+        def relevant(change: watchfiles.Change, path: str) -> bool:
+            return Path(path).name.lower() in watched
+
+        async for changes in watchfiles.awatch(self.content_root, watch_filter=relevant,
+                                               recursive=False, stop_event=stopping,
+                                               debounce=50, step=20):
+            names = {Path(path).name.lower() for _, path in changes}
+            if offline_name in names:
+                await self._check_offline()
+            if names & config_names and self.module.restart_on_config_change:
+                logger.info("configuration changed: draining the app's processes")
+                await self.manager.recycle()
+

@@ -1,0 +1,300 @@
+"""The front's sockets: accepting clients and connecting to children, per event loop.
+
+Everything else in the front speaks to one interface, :class:`Stream` (made here only:
+:func:`serve_listener` hands accepted ones out, :func:`connect_child` makes the others), so
+its logic is written once and never asks which loop runs. On asyncio a stream is a
+:class:`ProtocolStream`, a thin stream over an ``asyncio.Protocol`` that keeps what arrives
+in a bounded buffer: anyio's asyncio streams pause and resume reading around every
+``receive`` (an epoll change each time) and shield every ``send``, which is most of what a
+proxy does per request. On trio it is anyio's own socket stream, behind
+:class:`_AnyioStream`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import select
+import socket
+import ssl
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
+
+import anyio
+import sniffio
+from anyio.abc import ByteStream, SocketAttribute, TaskGroup
+from anyio.streams.tls import TLSAttribute, TLSListener
+
+#: How much one ``receive`` asks for.
+READ_SIZE = 65536
+
+# Reading pauses when this much is buffered and not yet received, and resumes below a quarter.
+_HIGH_WATER = 256 * 1024
+
+
+class Stream(Protocol):
+    """A connection of the front's: a client's, or one to a child.
+
+    ``receive``, ``send`` and ``aclose`` are anyio's byte-stream methods, with anyio's
+    exceptions (``EndOfStream``, ``BrokenResourceError``, ``ClosedResourceError``).
+    """
+
+    #: Whether the stream reads ahead by itself (into a bounded buffer) and reports the
+    #: peer's end (:meth:`watch_end`); if not, a reader must keep reading to notice it.
+    reads_ahead: bool
+
+    async def receive(self, max_bytes: int = READ_SIZE) -> bytes: ...
+
+    async def send(self, data: bytes) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+    def buffered(self) -> bool:
+        """Whether bytes were received that :meth:`receive` has not returned yet."""
+
+    def watch_end(self, callback: Callable[[], None] | None) -> None:
+        """Call ``callback`` once when the peer closes its side or the connection is lost
+        (``None``: stop watching). Only when :attr:`reads_ahead`."""
+
+    def peer_closed(self) -> bool:
+        """Whether anything waits to be read, asked of the socket now, without waiting for
+        the event loop: on an idle connection, that means the peer closed it (or sent
+        something nobody asked for)."""
+
+    def ssl_object(self) -> ssl.SSLObject | None:
+        """The TLS object of an accepted connection (handshake done); ``None`` for plain."""
+
+    def client_ip(self) -> str | None:
+        """The peer's IP address; ``None`` on a unix socket."""
+
+
+#: What :func:`serve_listener` calls with each accepted connection (in a task of its own).
+Handler = Callable[[Stream], Coroutine[Any, Any, None]]
+
+
+class _BufferingProtocol(asyncio.Protocol):
+    """Collects received data and wakes the one reader waiting for it."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.chunks: collections.deque[bytes] = collections.deque()
+        self.buffered = 0
+        self.reading_paused = False
+        self.eof = False
+        self.error: BaseException | None = None
+        self.read_waiter: asyncio.Future[None] | None = None
+        self.write_paused = False
+        self.drain_waiter: asyncio.Future[None] | None = None
+        #: called once when the peer closes its side or the connection is lost.
+        self.on_eof: Callable[[], None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.chunks.append(data)
+        self.buffered += len(data)
+        if self.buffered > _HIGH_WATER and not self.reading_paused and self.transport:
+            self.reading_paused = True
+            self.transport.pause_reading()
+        self._wake_reader()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._wake_reader()
+        self._report_eof()
+        return False  # close the transport
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self.eof = True
+        self.error = error
+        self._wake_reader()
+        self._report_eof()
+        if self.drain_waiter is not None and not self.drain_waiter.done():
+            self.drain_waiter.set_result(None)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.drain_waiter is not None and not self.drain_waiter.done():
+            self.drain_waiter.set_result(None)
+
+    def _report_eof(self) -> None:
+        callback, self.on_eof = self.on_eof, None
+        if callback is not None:
+            callback()
+
+    def _wake_reader(self) -> None:
+        if self.read_waiter is not None and not self.read_waiter.done():
+            self.read_waiter.set_result(None)
+
+
+class _AcceptedProtocol(_BufferingProtocol):
+    """A server-side connection: hands its stream to ``on_connect`` once made."""
+
+    def __init__(self, on_connect: Callable[[ProtocolStream], None]):
+        super().__init__()
+        self.on_connect = on_connect
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.on_connect(ProtocolStream(transport, self))  # type: ignore[arg-type]
+
+
+class ProtocolStream:
+    """A :class:`Stream` over an asyncio transport, with anyio's stream exceptions."""
+
+    reads_ahead = True
+
+    def __init__(self, transport: asyncio.Transport, protocol: _BufferingProtocol):
+        self.transport = transport
+        self.protocol = protocol
+
+    async def receive(self, max_bytes: int = READ_SIZE) -> bytes:
+        protocol = self.protocol
+        while not protocol.chunks:
+            if protocol.eof:
+                if protocol.error is not None:
+                    raise anyio.BrokenResourceError from protocol.error
+                raise anyio.EndOfStream
+            protocol.read_waiter = asyncio.get_running_loop().create_future()
+            try:
+                await protocol.read_waiter
+            finally:
+                protocol.read_waiter = None
+        chunk = protocol.chunks.popleft()
+        if len(chunk) > max_bytes:
+            protocol.chunks.appendleft(chunk[max_bytes:])
+            chunk = chunk[:max_bytes]
+        protocol.buffered -= len(chunk)
+        if protocol.reading_paused and protocol.buffered < _HIGH_WATER // 4:
+            protocol.reading_paused = False
+            self.transport.resume_reading()
+        return chunk
+
+    async def send(self, data: bytes) -> None:
+        protocol = self.protocol
+        if self.transport.is_closing():
+            raise anyio.BrokenResourceError
+        self.transport.write(data)
+        while protocol.write_paused and not self.transport.is_closing():
+            protocol.drain_waiter = asyncio.get_running_loop().create_future()
+            try:
+                await protocol.drain_waiter
+            finally:
+                protocol.drain_waiter = None
+        if protocol.error is not None:
+            raise anyio.BrokenResourceError from protocol.error
+
+    async def aclose(self) -> None:
+        self.transport.close()
+
+    def buffered(self) -> bool:
+        return bool(self.protocol.chunks)
+
+    def watch_end(self, callback: Callable[[], None] | None) -> None:
+        self.protocol.on_eof = callback
+
+    def peer_closed(self) -> bool:
+        if self.protocol.eof or self.protocol.chunks:
+            return True
+        return _readable_now(self.transport.get_extra_info("socket"))
+
+    def ssl_object(self) -> ssl.SSLObject | None:
+        return self.transport.get_extra_info("ssl_object")  # type: ignore[no-any-return]
+
+    def client_ip(self) -> str | None:
+        return _ip_of(self.transport.get_extra_info("peername"))
+
+
+class _AnyioStream:
+    """An anyio byte stream (a socket, perhaps under TLS) as a :class:`Stream`.
+
+    ``receive``, ``send`` and ``aclose`` are the wrapped stream's own bound methods, so a
+    call goes straight to it.
+    """
+
+    __slots__ = ("receive", "send", "aclose", "_stream")
+
+    reads_ahead = False
+
+    def __init__(self, stream: ByteStream):
+        self._stream = stream
+        self.receive = stream.receive
+        self.send = stream.send
+        self.aclose = stream.aclose
+
+    def buffered(self) -> bool:
+        return False
+
+    def watch_end(self, callback: Callable[[], None] | None) -> None:
+        """Nothing to watch with: the stream does not read ahead."""
+
+    def peer_closed(self) -> bool:
+        return _readable_now(self._stream.extra(SocketAttribute.raw_socket, None))
+
+    def ssl_object(self) -> ssl.SSLObject | None:
+        return self._stream.extra(TLSAttribute.ssl_object, None)
+
+    def client_ip(self) -> str | None:
+        return _ip_of(self._stream.extra(SocketAttribute.remote_address, None))
+
+
+def _ip_of(address: object) -> str | None:
+    """The IP of a peer address: a tuple for TCP; a unix socket's is a path (or empty)."""
+    if isinstance(address, tuple):
+        return str(address[0])
+    return None
+
+
+def _on_asyncio() -> bool:
+    return sniffio.current_async_library() == "asyncio"
+
+
+async def connect_child(port: int) -> Stream:
+    """A connection to a child on 127.0.0.1 (``OSError`` when refused)."""
+    if _on_asyncio():
+        loop = asyncio.get_running_loop()
+        transport, protocol = await loop.create_connection(_BufferingProtocol, "127.0.0.1", port)
+        return ProtocolStream(transport, protocol)
+    stream = await anyio.connect_tcp("127.0.0.1", port)
+    stream.extra(SocketAttribute.raw_socket).setsockopt(
+        socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return _AnyioStream(stream)
+
+
+async def serve_listener(sock: socket.socket, tls: ssl.SSLContext | None, handle: Handler,
+                         connections: TaskGroup) -> None:
+    """Accept connections on ``sock`` until cancelled; each is handled in ``connections``."""
+    if _on_asyncio():
+        loop = asyncio.get_running_loop()
+
+        def accepted(stream: ProtocolStream) -> None:
+            connections.start_soon(handle, stream)
+
+        server = await loop.create_server(lambda: _AcceptedProtocol(accepted), sock=sock,
+                                          ssl=tls, backlog=1024)
+        try:
+            await anyio.sleep_forever()
+        finally:
+            server.close()
+        return
+    async def handle_anyio(stream: ByteStream) -> None:
+        await handle(_AnyioStream(stream))
+
+    listener: anyio.abc.Listener[ByteStream] = await anyio.abc.SocketListener.from_socket(sock)
+    if tls is not None:
+        listener = TLSListener(listener, tls, standard_compatible=False)
+    async with listener:
+        await listener.serve(handle_anyio, task_group=connections)
+
+
+def _readable_now(sock: socket.socket | None) -> bool:
+    """Whether ``sock`` has something to read (bytes, or the peer's end) without waiting."""
+    if sock is None:
+        return False
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    return bool(poller.poll(0))

@@ -1,0 +1,173 @@
+"""``python -m tests.hardening [--full] [--only SUITE ...]``: run the suites, print every figure.
+
+Without ``--full`` the suites run as in CI (``tests/security``, ``tests/reliability``); with
+it, at full size: 3000 generated smuggling vectors per backend, 10,000 direct requests per
+backend, the child killed every 2 s for 60 s, the front killed 20 times, 500 slow heads and 100
+slow bodies at 1 byte / 5 s, 2x100 MB of output per logging mode, and the rapid-fail recovery
+waited out over the real minute. Each suite prints its figures as it finishes; the summary
+says which targets were met. Results also go to ``bench/results/hardening.json``.
+
+Exit status: 0 when every target was met, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import anyio
+
+from tests.hardening import (
+    corpus,
+    crash,
+    direct,
+    front_kill,
+    graceful,
+    logging_stall,
+    slow_clients,
+    smuggling,
+    spoof,
+    startup,
+)
+from tests.hardening.fronts import Front
+from tests.hardening.report import Reported
+from tests.support.paths import ROOT
+from tests.support.source import source_state
+
+BACKENDS = ("asyncio", "trio")
+RESULTS = ROOT / "bench" / "results" / "hardening.json"
+
+
+Suite = Callable[[bool], Iterator[Reported]]
+
+
+def security_smuggling(full: bool) -> Iterator[Reported]:
+    for backend in BACKENDS:
+        with smuggling.RecordingFront(backend) as front:
+            yield smuggling.run_corpus(front, corpus.vectors())
+            yield smuggling.run_mutations(
+                front, smuggling.FULL_MUTATIONS if full else smuggling.QUICK_MUTATIONS)
+
+
+def security_spoof(full: bool) -> Iterator[Reported]:
+    for backend in BACKENDS:
+        with smuggling.RecordingFront(backend) as recording:
+            yield spoof.run_recorded(recording)
+        with Front(backend) as front:
+            yield spoof.run_app(backend, front.url)
+
+
+def security_direct(full: bool) -> Iterator[Reported]:
+    for backend in BACKENDS:
+        with direct.HandStartedChild(backend) as child:
+            yield anyio.run(direct.run, child, direct.FULL if full else direct.QUICK,
+                            backend=backend)
+
+
+def reliability_crash(full: bool) -> Iterator[Reported]:
+    for backend in BACKENDS:
+        with tempfile.TemporaryDirectory(prefix="hostkit-ledger-") as folder:
+            ledger = Path(folder) / "ledger"
+            with crash.front_for(backend, ledger) as front:
+                yield anyio.run(crash.run, front, ledger, crash.FULL if full else crash.QUICK,
+                                backend=backend)
+
+
+def reliability_front_kill(full: bool) -> Iterator[Reported]:
+    yield front_kill.run(list(BACKENDS), front_kill.FULL if full else front_kill.QUICK)
+
+
+def reliability_graceful(full: bool) -> Iterator[Reported]:
+    for backend in BACKENDS:
+        with graceful.front_for(backend) as front:
+            yield anyio.run(graceful.run, front, graceful.FULL if full else graceful.QUICK,
+                            backend=backend)
+
+
+def reliability_slow_clients(full: bool) -> Iterator[Reported]:
+    settings = slow_clients.FULL if full else slow_clients.QUICK
+    for backend in BACKENDS:
+        with slow_clients.front_for(backend, settings.header_timeout) as front:
+            yield anyio.run(slow_clients.run, front, settings, backend=backend)
+
+
+def reliability_logging(full: bool) -> Iterator[Reported]:
+    settings = logging_stall.FULL if full else logging_stall.QUICK
+    for backend in BACKENDS:
+        for file_log in (False, True):
+            with logging_stall.front_for(backend, file_log) as front:
+                yield anyio.run(logging_stall.run, front, file_log, settings, backend=backend)
+
+
+def reliability_startup(full: bool) -> Iterator[Reported]:
+    settings = startup.FULL if full else startup.QUICK
+    for backend in BACKENDS:
+        with tempfile.TemporaryDirectory(prefix="hostkit-flaky-") as folder:
+            with startup.flaky_front(backend, settings.crashes,
+                                     Path(folder) / "starts") as front:
+                yield anyio.run(startup.rapid_fail, front, settings, backend=backend)
+        yield anyio.run(startup.recovery_in_process, settings, backend=backend)
+        with startup.never_listening_front(backend, settings.limit) as front:
+            yield anyio.run(startup.startup_timeout, front, settings, backend=backend)
+
+
+SUITES: dict[str, Suite] = {
+    "smuggling": security_smuggling, "spoof": security_spoof, "direct": security_direct,
+    "crash": reliability_crash, "front-kill": reliability_front_kill,
+    "graceful": reliability_graceful, "slow-clients": reliability_slow_clients,
+    "logging": reliability_logging, "startup": reliability_startup,
+}
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m tests.hardening",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--full", action="store_true", help="the full-size runs (about 10 min)")
+    parser.add_argument("--only", nargs="+", choices=sorted(SUITES), metavar="SUITE",
+                        help=f"run only these suites: {', '.join(SUITES)}")
+    parser.add_argument("--output", type=Path, default=RESULTS, help="where the JSON goes")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = parse_args(argv)
+    names = options.only or list(SUITES)
+    report: dict[str, object] = {"full": options.full,
+                                 "source": source_state("hostkit", "plugins", "tests"),
+                                 "suites": {}}
+    unmet: list[str] = []
+    started = time.monotonic()
+    for name in names:
+        suite_started = time.monotonic()
+        entries: list[dict[str, object]] = []
+        try:
+            for figures in SUITES[name](options.full):
+                for line in figures.lines():
+                    print(line, flush=True)
+                entries.append({"figures": figures.lines(), "problems": figures.problems()})
+                unmet += [f"{name}: {problem}" for problem in figures.problems()]
+        except Exception as error:  # a suite that cannot run is a result too
+            print(f"{name}: could not run: {error!r}", flush=True)
+            unmet.append(f"{name}: could not run: {error!r}")
+            entries.append({"error": repr(error)})
+        report["suites"][name] = {  # type: ignore[index]
+            "seconds": round(time.monotonic() - suite_started, 1), "runs": entries}
+    print(f"\n{len(names)} suites in {time.monotonic() - started:.0f} s "
+          f"({'full' if options.full else 'quick'}): "
+          + ("every target met" if not unmet else f"{len(unmet)} targets NOT MET"))
+    for problem in unmet:
+        print(f"  NOT MET {problem}")
+    report["unmet"] = unmet
+    options.output.parent.mkdir(parents=True, exist_ok=True)
+    options.output.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"results: {options.output}")
+    return 1 if unmet else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

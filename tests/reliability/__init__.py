@@ -1,0 +1,1 @@
+"""The reliability suites (crashes, kills, stops, slow clients, logging, start failures), quick."""

@@ -1,0 +1,1 @@
+"""The security suites (smuggling, spoofed headers, requests straight to a child), quick."""
