@@ -13,8 +13,11 @@ from hostkit_outofprocess.front.wire import (
     BODY_AS_IS,
     BODY_CHUNKED,
     BODY_NONE,
+    CONTINUE,
     LAST_CHUNK,
     chunk,
+    informational_head,
+    own_response,
     response_head,
 )
 
@@ -101,3 +104,37 @@ def test_close_says_so_in_the_head() -> None:
     response, received, _ = _read(data, closes=closes)
     assert received == BODY
     assert (b"connection", b"close") in response.headers
+
+
+# -- the status line ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status, reason, line", [
+    (200, b"", b"HTTP/1.1 200 OK"),  # none from the child: the standard one
+    (404, b"", b"HTTP/1.1 404 Not Found"),
+    (201, b"Created", b"HTTP/1.1 201 Created"),
+    (200, b"All good", b"HTTP/1.1 200 All good"),  # the child's own: kept
+    (599, b"", b"HTTP/1.1 599 "),  # none, and no standard one
+    (599, b"Custom", b"HTTP/1.1 599 Custom"),
+])
+def test_the_status_line_keeps_a_phrase_or_has_the_standard_one(status: int, reason: bytes,
+                                                                 line: bytes) -> None:
+    head, _, _ = response_head(status, reason, [(b"content-length", b"0")], method=b"GET",
+                               http_11=True, close=False)
+    assert head.split(b"\r\n", 1)[0] == line
+    response, _, _ = _read(head, closes=False)
+    assert (response.status_code, response.reason) == (status, line[13:])
+
+
+def test_the_fronts_own_responses_have_the_standard_phrase() -> None:
+    data, _ = own_response(503, b"down", content_type=b"text/plain", extra=[], method=b"GET",
+                           http_11=True, close=False)
+    response, received, _ = _read(data, closes=False)
+    assert (response.status_code, response.reason, received) == (503, b"Service Unavailable",
+                                                                 b"down")
+
+
+def test_informational_heads_have_the_standard_phrase() -> None:
+    assert informational_head(101, b"", [(b"upgrade", b"websocket")]).startswith(
+        b"HTTP/1.1 101 Switching Protocols\r\n")
+    assert CONTINUE == b"HTTP/1.1 100 Continue\r\n\r\n"

@@ -7,6 +7,13 @@ therefore accepts the connections itself and gives each one to hypercorn's conne
 ``tls`` extension added to every scope of a TLS connection. Everything else (HTTP/1.1,
 HTTP/2, WebSockets, keep-alive, graceful close) is hypercorn's.
 
+A connection's first request head is due ``keep_alive_timeout`` (the host's
+``next_request_head_timeout``) after the connection was accepted, its TLS handshake included
+(a plain connection's, as hypercorn times it). hypercorn starts that timer only once it has
+the connection, after the handshake, so for a TLS connection hostkit also keeps the deadline
+from accept (:func:`serve_asyncio`, :func:`serve_trio`) until the app is called with the
+first request.
+
 The app's lifespan is not run here: the host runs it (``hostkit/lifespan.py``).
 """
 
@@ -14,8 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import socket
 import ssl
+from collections.abc import Callable, Coroutine
 from typing import Any, cast
 
 import anyio
@@ -35,31 +44,62 @@ from hostkit_inprocess.hypercorn_internals import (
 )
 
 
+#: What :func:`_accepting` calls with each connection: when it was accepted (on the loop's
+#: clock), then the streams ``asyncio.start_server`` would give.
+_AsyncioHandler = Callable[[float, asyncio.StreamReader, asyncio.StreamWriter],
+                           Coroutine[Any, Any, None]]
+
+
+def _accepting(on_connection: _AsyncioHandler) -> Callable[[], asyncio.StreamReaderProtocol]:
+    """The protocol factory of ``asyncio.start_server``, but ``on_connection`` also learns when
+    its connection was accepted: the factory runs then, before a TLS handshake."""
+    loop = asyncio.get_running_loop()
+
+    def protocol() -> asyncio.StreamReaderProtocol:
+        accepted_at = loop.time()
+        return asyncio.StreamReaderProtocol(asyncio.StreamReader(loop=loop),
+                                            functools.partial(on_connection, accepted_at),
+                                            loop=loop)
+
+    return protocol
+
+
 async def serve_asyncio(app: AppWrapper, config: Config, secure: list[socket.socket],
                         insecure: list[socket.socket], tls: ssl.SSLContext | None,
                         stopping: anyio.Event, *,
                         task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
     """Serve on asyncio until ``stopping``; then let connections finish within
-    ``config.graceful_timeout`` and cancel the rest."""
+    ``config.graceful_timeout`` and cancel the rest.
+
+    A TLS connection without a whole request head ``keep_alive_timeout`` after its accept
+    (handshake included) is aborted: nothing was asked of it, so nothing is owed."""
+    loop = asyncio.get_running_loop()
     context = asyncio_worker_context()
     connections: set[asyncio.Task[None]] = set()
 
-    async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def on_connection(accepted_at: float, reader: asyncio.StreamReader,
+                            writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
         connections.add(task)
         task.add_done_callback(connections.discard)
-        connection_app = app
         ssl_object = writer.get_extra_info("ssl_object")
-        if ssl_object is not None:
-            connection_app = with_extension(app, "tls", functools.partial(tls_extension,
-                                                                          ssl_object))
-        await serve_asyncio_connection(connection_app, config, context, reader, writer)
+        if ssl_object is None:
+            await serve_asyncio_connection(app, config, context, reader, writer)
+            return
+        overdue = loop.call_at(accepted_at + config.keep_alive_timeout, writer.transport.abort)
+        connection_app = with_extension(app, "tls", functools.partial(tls_extension, ssl_object),
+                                        on_first_request=overdue.cancel)
+        try:
+            await serve_asyncio_connection(connection_app, config, context, reader, writer)
+        finally:
+            overdue.cancel()
 
-    servers = [await asyncio.start_server(on_connection, sock=sock, ssl=tls,
-                                          ssl_handshake_timeout=config.ssl_handshake_timeout)
+    servers = [await loop.create_server(_accepting(on_connection), sock=sock, ssl=tls,
+                                        ssl_handshake_timeout=config.ssl_handshake_timeout)
                for sock in secure]
-    servers += [await asyncio.start_server(on_connection, sock=sock) for sock in insecure]
+    servers += [await loop.create_server(_accepting(on_connection), sock=sock)
+                for sock in insecure]
     task_status.started()
     try:
         await stopping.wait()
@@ -82,19 +122,38 @@ async def serve_trio(app: AppWrapper, config: Config, secure: list[socket.socket
                      stopping: anyio.Event, *,
                      task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
     """Serve on trio until ``stopping``; then let connections finish within
-    ``config.graceful_timeout`` and cancel the rest."""
+    ``config.graceful_timeout`` and cancel the rest.
+
+    A TLS connection without a whole request head ``keep_alive_timeout`` after its accept
+    (handshake included) is closed: nothing was asked of it, so nothing is owed."""
     import trio  # imported here: an asyncio host does not load trio
 
     context = trio_worker_context()
 
+    async def on_secure_connection(stream: trio.SSLStream[trio.SocketStream]) -> None:
+        first_head = trio.CancelScope(deadline=trio.current_time() + config.keep_alive_timeout)
+
+        def first_head_in() -> None:
+            first_head.deadline = math.inf
+
+        # trio.SSLStream forwards getpeercert() and version() to its SSLObject.
+        describe = functools.partial(tls_extension, cast(TLSConnection, stream))
+        connection_app = with_extension(app, "tls", describe, on_first_request=first_head_in)
+        try:
+            with first_head:
+                try:
+                    await stream.do_handshake()
+                except trio.BrokenResourceError:
+                    return  # the client left, or does not speak TLS
+                await serve_trio_connection(connection_app, config, context, stream)
+        finally:
+            await trio.aclose_forcefully(stream)  # at once, if hypercorn has not closed it
+
     async def on_connection(stream: Any) -> None:
-        connection_app = app
         if isinstance(stream, trio.SSLStream):
-            # trio.SSLStream forwards getpeercert() and version() to its SSLObject.
-            tls_connection = cast(TLSConnection, stream)
-            connection_app = with_extension(app, "tls", functools.partial(tls_extension,
-                                                                          tls_connection))
-        await serve_trio_connection(connection_app, config, context, stream)
+            await on_secure_connection(stream)
+        else:
+            await serve_trio_connection(app, config, context, stream)
 
     listeners: list[Any] = []
     for sock in secure:

@@ -38,6 +38,9 @@ class HypercornServer:
         # hypercorn has one idle timer, from accept (or a response's end) to a whole request
         # head, that data does not reset: the host's rule for that wait.
         config.keep_alive_timeout = limits.next_request_head_timeout
+        # A TLS handshake is part of the wait for the first head: it may take all of it, and
+        # what it takes counts against it (connections.py).
+        config.ssl_handshake_timeout = limits.next_request_head_timeout
         config.graceful_timeout = options.shutdown_timeout
         config.accesslog = None
         config.errorlog = logging.getLogger("hypercorn.error")

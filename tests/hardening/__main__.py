@@ -3,8 +3,8 @@
 Without ``--full`` the suites run as in CI (``tests/security``, ``tests/reliability``); with
 it, at full size: 3000 generated smuggling vectors per backend, 10,000 direct requests per
 backend, the child killed every 2 s for 60 s, the front killed 20 times, 500 slow heads and 100
-slow bodies at 1 byte / 5 s, 2x100 MB of output per logging mode, and the rapid-fail recovery
-waited out over the real minute. Each suite prints its figures as it finishes; the summary
+slow bodies at 1 byte / 5 s with 500 silent TLS connections, 2x100 MB of output per logging
+mode, and the rapid-fail recovery waited out over the real minute. Each suite prints its figures as it finishes; the summary
 says which targets were met. Results also go to ``bench/results/hardening.json``.
 
 Exit status: 0 when every target was met, 1 otherwise.

@@ -9,6 +9,7 @@ SIGTERM, then SIGKILL after a bound.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 from hostkit.testing import Program, python, write_settings
@@ -28,24 +29,30 @@ class Front(Program):
 
     ``module`` and ``server`` are the ``[module]`` and ``[server]`` settings on top of the
     defaults of :func:`tests.support.fronts.front_settings`; ``root`` is a content root the
-    caller owns (default: a temporary one, removed at stop).
+    caller owns (default: a temporary one, removed at stop). With ``tls`` (the ``[tls]``
+    settings) the front also listens on https, on :attr:`secure_port`.
     """
 
     def __init__(self, backend: str, *, module: dict[str, object] | None = None,
                  server: dict[str, object] | None = None, port: int | None = None,
                  shutdown_timeout: float = 5, root: Path | None = None,
-                 environment: dict[str, str] | None = None):
+                 environment: dict[str, str] | None = None,
+                 tls: Mapping[str, object] | None = None):
         self.backend = backend
         self.port = port if port is not None else free_port()
         self.url = f"http://{LOOPBACK}:{self.port}"
+        self.secure_port = free_port() if tls is not None else None
+        urls = [self.url] + ([f"https://{LOOPBACK}:{self.secure_port}"] if tls else [])
         self._temporary: tempfile.TemporaryDirectory[str] | None = None
         if root is None:
             self._temporary = tempfile.TemporaryDirectory(prefix="hostkit-hardening-")
             root = Path(self._temporary.name)
         self.root = root
         write_settings(self.root, front_settings(shutdown_timeout=shutdown_timeout,
-                                                 server=server, module=module))
-        super().__init__(python(str(APP), f"--urls={self.url}", f"--async_backend={backend}"),
+                                                 server=server, module=module,
+                                                 **({"tls": dict(tls)} if tls else {})))
+        super().__init__(python(str(APP), f"--urls={';'.join(urls)}",
+                                f"--async_backend={backend}"),
                          self.root, environment, name=f"front ({backend})")
         try:
             self.wait_started(START_TIMEOUT)

@@ -1,8 +1,10 @@
-"""Slow clients: heads and bodies trickled one byte at a time while normal clients run.
+"""Slow clients: heads and bodies trickled one byte at a time, and TLS connections that never
+send a ClientHello, while normal clients run.
 
 CI shortens ``server.request_header_timeout`` through the configuration (1 s) and sends
-80 slow connections; the full run sends 500 heads + 100 bodies at 1 byte / 5 s. Every slow
-connection is closed within the timeout + 1 s (with 408), and the normal clients' p99 stays
+80 slow connections and 50 silent TLS ones; the full run sends 500 heads + 100 bodies at
+1 byte / 5 s and 500 silent TLS connections. Every slow connection is closed within the
+timeout + 1 s (a trickled one with 408), and the normal clients' p99 stays
 within 2x the baseline (in CI against a noise floor of 25 ms: a shared runner's p99 of a few
 ms moves that much by itself).
 """
@@ -35,7 +37,8 @@ def test_slow_connections_are_closed_in_time_and_normal_clients_go_on(front: Fro
         lambda figures: figures.problems(slow_clients.CI_NOISE_FLOOR_MS))
     errors = [line for line in front.lines if "error while serving" in line]
     assert figures.problems(slow_clients.CI_NOISE_FLOOR_MS) == [], figures.lines()
-    assert (len(figures.slow_heads), len(figures.slow_bodies)) == (quick.heads, quick.bodies)
+    assert (len(figures.slow_heads), len(figures.slow_bodies), len(figures.silent_tls)) == \
+        (quick.heads, quick.bodies, quick.silent_tls)
     assert figures.answered_408 == quick.heads + quick.bodies
     assert errors == []  # a timed-out head is an answer (408), not an error in the log
 

@@ -1,9 +1,17 @@
 """A client connection's input: its bytes fed to the request parser, and its leaving noticed.
 
 The front reads a client at most one chunk ahead of the request being handled: memory stays
-bounded for any body size, and a client that goes away while its response is still being
-produced is noticed at once (the exchange then closes the child's connection, so the child's
-``request_aborted`` fires). How depends on the stream (:attr:`Stream.reads_ahead
+bounded for any body size, and the end of the client's stream is noticed at once while its
+response is still being produced. The end comes in two kinds:
+
+- the client **half-closed** (its stream ended: ``EndOfStream``, asyncio's ``eof_received``):
+  it sends no more requests but still reads the answers it is owed (``nc -N``, health checkers,
+  scripted clients); the exchange passes the half-close on to the child and relays the answer
+  (:attr:`ClientInput.on_end`);
+- the client is **lost** (a reset, a read that fails): the exchange is cancelled and the child's
+  connection closed, so the child's ``request_aborted`` fires (:attr:`ClientInput.on_gone`).
+
+How the end is seen depends on the stream (:attr:`Stream.reads_ahead
 <hostkit_outofprocess.front.streams.Stream.reads_ahead>`), so :func:`client_input` picks one
 of two kinds of :class:`ClientInput`:
 
@@ -31,7 +39,7 @@ STREAM_ERRORS = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResou
 
 
 class ClientGone(Exception):
-    """The client closed its connection."""
+    """The client left: its connection failed, or ended in the middle of a request."""
 
 
 def request_parser() -> h11.Connection:
@@ -46,7 +54,7 @@ class ClientInput:
     defined here.
     """
 
-    __slots__ = ("stream", "parser", "head", "gone", "on_gone")
+    __slots__ = ("stream", "parser", "head", "at_end", "ended", "lost", "on_end", "on_gone")
 
     def __init__(self, stream: Stream):
         self.stream = stream
@@ -55,9 +63,16 @@ class ClientInput:
         #: the raw bytes of the current request's head as received (up to MAX_HEAD_SIZE),
         #: with what came before it on the connection since the previous request.
         self.head = bytearray()
-        #: True once the client's end was read (everything it sent before is in the parser).
-        self.gone = False
-        #: called when the client goes away (cancels the exchange in flight, if any).
+        #: True once the parser was given the client's end (everything sent before is in it).
+        self.at_end = False
+        #: True once the client's stream ended, half-closed or lost (what it sent before may
+        #: still be on its way to the parser).
+        self.ended = False
+        #: True if it ended because the connection failed (reset, a failed read).
+        self.lost = False
+        #: called when the client half-closes (the exchange passes it on to the child).
+        self.on_end: Callable[[], None] | None = None
+        #: called when the client is lost (cancels the exchange in flight, if any).
         self.on_gone: Callable[[], None] | None = None
 
     async def run(self) -> None:
@@ -88,7 +103,7 @@ class ClientInput:
         while True:
             event = parser.next_event()
             if event is h11.NEED_DATA:
-                if self.gone:
+                if self.at_end:
                     raise ClientGone()
                 await self.wait_data()
                 continue
@@ -105,17 +120,32 @@ class ClientInput:
         if closed:
             parser.receive_data(b"")
 
+    def _ended(self, lost: bool) -> None:
+        """The client's stream ended (``lost``: its connection failed); tell the exchange."""
+        self.ended = True
+        if lost:
+            self.lost = True
+            if self.on_gone is not None:
+                self.on_gone()
+        elif self.on_end is not None:
+            self.on_end()
+
     async def _read(self) -> bytes:
         """Read the client's next bytes into the parser (and the raw-head copy). ``b""``: the
-        end.
+        end (then :attr:`at_end`, and :attr:`lost` if the read failed).
 
         ``self.head`` and ``self.parser`` are looked up after the read: a new request may have
         begun while a read was under way.
         """
         try:
             data = await self.stream.receive(READ_SIZE)
+        except anyio.EndOfStream:
+            data = b""
         except STREAM_ERRORS:
             data = b""
+            self.lost = True
+        if not data:
+            self.at_end = True
         if len(self.head) < MAX_HEAD_SIZE:
             self.head += data[:MAX_HEAD_SIZE]
         self.parser.receive_data(data)
@@ -141,9 +171,7 @@ class ReadAheadInput(ClientInput):
                     data = await self._read()
                     self._nudge()
                     if not data:
-                        self.gone = True
-                        if self.on_gone is not None:
-                            self.on_gone()
+                        self._ended(self.lost)
                         return
                     await self._credit_rx.receive()
             finally:
@@ -183,11 +211,7 @@ class BufferedInput(ClientInput):
 
     def __init__(self, stream: Stream):
         super().__init__(stream)
-        stream.watch_end(self._left)
-
-    def _left(self) -> None:
-        if self.on_gone is not None:
-            self.on_gone()
+        stream.watch_end(self._ended)
 
     async def run(self) -> None:
         """Nothing to run: reading happens in :meth:`wait_data`."""
@@ -196,8 +220,7 @@ class BufferedInput(ClientInput):
         """Reading ahead is the stream's job here (bounded by its buffer)."""
 
     async def wait_data(self) -> None:
-        if not await self._read():
-            self.gone = True
+        await self._read()
 
     async def take_available(self) -> None:
         while self.stream.buffered():

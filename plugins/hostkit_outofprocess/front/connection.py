@@ -57,6 +57,9 @@ class ClientConnection:
         #: connection is idle.
         self.cancel_scope = anyio.CancelScope()
         self._deadline_passed = False
+        #: When the wait for the first head began (``None`` once it is over): at accept, so
+        #: the TLS handshake counts against that deadline as well.
+        self._first_wait_began: float | None = stream.opened_at
 
     def check_deadline(self, now: float) -> None:
         """Called by the server's heartbeat every ``HEARTBEAT`` seconds: past its deadline,
@@ -91,7 +94,7 @@ class ClientConnection:
                 self.idle = True
                 self.exchange = None  # the last one's state goes with it
                 self.waiting_for = _WAIT_HEAD
-                self.deadline = time.monotonic() + self.head_timeout
+                self.deadline = self._next_head_deadline()
                 try:
                     event = await client.next_event()
                 except h11.RemoteProtocolError as error:
@@ -107,7 +110,8 @@ class ClientConnection:
                 except (Aborted, ClientGone):
                     return
                 except h11.RemoteProtocolError as error:
-                    await exchange.answer(error.error_status_hint or 400, close=True)
+                    # Also a body cut short by the client's half-close: it may still read.
+                    await exchange.refuse(error.error_status_hint or 400)
                     return
                 except BodyTimeout:
                     await exchange.refuse(408)
@@ -117,6 +121,14 @@ class ClientConnection:
                 client.next_request()
         if self.cancel_scope.cancelled_caught and self._deadline_passed:
             await self._answer_deadline()
+
+    def _next_head_deadline(self) -> float:
+        """Called as the connection begins waiting for a request head: ``head_timeout`` after
+        the wait began, at accept for the first head, now for a later one."""
+        began = self._first_wait_began if self._first_wait_began is not None \
+            else time.monotonic()
+        self._first_wait_began = None
+        return began + self.head_timeout
 
     async def _answer_deadline(self) -> None:
         """The connection's deadline passed: 408 for a head begun and not finished in time,

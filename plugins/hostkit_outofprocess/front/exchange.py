@@ -27,7 +27,7 @@ from hostkit.plugin import AuthenticateResult
 
 from hostkit_outofprocess.children.errors import ChildUnavailable
 from hostkit_outofprocess.front import header_rules, request_rules, tunnel
-from hostkit_outofprocess.front.client_input import STREAM_ERRORS, ClientGone
+from hostkit_outofprocess.front.client_input import STREAM_ERRORS, ClientGone, ClientInput
 from hostkit_outofprocess.front.deadlines import BodyPace, Wait
 from hostkit_outofprocess.front.streams import READ_SIZE
 from hostkit_outofprocess.front.upstream import ChildConnection, ChildError, ChildResponse, Target
@@ -203,12 +203,12 @@ class Exchange:
             head += _frame_body(self.body_start, framing)
         head_request = request.method == b"HEAD"
         reusable = False
-        # The client leaving cancels the connection's scope; while the front waits for the
+        # The client lost cancels the connection's scope; while the front waits for the
         # response head, the deadline is request_timeout (504). Either way the child's
         # connection is closed, so the child sees the request end.
         scope = connection.cancel_scope
         client.on_gone = scope.cancel
-        if client.gone:
+        if client.lost:
             scope.cancel()
         try:
             try:
@@ -225,6 +225,8 @@ class Exchange:
                 body_sent = True
                 if self.has_body or not websocket:
                     client.grant()  # keep reading: a client that leaves is seen now
+            if not websocket:
+                _pass_half_close_on(client, child)
             connection.waiting_for = _WAIT_RESPONSE
             connection.deadline = time.monotonic() + connection.upstream.request_timeout
             try:
@@ -249,8 +251,9 @@ class Exchange:
             reusable = not websocket
             return _KEEP_ALIVE if keep and body_sent else _CLOSE
         finally:
-            client.on_gone = None
-            if reusable and not scope.cancel_called:
+            client.on_gone = client.on_end = None
+            # After the client's half-close, the child's connection was half-closed too.
+            if reusable and not scope.cancel_called and not client.ended:
                 await target.pool.put(child)
             else:
                 await child.aclose()
@@ -407,6 +410,17 @@ class Exchange:
         """Whether the connection ends after the response being written: ``close`` says so,
         the client does not keep it alive, or the front stops."""
         return close or not self.keep_alive or self.connection.stopping.is_set()
+
+
+def _pass_half_close_on(client: ClientInput, child: ChildConnection) -> None:
+    """Called once the whole request was sent to ``child``: from when the client half-closes
+    (or now, if it has), so does the front on the child's connection. The child then reads
+    what an InProcess server reads from the client itself (hypercorn sets
+    ``request_aborted`` and still sends the response), and the front relays its answer."""
+    if client.ended:
+        child.stream.close_write()
+    else:
+        client.on_end = child.stream.close_write
 
 
 def _framing(headers: list[Header]) -> tuple[Header | None, bool]:

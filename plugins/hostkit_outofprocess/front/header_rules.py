@@ -10,6 +10,14 @@ first, so naming it in ``Connection`` cannot remove it.
 
 Response (child → client): hop-by-hop headers are dropped; the framing is the module's own
 (:mod:`~hostkit_outofprocess.front.wire`).
+
+Hop-by-hop are the fields RFC 9110 §7.6.1 names (``Connection`` and what it lists,
+``Proxy-Connection``, ``Keep-Alive``, ``TE``, ``Transfer-Encoding``, ``Upgrade``) and
+``Trailer`` (trailers are not forwarded). ``Proxy-Authorization`` and ``Proxy-Authenticate``
+are not: RFC 9110 no longer counts them as hop-by-hop, they are for a proxy the client chose,
+and the module is a gateway that answers as the origin does. They cross it, as through nginx
+and HAProxy, so the app sees the same headers in both hosting models (hypercorn InProcess
+hides neither); docs/out-of-process.md lists every header the module removes or sets.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ Header = tuple[bytes, bytes]
 
 HOP_BY_HOP = frozenset({
     b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
-    b"transfer-encoding", b"upgrade", b"proxy-authenticate", b"proxy-authorization",
+    b"transfer-encoding", b"upgrade",
 })
 _FORWARDING = frozenset({b"forwarded", b"x-real-ip"})
 _FORWARDING_PREFIX = b"x-forwarded-"

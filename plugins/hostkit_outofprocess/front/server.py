@@ -168,7 +168,10 @@ class ModuleServer:
                 self._connections.discard(connection)
 
         with accepting:
-            await serve_listener(sock, tls, handle, connections)
+            # A TLS handshake may take the whole wait for the first head, and counts against
+            # it (the connection's first deadline is from accept: stream.opened_at).
+            await serve_listener(sock, tls, handle, connections,
+                                 handshake_timeout=self.head_timeout)
 
     async def _heartbeat(self) -> None:
         """Ends the waits of connections past their deadline, every ``HEARTBEAT`` seconds

@@ -14,19 +14,23 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import select
 import socket
 import ssl
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 import anyio
 import sniffio
 from anyio.abc import ByteStream, SocketAttribute, TaskGroup
-from anyio.streams.tls import TLSAttribute, TLSListener
+from anyio.streams.tls import TLSAttribute, TLSStream
 
 #: How much one ``receive`` asks for.
 READ_SIZE = 65536
+
+_logger = logging.getLogger("hostkit.module")
 
 # Reading pauses when this much is buffered and not yet received, and resumes below a quarter.
 _HIGH_WATER = 256 * 1024
@@ -43,6 +47,10 @@ class Stream(Protocol):
     #: peer's end (:meth:`watch_end`); if not, a reader must keep reading to notice it.
     reads_ahead: bool
 
+    #: When the connection was opened, on ``time.monotonic``'s clock: for a client's, when it
+    #: was accepted (before its TLS handshake, so a deadline from then counts the handshake).
+    opened_at: float
+
     async def receive(self, max_bytes: int = READ_SIZE) -> bytes: ...
 
     async def send(self, data: bytes) -> None: ...
@@ -52,14 +60,20 @@ class Stream(Protocol):
     def buffered(self) -> bool:
         """Whether bytes were received that :meth:`receive` has not returned yet."""
 
-    def watch_end(self, callback: Callable[[], None] | None) -> None:
-        """Call ``callback`` once when the peer closes its side or the connection is lost
-        (``None``: stop watching). Only when :attr:`reads_ahead`."""
+    def watch_end(self, callback: Callable[[bool], None] | None) -> None:
+        """Call ``callback(False)`` when the peer closes its side (it may still read what is
+        sent to it) and ``callback(True)`` when the connection is lost (reset, a failed read or
+        write); ``None``: stop watching. Only when :attr:`reads_ahead`."""
+
+    def close_write(self) -> None:
+        """End this side of the connection (a half-close) after what was sent so far; the
+        peer can still answer. Called on a child's connection when the client half-closed."""
 
     def peer_closed(self) -> bool:
         """Whether anything waits to be read, asked of the socket now, without waiting for
         the event loop: on an idle connection, that means the peer closed it (or sent
-        something nobody asked for)."""
+        something nobody asked for). Only asked of a pooled child connection: a client's
+        half-close reads the same and does not mean the client is gone."""
 
     def ssl_object(self) -> ssl.SSLObject | None:
         """The TLS object of an accepted connection (handshake done); ``None`` for plain."""
@@ -75,6 +89,9 @@ Handler = Callable[[Stream], Coroutine[Any, Any, None]]
 class _BufferingProtocol(asyncio.Protocol):
     """Collects received data and wakes the one reader waiting for it."""
 
+    #: whether the transport stays open for writing once the peer closed its side.
+    keep_open_on_eof = False
+
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.chunks: collections.deque[bytes] = collections.deque()
@@ -85,8 +102,9 @@ class _BufferingProtocol(asyncio.Protocol):
         self.read_waiter: asyncio.Future[None] | None = None
         self.write_paused = False
         self.drain_waiter: asyncio.Future[None] | None = None
-        #: called once when the peer closes its side or the connection is lost.
-        self.on_eof: Callable[[], None] | None = None
+        #: called with ``False`` when the peer closes its side, then with ``True`` when the
+        #: connection is lost (:meth:`Stream.watch_end`).
+        self.on_eof: Callable[[bool], None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -102,14 +120,20 @@ class _BufferingProtocol(asyncio.Protocol):
     def eof_received(self) -> bool:
         self.eof = True
         self._wake_reader()
-        self._report_eof()
-        return False  # close the transport
+        if self.on_eof is not None:
+            self.on_eof(False)
+        # A client that half-closed still reads its answers: its connection stays open for
+        # writing (asyncio's TLS transports cannot, and a child's connection need not).
+        return self.keep_open_on_eof and self.transport is not None \
+            and self.transport.get_extra_info("ssl_object") is None
 
     def connection_lost(self, error: Exception | None) -> None:
         self.eof = True
         self.error = error
         self._wake_reader()
-        self._report_eof()
+        callback, self.on_eof = self.on_eof, None
+        if callback is not None:
+            callback(True)
         if self.drain_waiter is not None and not self.drain_waiter.done():
             self.drain_waiter.set_result(None)
 
@@ -121,11 +145,6 @@ class _BufferingProtocol(asyncio.Protocol):
         if self.drain_waiter is not None and not self.drain_waiter.done():
             self.drain_waiter.set_result(None)
 
-    def _report_eof(self) -> None:
-        callback, self.on_eof = self.on_eof, None
-        if callback is not None:
-            callback()
-
     def _wake_reader(self) -> None:
         if self.read_waiter is not None and not self.read_waiter.done():
             self.read_waiter.set_result(None)
@@ -134,13 +153,18 @@ class _BufferingProtocol(asyncio.Protocol):
 class _AcceptedProtocol(_BufferingProtocol):
     """A server-side connection: hands its stream to ``on_connect`` once made."""
 
+    keep_open_on_eof = True
+
     def __init__(self, on_connect: Callable[[ProtocolStream], None]):
         super().__init__()
         self.on_connect = on_connect
+        # The loop makes the protocol as it accepts the connection, before a TLS handshake.
+        self.accepted_at = time.monotonic()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        self.on_connect(ProtocolStream(transport, self))  # type: ignore[arg-type]
+        self.on_connect(ProtocolStream(transport, self,  # type: ignore[arg-type]
+                                       opened_at=self.accepted_at))
 
 
 class ProtocolStream:
@@ -148,9 +172,11 @@ class ProtocolStream:
 
     reads_ahead = True
 
-    def __init__(self, transport: asyncio.Transport, protocol: _BufferingProtocol):
+    def __init__(self, transport: asyncio.Transport, protocol: _BufferingProtocol, *,
+                 opened_at: float):
         self.transport = transport
         self.protocol = protocol
+        self.opened_at = opened_at
 
     async def receive(self, max_bytes: int = READ_SIZE) -> bytes:
         protocol = self.protocol
@@ -194,8 +220,12 @@ class ProtocolStream:
     def buffered(self) -> bool:
         return bool(self.protocol.chunks)
 
-    def watch_end(self, callback: Callable[[], None] | None) -> None:
+    def watch_end(self, callback: Callable[[bool], None] | None) -> None:
         self.protocol.on_eof = callback
+
+    def close_write(self) -> None:
+        if not self.transport.is_closing() and self.transport.can_write_eof():
+            self.transport.write_eof()
 
     def peer_closed(self) -> bool:
         if self.protocol.eof or self.protocol.chunks:
@@ -216,12 +246,13 @@ class _AnyioStream:
     call goes straight to it.
     """
 
-    __slots__ = ("receive", "send", "aclose", "_stream")
+    __slots__ = ("receive", "send", "aclose", "opened_at", "_stream")
 
     reads_ahead = False
 
-    def __init__(self, stream: ByteStream):
+    def __init__(self, stream: ByteStream, *, opened_at: float):
         self._stream = stream
+        self.opened_at = opened_at
         self.receive = stream.receive
         self.send = stream.send
         self.aclose = stream.aclose
@@ -229,8 +260,16 @@ class _AnyioStream:
     def buffered(self) -> bool:
         return False
 
-    def watch_end(self, callback: Callable[[], None] | None) -> None:
+    def watch_end(self, callback: Callable[[bool], None] | None) -> None:
         """Nothing to watch with: the stream does not read ahead."""
+
+    def close_write(self) -> None:
+        sock = self._stream.extra(SocketAttribute.raw_socket, None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass  # already closed: the exchange learns it from its next read
 
     def peer_closed(self) -> bool:
         return _readable_now(self._stream.extra(SocketAttribute.raw_socket, None))
@@ -258,37 +297,65 @@ async def connect_child(port: int) -> Stream:
     if _on_asyncio():
         loop = asyncio.get_running_loop()
         transport, protocol = await loop.create_connection(_BufferingProtocol, "127.0.0.1", port)
-        return ProtocolStream(transport, protocol)
+        return ProtocolStream(transport, protocol, opened_at=time.monotonic())
     stream = await anyio.connect_tcp("127.0.0.1", port)
     stream.extra(SocketAttribute.raw_socket).setsockopt(
         socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return _AnyioStream(stream)
+    return _AnyioStream(stream, opened_at=time.monotonic())
 
 
 async def serve_listener(sock: socket.socket, tls: ssl.SSLContext | None, handle: Handler,
-                         connections: TaskGroup) -> None:
-    """Accept connections on ``sock`` until cancelled; each is handled in ``connections``."""
+                         connections: TaskGroup, *, handshake_timeout: float) -> None:
+    """Accept connections on ``sock`` until cancelled; each is handled in ``connections``.
+
+    With ``tls``, a connection is handed out once its handshake is done, and closed if it
+    takes more than ``handshake_timeout`` seconds from accept.
+    """
     if _on_asyncio():
         loop = asyncio.get_running_loop()
 
         def accepted(stream: ProtocolStream) -> None:
             connections.start_soon(handle, stream)
 
-        server = await loop.create_server(lambda: _AcceptedProtocol(accepted), sock=sock,
-                                          ssl=tls, backlog=1024)
+        server = await loop.create_server(
+            lambda: _AcceptedProtocol(accepted), sock=sock, ssl=tls, backlog=1024,
+            ssl_handshake_timeout=handshake_timeout if tls is not None else None)
         try:
             await anyio.sleep_forever()
         finally:
             server.close()
         return
-    async def handle_anyio(stream: ByteStream) -> None:
-        await handle(_AnyioStream(stream))
 
-    listener: anyio.abc.Listener[ByteStream] = await anyio.abc.SocketListener.from_socket(sock)
-    if tls is not None:
-        listener = TLSListener(listener, tls, standard_compatible=False)
+    async def handle_anyio(stream: ByteStream) -> None:
+        opened_at = time.monotonic()
+        if tls is not None:
+            secured = await _tls_handshake(stream, tls, handshake_timeout)
+            if secured is None:
+                return
+            stream = secured
+        await handle(_AnyioStream(stream, opened_at=opened_at))
+
+    listener = await anyio.abc.SocketListener.from_socket(sock)
     async with listener:
         await listener.serve(handle_anyio, task_group=connections)
+
+
+async def _tls_handshake(stream: ByteStream, tls: ssl.SSLContext,
+                         timeout: float) -> TLSStream | None:
+    """The server's side of the TLS handshake on an accepted ``stream`` (what anyio's
+    ``TLSListener`` does, with the front's timeout): the TLS stream, or ``None`` (``stream``
+    closed) when the handshake fails or takes more than ``timeout`` seconds."""
+    secured: TLSStream | None = None
+    try:
+        with anyio.fail_after(timeout):
+            secured = await TLSStream.wrap(stream, server_side=True, ssl_context=tls,
+                                           standard_compatible=False)
+    except Exception as error:  # the client's failure, not the front's: logged as asyncio does
+        _logger.debug("TLS handshake with a client failed: %r", error)
+    finally:
+        if secured is None:
+            await anyio.aclose_forcefully(stream)
+    return secured
 
 
 def _readable_now(sock: socket.socket | None) -> bool:

@@ -13,6 +13,9 @@ A response's framing follows RFC 9112 §6 the way h11 applies it to the response
 - without one, an HTTP/1.1 client gets ``Transfer-Encoding: chunked``, and an HTTP/1.0 client
   gets the body delimited by the end of the connection (``Connection: close``);
 - ``Connection: close`` is added whenever the connection ends after the response.
+
+The status line carries the child's reason phrase when its server sent one (a phrase the app
+may have chosen), else the standard one (:func:`status_line`), as uvicorn, nginx and IIS send.
 """
 
 from __future__ import annotations
@@ -27,15 +30,25 @@ BODY_AS_IS = 1  #: as it comes (``Content-Length``, or delimited by the end of t
 BODY_CHUNKED = 2  #: in chunks, ended by :data:`LAST_CHUNK`
 
 LAST_CHUNK = b"0\r\n\r\n"
-CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 _NO_BODY_STATUSES = frozenset({204, 304})
-_PHRASES = {status.value: status.phrase.encode("ascii") for status in http.HTTPStatus}
+#: Each standard status code's phrase, and its status line with it, made once: the line of
+#: nearly every response (a child's server sends no phrase or the standard one).
+_STANDARD = {status.value: (phrase, b"HTTP/1.1 %d %s\r\n" % (status.value, phrase))
+             for status in http.HTTPStatus
+             for phrase in [status.phrase.encode("ascii")]}
 
 
-def phrase(status: int) -> bytes:
-    """The standard reason phrase of ``status`` (``b""`` for an unknown one)."""
-    return _PHRASES.get(status, b"")
+def status_line(status: int, reason: bytes) -> bytes:
+    """The status line of a response: with ``reason``, the phrase the child's server sent,
+    when it sent one; else with the standard phrase (none for an unknown status)."""
+    standard = _STANDARD.get(status)
+    if standard is not None and (not reason or reason == standard[0]):
+        return standard[1]
+    return b"HTTP/1.1 %d %s\r\n" % (status, reason)
+
+
+CONTINUE = status_line(100, b"") + b"\r\n"
 
 
 def request_head(method: bytes, target: bytes, headers: list[Header]) -> bytes:
@@ -53,8 +66,9 @@ def chunk(data: bytes) -> bytes:
 
 
 def informational_head(status: int, reason: bytes, headers: list[Header]) -> bytes:
-    """The head of a 1xx response (the module forwards only a WebSocket handshake's 101)."""
-    lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
+    """The head of a 1xx response (the module forwards only a WebSocket handshake's 101);
+    ``reason`` as for :func:`status_line`."""
+    lines = [status_line(status, reason)]
     for name, value in headers:
         lines += (name, b": ", value, b"\r\n")
     lines.append(b"\r\n")
@@ -66,14 +80,15 @@ def response_head(status: int, reason: bytes, headers: list[Header], *, method: 
     """The status line and headers of a final response to a client, framed as the module
     docstring says.
 
-    ``headers`` carry no hop-by-hop header (:func:`.header_rules.response_headers`);
-    ``method`` is the request's (``b""`` when none was parsed); ``http_11`` is whether the
-    client speaks HTTP/1.1; ``close`` whether the connection ends after this response anyway.
+    ``reason`` is the child's phrase (``b""`` for none: :func:`status_line`); ``headers``
+    carry no hop-by-hop header (:func:`.header_rules.response_headers`); ``method`` is the
+    request's (``b""`` when none was parsed); ``http_11`` is whether the client speaks
+    HTTP/1.1; ``close`` whether the connection ends after this response anyway.
 
     Returns the head, how to write the body (``BODY_*``), and whether the connection ends
     after the response (``close``, or a body only the end of the connection can delimit).
     """
-    lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
+    lines = [status_line(status, reason)]
     has_length = False
     for name, value in headers:
         if name == b"content-length":
@@ -110,8 +125,8 @@ def own_response(status: int, body: bytes, *, content_type: bytes,
     if body:
         headers.append((b"content-type", content_type))
     headers += extra
-    out, framing, close = response_head(status, phrase(status), headers, method=method,
-                                        http_11=http_11, close=close)
+    out, framing, close = response_head(status, b"", headers, method=method, http_11=http_11,
+                                        close=close)
     if framing != BODY_NONE:
         out += body
     return out, close
