@@ -27,7 +27,8 @@ not imported from the module that defines it.
   integration puts the principal its front forwarded).
 - **The child process contract** (a front and its children): :class:`ChildContract`, the
   header names, and :data:`CHILD_VARIABLES` (the environment variables it reserves).
-- **Error pages**: :func:`render_error_page`.
+- **Responses**: :func:`status_line` and :data:`STANDARD_STATUS_LINES` (the standard
+  reason phrases), :func:`render_error_page`.
 - **Processes** a plugin starts and owns (a front's children; :mod:`hostkit.processes`):
   :class:`ManagedProcess` run from a :class:`ProcessSpec` (parent-death launcher, a process
   group of its own, output tail, stop with a grace period), :data:`OUTPUT_TAIL_BYTES`,
@@ -77,16 +78,17 @@ from hostkit.server_contract import (
     ServerRequest,
     check_server_choice,
 )
+from hostkit.status_lines import STANDARD_STATUS_LINES, status_line
 from hostkit.tls import TLSConnection, server_context, tls_extension, tls_extension_of
 
 __all__ = [
     "ASGIApp", "AuthenticateResult", "AuthenticationScheme", "Authenticator", "BACKLOG",
     "Boolean", "CHILD_VARIABLES", "CLIENT_CERT_HEADER", "ChildContract", "Choice", "Exhausted",
     "FORWARDED_RESULT_KEY", "HostRole", "IDENTITY_HEADER", "ListenAddress", "ManagedProcess",
-    "Message", "Number", "OUTPUT_TAIL_BYTES", "ProcessSpec", "RESERVED_HEADER_PREFIX",
+    "Message", "Number", "OUTPUT_TAIL_BYTES", "ProcessSpec", "RESERVED_HEADER_PREFIX", "STANDARD_STATUS_LINES",
     "RapidFailBudget", "Receive", "Scope", "Send", "Server", "ServerInfo", "ServerRequest",
     "SettingsTable", "TLSConnection", "TOKEN_HEADER", "TOKEN_VARIABLE", "Text", "TextList",
     "TextTable", "bind_all", "check_server_choice", "close_all", "configuration_files",
     "free_loopback_port", "hookimpl", "render_error_page", "resolve_path", "send_refusal",
-    "server_context", "setting", "tls_extension", "tls_extension_of",
+    "server_context", "setting", "status_line", "tls_extension", "tls_extension_of",
 ]

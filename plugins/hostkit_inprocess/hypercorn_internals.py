@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import http
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
@@ -45,7 +44,7 @@ from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.typing import AppWrapper
 from hypercorn.utils import wrap_app
 
-from hostkit.plugin import ASGIApp
+from hostkit.plugin import STANDARD_STATUS_LINES, ASGIApp
 
 if TYPE_CHECKING:
     from hypercorn.trio.tcp_server import TCPServer as TrioTCPServer
@@ -109,10 +108,8 @@ def trio_worker_context() -> TrioWorkerContext:
 
 #: For each standard status code: the status line h11 writes for a response without a reason
 #: phrase, and the line with the standard phrase.
-_STATUS_LINES = {status.value: (b"HTTP/1.1 %d \r\n" % status.value,
-                                b"HTTP/1.1 %d %s\r\n" % (status.value, phrase))
-                 for status in http.HTTPStatus
-                 for phrase in [status.phrase.encode("ascii")]}
+_STATUS_LINES = {code: (b"HTTP/1.1 %d \r\n" % code, line)
+                 for code, line in STANDARD_STATUS_LINES.items()}
 
 
 def _with_reason_phrases(send: Callable[[Any], bytes | None]) -> Callable[[Any], bytes | None]:

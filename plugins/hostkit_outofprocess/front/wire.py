@@ -15,12 +15,12 @@ A response's framing follows RFC 9112 §6 the way h11 applies it to the response
 - ``Connection: close`` is added whenever the connection ends after the response.
 
 The status line carries the child's reason phrase when its server sent one (a phrase the app
-may have chosen), else the standard one (:func:`status_line`), as uvicorn, nginx and IIS send.
+may have chosen), else the standard one (:func:`hostkit.plugin.status_line`), as uvicorn, nginx and IIS send.
 """
 
 from __future__ import annotations
 
-import http
+from hostkit.plugin import status_line
 
 Header = tuple[bytes, bytes]
 
@@ -32,22 +32,6 @@ BODY_CHUNKED = 2  #: in chunks, ended by :data:`LAST_CHUNK`
 LAST_CHUNK = b"0\r\n\r\n"
 
 _NO_BODY_STATUSES = frozenset({204, 304})
-#: Each standard status code's phrase, and its status line with it, made once: the line of
-#: nearly every response (a child's server sends no phrase or the standard one).
-_STANDARD = {status.value: (phrase, b"HTTP/1.1 %d %s\r\n" % (status.value, phrase))
-             for status in http.HTTPStatus
-             for phrase in [status.phrase.encode("ascii")]}
-
-
-def status_line(status: int, reason: bytes) -> bytes:
-    """The status line of a response: with ``reason``, the phrase the child's server sent,
-    when it sent one; else with the standard phrase (none for an unknown status)."""
-    standard = _STANDARD.get(status)
-    if standard is not None and (not reason or reason == standard[0]):
-        return standard[1]
-    return b"HTTP/1.1 %d %s\r\n" % (status, reason)
-
-
 CONTINUE = status_line(100, b"") + b"\r\n"
 
 
