@@ -9,10 +9,12 @@ from typing import TYPE_CHECKING, Any
 from hostkit.asgi import Receive, Scope, Send
 from hostkit.authentication import AuthenticationMiddleware, Authenticator, build_authenticator
 from hostkit.claims import ClaimsTransformation, claims_transformation_middleware
+from hostkit.child_contract import VARIABLES as CHILD_VARIABLES
 from hostkit.configuration import Configuration, Source
 from hostkit.configuration.schema import contributed_tables
+from hostkit.content_root import ContentRootRules
 from hostkit.environment import HostEnvironment, flag_is_set
-from hostkit.errors import InvalidOperationError, ServerSelectionError
+from hostkit.errors import ConfigurationError, InvalidOperationError, ServerSelectionError
 from hostkit.pipeline import AsgiMiddlewareFactory, Middleware, Pipeline, Stage, as_terminal_app
 from hostkit.plugin_manager import Plugins
 from hostkit.configuration.tables import HostingModel, SettingsTable
@@ -23,6 +25,8 @@ from hostkit.server_contract import (
     check_server_choice,
     declared_servers,
 )
+from hostkit.supervisor import Supervisor
+from hostkit.worker_contract import current_worker
 
 if TYPE_CHECKING:
     from hostkit.host import Host
@@ -54,6 +58,11 @@ class HostBuilder:
         #: This process's role, chosen by ``hostkit_host_role`` when :meth:`build` starts
         #: (``None`` before): plugins read it in ``hostkit_configure_builder``.
         self.role: HostRole | None = None
+        self._worker_role = HostRole.SERVE
+        #: What the offline file and a configuration change do (``[module]``
+        #: ``app_offline_file``, ``restart_on_config_change``): a plugin that owns those keys
+        #: sets it, the OutOfProcess plugin; the supervisor applies it to InProcess workers.
+        self.content_root_rules = ContentRootRules()
         #: Bare status codes instead of hostkit's error pages (the 500.30 start-failure page
         #: included). A plugin sets it: the OutOfProcess plugin from ``[module]
         #: disable_startup_error_page``, which covers both models as ANCM's
@@ -146,6 +155,19 @@ class HostBuilder:
                     bare_error_pages=self.bare_error_pages)
 
     def _choose_role(self) -> HostRole:
+        """``SUPERVISE`` when ``[workers]`` asks for a supervisor and this process is neither
+        one of its workers nor an OutOfProcess child; else :meth:`_serving_role`."""
+        self._worker_role = self._serving_role()
+        try:
+            worker = current_worker()
+        except ValueError as error:
+            raise ConfigurationError(f"environment: {error}") from None
+        is_child = CHILD_VARIABLES <= os.environ.keys()
+        if self._configuration.options.workers.supervised and worker is None and not is_child:
+            return HostRole.SUPERVISE
+        return self._worker_role
+
+    def _serving_role(self) -> HostRole:
         """The first role a plugin's ``hostkit_host_role`` gives; without one, ``SERVE`` for
         InProcess. Raises :class:`ServerSelectionError` for another model nobody hosts."""
         role = self.plugins.hook.hostkit_host_role(configuration=self._configuration)
@@ -183,6 +205,12 @@ class HostBuilder:
         options = self._configuration.options
         name = options.server.lower()
         declared = declared_servers(self.plugins)
+        if role is HostRole.SUPERVISE:
+            # Checked here, so a server the workers cannot run is one error, not a crash loop.
+            if self._worker_role.runs_pipeline:
+                check_server_choice(self._configuration, declared, role=self._worker_role)
+            return Supervisor(self._configuration, worker_role=self._worker_role,
+                              rules=self.content_root_rules)
         if role.runs_pipeline:
             check_server_choice(self._configuration, declared, role=role)
         request = ServerRequest(role, options.hosting_model, name, self._configuration,

@@ -36,6 +36,8 @@ from hostkit.plugin_manager import Plugins
 from hostkit.server_contract import HostRole, Server
 from hostkit.request_stage import RequestStage
 from hostkit.configuration.tables import HostingModel
+from hostkit.supervisor import worker_stop_limit
+from hostkit.worker_contract import current_worker
 
 if TYPE_CHECKING:
     from hostkit.builder import HostBuilder
@@ -204,6 +206,13 @@ class Host:
         failure = self._start_failure
         if failure is None and self.role.runs_pipeline:
             failure = await lifespan.startup(task_group)
+        worker = current_worker()
+        if failure is not None and worker is not None:
+            # A worker that serves only 500.30 must not look ready: its supervisor counts the
+            # failed start, and its rapid-fail protection answers once starts keep failing.
+            logger.error("the app failed to start: %s", failure.detail.rstrip())
+            raise HostkitError(f"the app failed to start ({failure.message}); this worker "
+                               "exits so that its supervisor counts a failed start")
         if failure is not None:
             logger.error("the app failed to start; every request gets 500.30: %s",
                          failure.detail.rstrip())
@@ -230,13 +239,18 @@ class Host:
         logger.info("Content root path: %s", self.configuration.content_root)
         logger.info("Application started. Press Ctrl+C to shut down.")
         self.plugins.hook.hostkit_host_started(host=self)
+        if worker is not None:
+            worker.report_ready()
 
         await stop_requested.wait()
         logger.info("Application is shutting down...")
         self.plugins.hook.hostkit_host_stopping(host=self)
         stopping.set()
-        server_scope.deadline = (anyio.current_time() + options.shutdown_timeout
-                                       + _DRAIN_GRACE)
+        # A supervisor's drain is its workers': each drains, then shuts its app down.
+        drain_limit = (worker_stop_limit(options.shutdown_timeout)
+                       if self.role is HostRole.SUPERVISE
+                       else options.shutdown_timeout + _DRAIN_GRACE)
+        server_scope.deadline = anyio.current_time() + drain_limit
         await server_done.wait()
         with anyio.CancelScope(shield=True), anyio.move_on_after(options.shutdown_timeout):
             await lifespan.shutdown()

@@ -1,9 +1,10 @@
 """Listen addresses: parsing ``urls`` entries, binding them, and closing what was bound.
 
-Every server that owns a public listener (the embedded servers, the out-of-process front)
-binds with :func:`bind_all` before it reports readiness and closes with :func:`close_all`
-in a ``finally``, so the errors a user sees and the socket files left behind are the same
-whatever the server.
+Every server that owns a public listener (the embedded servers, the out-of-process front,
+the supervisor) binds with :func:`bind_all` before it reports readiness and closes with
+:func:`close_all` in a ``finally``, so the errors a user sees and the socket files left
+behind are the same whatever the server. In a worker of the supervisor, :func:`bind_all`
+binds nothing: it hands out the sockets the supervisor bound (:mod:`hostkit.worker_contract`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import stat
 import urllib.parse
 
 from hostkit.errors import AddressInUseError, ConfigurationError, HostkitError
+from hostkit.worker_contract import current_worker
 
 BACKLOG = 1024
 
@@ -29,6 +31,9 @@ class ListenAddress:
     host: str = ""
     port: int = 0
     path: str = ""
+    #: bound by another process (the supervisor) and inherited: closing it here leaves its
+    #: socket file alone.
+    inherited: bool = False
 
     @property
     def is_secure(self) -> bool:
@@ -127,7 +132,15 @@ def _bind_unix(address: ListenAddress) -> socket.socket:
 
 
 def bind_all(urls: tuple[str, ...] | list[str]) -> list[tuple[ListenAddress, socket.socket]]:
-    """Bind every URL, or none: on a failure the sockets bound so far are closed."""
+    """Bind every URL, or none: on a failure the sockets bound so far are closed.
+
+    In a worker of the supervisor, the sockets it inherited instead, whatever ``urls`` says:
+    a worker never binds a public address itself.
+    """
+    worker = current_worker()
+    if worker is not None:
+        return [(dataclasses.replace(parse_url(url), inherited=True), sock)
+                for url, sock in worker.listening_sockets()]
     bound: list[tuple[ListenAddress, socket.socket]] = []
     try:
         for url in urls:
@@ -149,7 +162,7 @@ def close_all(bound: list[tuple[ListenAddress, socket.socket]]) -> None:
     for _, sock in bound:
         sock.close()
     for address, _ in bound:
-        if address.scheme == "unix":
+        if address.scheme == "unix" and not address.inherited:
             try:
                 os.unlink(address.path)
             except OSError:

@@ -22,6 +22,10 @@ not imported from the module that defines it.
   :func:`setting` and the value kinds :class:`Boolean`, :class:`Number`, :class:`Text`,
   :class:`Choice`, :class:`TextList`, :class:`TextTable`; :func:`configuration_files` (the
   files a configuration is read from, e.g. to watch them) and :func:`resolve_path`.
+- **The content root**: :class:`ContentRootRules` (``app_offline_file``,
+  ``restart_on_config_change``; a plugin that owns them sets
+  ``HostBuilder.content_root_rules``) and :class:`ContentRootWatch` (the watch that applies
+  them).
 - **Authentication**: :class:`Authenticator`, :class:`AuthenticateResult`,
   :class:`AuthenticationScheme`, and :data:`FORWARDED_RESULT_KEY` (where a child's
   integration puts the principal its front forwarded).
@@ -32,7 +36,7 @@ not imported from the module that defines it.
 - **Processes** a plugin starts and owns (a front's children; :mod:`hostkit.processes`):
   :class:`ManagedProcess` run from a :class:`ProcessSpec` (parent-death launcher, a process
   group of its own, output tail, stop with a grace period), :data:`OUTPUT_TAIL_BYTES`,
-  :func:`free_loopback_port`, and :class:`RapidFailBudget` (``rapid_fails_per_minute``; its
+  :func:`free_loopback_port`, :func:`this_program` (this program's command line), and :class:`RapidFailBudget` (``rapid_fails_per_minute``; its
   :meth:`~RapidFailBudget.exhausted` returns an :class:`Exhausted`).
 """
 
@@ -55,6 +59,7 @@ from hostkit.child_contract import (
 )
 from hostkit.child_contract import VARIABLES as CHILD_VARIABLES
 from hostkit.configuration.sources import configuration_files, resolve_path
+from hostkit.content_root import ContentRootRules, ContentRootWatch
 from hostkit.configuration.tables import (
     Boolean,
     Choice,
@@ -68,6 +73,7 @@ from hostkit.configuration.tables import (
 from hostkit.error_pages import render as render_error_page
 from hostkit.hookspecs import hookimpl
 from hostkit.listeners import BACKLOG, ListenAddress, bind_all, close_all
+from hostkit.processes.command import this_program
 from hostkit.processes.managed import OUTPUT_TAIL_BYTES, ManagedProcess, ProcessSpec
 from hostkit.processes.ports import free_loopback_port
 from hostkit.processes.rapid_fail import Exhausted, RapidFailBudget
@@ -83,7 +89,7 @@ from hostkit.tls import TLSConnection, server_context, tls_extension, tls_extens
 
 __all__ = [
     "ASGIApp", "AuthenticateResult", "AuthenticationScheme", "Authenticator", "BACKLOG",
-    "Boolean", "CHILD_VARIABLES", "CLIENT_CERT_HEADER", "ChildContract", "Choice", "Exhausted",
+    "Boolean", "CHILD_VARIABLES", "ContentRootRules", "ContentRootWatch", "CLIENT_CERT_HEADER", "ChildContract", "Choice", "Exhausted",
     "FORWARDED_RESULT_KEY", "HostRole", "IDENTITY_HEADER", "ListenAddress", "ManagedProcess",
     "Message", "Number", "OUTPUT_TAIL_BYTES", "ProcessSpec", "RESERVED_HEADER_PREFIX", "STANDARD_STATUS_LINES",
     "RapidFailBudget", "Receive", "Scope", "Send", "Server", "ServerInfo", "ServerRequest",
@@ -91,4 +97,5 @@ __all__ = [
     "TextTable", "bind_all", "check_server_choice", "close_all", "configuration_files",
     "free_loopback_port", "hookimpl", "render_error_page", "resolve_path", "send_refusal",
     "server_context", "setting", "status_line", "tls_extension", "tls_extension_of",
+    "this_program",
 ]

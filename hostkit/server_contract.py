@@ -7,7 +7,9 @@ through the ``hostkit_host_role`` hook (no plugin answering: ``SERVE`` for InPro
 - ``SERVE``: this process owns the public ``urls`` and runs the pipeline (InProcess);
 - ``FRONT``: this process owns the public ``urls`` and the app runs elsewhere (the
   OutOfProcess module): the host runs neither the app's lifespan nor the pipeline here;
-- ``CHILD``: this process runs the pipeline on a private address behind a front.
+- ``CHILD``: this process runs the pipeline on a private address behind a front;
+- ``SUPERVISE``: this process binds the public ``urls`` and runs worker processes that serve
+  them (``[workers]``); the core chooses it, before the hook, and serves it itself.
 
 **Creating the server.** ``hostkit_create_server`` gets one :class:`ServerRequest`, so a new
 fact about the request never changes every implementation's signature.
@@ -53,17 +55,20 @@ class HostRole(str, enum.Enum):
     FRONT = "front"
     #: runs the pipeline on a private address behind a front (an OutOfProcess child).
     CHILD = "child"
+    #: binds the public ``urls`` and runs the worker processes that serve them.
+    SUPERVISE = "supervise"
 
     @property
     def runs_pipeline(self) -> bool:
         """Whether the app, its lifespan and the pipeline run in this process."""
-        return self is not HostRole.FRONT
+        return self in (HostRole.SERVE, HostRole.CHILD)
 
     @property
     def owns_public_listener(self) -> bool:
-        """Whether this process listens on the public ``urls`` (and so runs the server-level
-        authentication schemes on what clients send)."""
-        return self is not HostRole.CHILD
+        """Whether this process serves the requests clients send to the public ``urls`` (and
+        so runs the server-level authentication schemes on them). A supervisor binds them,
+        but its workers serve them."""
+        return self in (HostRole.SERVE, HostRole.FRONT)
 
     def __str__(self) -> str:
         return self.value

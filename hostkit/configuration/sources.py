@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from hostkit import child_contract
+from hostkit import child_contract, worker_contract
 from hostkit._compat import tomllib
 from hostkit.configuration.key_lines import KeyPath, key_lines
 from hostkit.configuration.schema import HOST_SCHEMA, Schema, UnknownKey
@@ -41,7 +41,7 @@ CONFIG_FILE = "hostkit.toml"
 NON_CONFIGURATION_VARIABLES = frozenset({
     "HOSTKIT_ENVIRONMENT", "HOSTKIT_CONTENT_ROOT", "HOSTKIT_DISABLE_PLUGIN_AUTOLOAD",
     "HOSTKIT_TRACE_PLUGINS",
-}) | child_contract.VARIABLES
+}) | child_contract.VARIABLES | worker_contract.VARIABLES
 
 # Settings that choose the content root and environment are arguments, not keys.
 HOST_ARGUMENTS = ("content_root", "environment")
@@ -353,6 +353,10 @@ def _read_environment(environ: Mapping[str, str]) -> list[_Raw]:
     return raws
 
 
+#: Conventional command-line names (uvicorn's, gunicorn's) for keys: ``--workers 4``.
+SHORTHANDS = {"workers": "workers.processes"}
+
+
 def split_arguments(args: Sequence[str]) -> tuple[dict[str, str], list[_Raw]]:
     """Parse ``--key=value``, ``--key value`` and ``--table:key=value`` arguments.
 
@@ -383,7 +387,7 @@ def split_arguments(args: Sequence[str]) -> tuple[dict[str, str], list[_Raw]]:
         if normalized in HOST_ARGUMENTS:
             host[normalized] = value
             continue
-        key = ".".join(name.replace("__", ":").split(":"))
+        key = SHORTHANDS.get(normalized) or ".".join(name.replace("__", ":").split(":"))
         raws.append(_Raw(key, value, Source("argument", argument), is_text=True))
     return host, raws
 

@@ -306,6 +306,28 @@ class AuthenticationOptions:
 
 
 @dataclasses.dataclass(frozen=True)
+class WorkersOptions:
+    """The supervisor and its worker processes (SPEC §8, IIS's application pool under WAS)."""
+
+    processes: int = setting(
+        1, Number(1, 256, integer=True),
+        "worker processes (a web garden); more than 1 runs the supervisor")
+    supervise: bool = setting(
+        False, Boolean(), "run the supervisor even with one worker (crash restart)")
+    rapid_fails_per_minute: int = setting(
+        10, Number(0, integer=True),
+        "worker crashes per rolling minute before the supervisor stops restarting them "
+        "for the rest of that minute (it answers 503 meanwhile)")
+    startup_time_limit: float = setting(
+        120, Number(0.001), "seconds a new worker has to report ready")
+
+    @property
+    def supervised(self) -> bool:
+        """Whether a supervisor runs the workers: ``supervise`` or more than one process."""
+        return self.supervise or self.processes > 1
+
+
+@dataclasses.dataclass(frozen=True)
 class HostOptions:
     """hostkit's own settings, typed. ``Configuration.options`` holds the effective ones."""
 
@@ -329,6 +351,7 @@ class HostOptions:
     server_options: ServerOptions = dataclasses.field(default_factory=ServerOptions)
     authentication: AuthenticationOptions = dataclasses.field(
         default_factory=AuthenticationOptions)
+    workers: WorkersOptions = dataclasses.field(default_factory=WorkersOptions)
 
 
 # The tables of hostkit's own schema, in documentation order, with the HostOptions attribute
@@ -340,4 +363,6 @@ HOST_TABLES: tuple[tuple[SettingsTable, str], ...] = (
     (SettingsTable("server", ServerOptions, "Server limits"), "server_options"),
     (SettingsTable("authentication", AuthenticationOptions, "Server authentication"),
      "authentication"),
+    (SettingsTable("workers", WorkersOptions, "Worker processes and the supervisor"),
+     "workers"),
 )

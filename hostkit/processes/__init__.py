@@ -8,6 +8,7 @@ Small modules, one job each, shared by whoever starts programs (plugins reach th
   period; it dies with its owner, even one killed with SIGKILL;
 - :mod:`~hostkit.processes.launcher`: the parent-death launcher every such program starts
   through;
+- :mod:`~hostkit.processes.command`: this program's own command line, to start it again;
 - :mod:`~hostkit.processes.ports`: a free loopback port for a program to listen on;
 - :mod:`~hostkit.processes.exits`: how an exit status reads in a log line;
 - :mod:`~hostkit.processes.rapid_fail`: the rolling-window failure budget
@@ -19,6 +20,7 @@ owner's business: nothing here knows it.
 
 from __future__ import annotations
 
+from hostkit.processes.command import this_program
 from hostkit.processes.exits import describe_exit
 from hostkit.processes.managed import OUTPUT_TAIL_BYTES, ManagedProcess, ProcessSpec
 from hostkit.processes.ports import ephemeral_ports, free_loopback_port
@@ -26,5 +28,5 @@ from hostkit.processes.rapid_fail import Exhausted, RapidFailBudget
 
 __all__ = [
     "Exhausted", "ManagedProcess", "OUTPUT_TAIL_BYTES", "ProcessSpec", "RapidFailBudget",
-    "describe_exit", "ephemeral_ports", "free_loopback_port",
+    "describe_exit", "ephemeral_ports", "free_loopback_port", "this_program",
 ]

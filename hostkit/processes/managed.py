@@ -49,13 +49,20 @@ class ProcessSpec:
 
     ``output`` is a file the process writes its stdout and stderr to directly (the owner
     copies nothing; close it once the process started); ``None`` reads them through a pipe
-    and keeps the latest :data:`OUTPUT_TAIL_BYTES` in memory.
+    and keeps the latest :data:`OUTPUT_TAIL_BYTES` in memory. ``inherit_output`` gives the
+    process the owner's own stdout and stderr instead (a supervisor's workers log where the
+    supervisor does); ``output`` must then be ``None``.
+
+    ``pass_fds`` are descriptors the process inherits under the same numbers (a worker's
+    listening sockets); every other descriptor of the owner is closed in it.
     """
 
     argv: Sequence[str]
     cwd: Path
     environment: Mapping[str, str]
     output: IO[bytes] | None = None
+    inherit_output: bool = False
+    pass_fds: Sequence[int] = ()
 
 
 class ManagedProcess:
@@ -181,8 +188,8 @@ class ManagedProcess:
     # -- what it said and how it ended ----------------------------------------------------
 
     def output(self) -> str:
-        """The latest :data:`OUTPUT_TAIL_BYTES` of its output (``""`` when it goes to a file:
-        read the file)."""
+        """The latest :data:`OUTPUT_TAIL_BYTES` of its output (``""`` when it goes to a file,
+        or to the owner's own output)."""
         with self._tail_lock:
             return b"".join(self._tail).decode("utf-8", "replace")
 
@@ -195,12 +202,16 @@ class ManagedProcess:
     def _live(self, token: EventLoopToken) -> None:
         """Fork the process, report it, read its output, reap it, report that."""
         spec = self.spec
+        if spec.inherit_output:
+            stdout, stderr = None, None
+        else:
+            stdout = spec.output if spec.output is not None else subprocess.PIPE
+            stderr = subprocess.STDOUT
         try:
             popen = subprocess.Popen(
-                launcher.command(spec.argv), stdin=subprocess.DEVNULL,
-                stdout=spec.output if spec.output is not None else subprocess.PIPE,
-                stderr=subprocess.STDOUT, cwd=spec.cwd, env=dict(spec.environment),
-                start_new_session=True)
+                launcher.command(spec.argv), stdin=subprocess.DEVNULL, stdout=stdout,
+                stderr=stderr, cwd=spec.cwd, env=dict(spec.environment),
+                start_new_session=True, pass_fds=tuple(spec.pass_fds))
         except Exception as error:  # reported to the owner, which raises it
             anyio.from_thread.run_sync(self._failed, error, token=token)
             return

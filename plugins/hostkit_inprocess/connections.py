@@ -69,20 +69,22 @@ async def serve_asyncio(app: AppWrapper, config: Config, secure: list[socket.soc
                         stopping: anyio.Event, *,
                         task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
     """Serve on asyncio until ``stopping``; then let connections finish within
-    ``config.graceful_timeout`` and cancel the rest.
+    ``config.graceful_timeout`` (or until this is cancelled: the host's second signal) and
+    abort the rest, unanswered, as on trio.
 
     A TLS connection without a whole request head ``keep_alive_timeout`` after its accept
     (handshake included) is aborted: nothing was asked of it, so nothing is owed."""
     loop = asyncio.get_running_loop()
     context = asyncio_worker_context()
-    connections: set[asyncio.Task[None]] = set()
+    #: each connection's task, and its writer (to abort its transport)
+    connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
 
     async def on_connection(accepted_at: float, reader: asyncio.StreamReader,
                             writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        connections.add(task)
-        task.add_done_callback(connections.discard)
+        connections[task] = writer
+        task.add_done_callback(connections.pop)
         ssl_object = writer.get_extra_info("ssl_object")
         if ssl_object is None:
             await serve_asyncio_connection(app, config, context, reader, writer)
@@ -102,16 +104,24 @@ async def serve_asyncio(app: AppWrapper, config: Config, secure: list[socket.soc
                 for sock in insecure]
     task_status.started()
     try:
-        await stopping.wait()
-    finally:
-        for server in servers:
-            server.close()
+        try:
+            await stopping.wait()
+        finally:
+            for server in servers:
+                server.close()
         await terminate(context)
+        # Not shielded: cancelling the server (the host's second signal) ends the drain.
+        with anyio.move_on_after(config.graceful_timeout):
+            while connections:
+                await asyncio.wait(set(connections))
+    finally:
+        # asyncio.Server starts the connection tasks outside any task group, so they are
+        # ended and awaited here, however serving ends. The transport is aborted first: a
+        # cancelled hypercorn connection would otherwise answer its request with a 500 (and
+        # wait to write it), where on trio the cancellation ends it unanswered.
         with anyio.CancelScope(shield=True):
-            with anyio.move_on_after(config.graceful_timeout):
-                while connections:
-                    await asyncio.wait(set(connections))
-            for task in connections:
+            for task, writer in list(connections.items()):
+                writer.transport.abort()
                 task.cancel()
             if connections:
                 await asyncio.wait(set(connections), timeout=1)

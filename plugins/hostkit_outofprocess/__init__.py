@@ -21,6 +21,7 @@ front encodes, a child decodes) and ``options`` (the settings tables).
 
 from __future__ import annotations
 
+import logging
 import os
 
 import hostkit
@@ -42,11 +43,14 @@ from hostkit_outofprocess.front.server import ModuleServer
 from hostkit_outofprocess.options import (
     INTEGRATION_TABLE,
     MODULE_TABLE,
+    ModuleOptions,
+    content_root_rules,
     integration_options,
     module_options,
 )
 
 __version__ = hostkit.__version__
+logger = logging.getLogger("hostkit.module")
 
 
 def _contract() -> ChildContract | None:
@@ -71,10 +75,36 @@ def hostkit_host_role(configuration: hostkit.Configuration) -> HostRole | None:
     return None
 
 
+# The [module] keys about the app's processes, which InProcess applies only under a supervisor.
+_SUPERVISED_KEYS = ("app_offline_file", "restart_on_config_change", "processes_per_application")
+
+
+def _warn_unsupervised(configuration: hostkit.Configuration, options: ModuleOptions) -> None:
+    """An InProcess host without a supervisor has nobody to stop, replace or multiply its
+    process: say so for each such key that was set, and for an offline file that exists."""
+    for key in _SUPERVISED_KEYS:
+        source = configuration.source_of(f"module.{key}")
+        if source is not None:
+            instead = (" (InProcess runs [workers] processes instead)"
+                       if key == "processes_per_application" else "")
+            logger.warning("%s sets module.%s, which an InProcess host applies only under the "
+                           "supervisor: set [workers] supervise = true%s", source, key, instead)
+    offline = configuration.content_root / options.app_offline_file
+    if offline.exists():
+        logger.warning("%s exists but an InProcess host takes itself offline only under the "
+                       "supervisor ([workers] supervise = true): serving the app", offline)
+
+
 @hookimpl
 def hostkit_configure_builder(builder: hostkit.HostBuilder) -> None:
-    """Error pages from ``[module]`` in every role; a ``CHILD``'s address and integration."""
-    builder.bare_error_pages = module_options(builder.configuration).disable_startup_error_page
+    """``[module]``'s error pages and content-root rules in every role (the supervisor
+    applies the rules to InProcess workers; a plain InProcess host warns that it cannot);
+    a ``CHILD``'s address and integration."""
+    module = module_options(builder.configuration)
+    builder.bare_error_pages = module.disable_startup_error_page
+    builder.content_root_rules = content_root_rules(module)
+    if builder.role is HostRole.SERVE and not builder.configuration.options.workers.supervised:
+        _warn_unsupervised(builder.configuration, module)
     if builder.role is not HostRole.CHILD:
         return
     contract = _contract()

@@ -15,6 +15,7 @@ import hostkit
 from hostkit.plugin import (
     CHILD_VARIABLES,
     Boolean,
+    ContentRootRules,
     Number,
     SettingsTable,
     Text,
@@ -81,6 +82,12 @@ def module_options(configuration: hostkit.Configuration) -> ModuleOptions:
     """
     options: ModuleOptions = configuration.bind(MODULE_TABLE)
     return options
+
+
+def content_root_rules(options: ModuleOptions) -> ContentRootRules:
+    """What ``app_offline_file`` and ``restart_on_config_change`` ask of whoever runs the
+    app's processes: the module for its children, the supervisor for InProcess workers."""
+    return ContentRootRules(options.app_offline_file, options.restart_on_config_change)
 
 
 def integration_options(configuration: hostkit.Configuration) -> IntegrationOptions:

@@ -9,14 +9,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import hostkit
-from hostkit.plugin import resolve_path
+from hostkit.plugin import resolve_path, this_program
 
 from hostkit_outofprocess.options import ModuleOptions
-
-
-def default_command() -> list[str]:
-    """The command that started this program: the same interpreter, flags and arguments."""
-    return [sys.executable, *sys.orig_argv[1:]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +38,7 @@ class ChildSettings:
         """From the ``[module]`` table; the inherited environment is ``environ`` (default:
         this process's)."""
         command = ([options.process_path or sys.executable, *options.arguments]
-                   if options.process_path or options.arguments else default_command())
+                   if options.process_path or options.arguments else this_program())
         inherited = os.environ if environ is None else environ
         log_prefix = (resolve_path(content_root, options.stdout_log_file)
                       if options.stdout_log_enabled else None)

@@ -14,24 +14,23 @@ Stopping: stop accepting, close idle connections, let requests in flight finish 
 
 from __future__ import annotations
 
+import functools
 import logging
 import socket
 import ssl
 import time
-from pathlib import Path
 
 import anyio
-import watchfiles
 from anyio.abc import TaskStatus
 
 import hostkit
 from hostkit.plugin import (
     ASGIApp,
     Authenticator,
+    ContentRootWatch,
     ListenAddress,
     bind_all,
     close_all,
-    configuration_files,
     server_context,
 )
 
@@ -42,7 +41,7 @@ from hostkit_outofprocess.front.identity import ConnectionIdentity
 from hostkit_outofprocess.front.pages import ErrorPages
 from hostkit_outofprocess.front.streams import Stream, serve_listener
 from hostkit_outofprocess.front.upstream import ConnectionPool
-from hostkit_outofprocess.options import module_options
+from hostkit_outofprocess.options import content_root_rules, module_options
 
 logger = logging.getLogger("hostkit.module")
 
@@ -130,8 +129,11 @@ class ModuleServer:
         tls = server_context(self.configuration) if any(a.is_secure for a, _ in bound) else None
         async with anyio.create_task_group() as services:
             await services.start(self.manager.run)
-            await self._check_offline()
-            services.start_soon(self._watch_content_root, stopping)
+            watch = ContentRootWatch(self.content_root, self.environment_name,
+                                     content_root_rules(self.module))
+            await services.start(functools.partial(
+                watch.run, stopping, on_offline=self.manager.set_offline,
+                on_config_change=self.manager.recycle))
             services.start_soon(self._heartbeat)
             async with anyio.create_task_group() as connections:
                 accepting = [anyio.CancelScope() for _ in bound]
@@ -181,46 +183,4 @@ class ModuleServer:
             now = time.monotonic()  # the connections' clock
             for connection in list(self._connections):
                 connection.check_deadline(now)
-
-    # -- app_offline and configuration changes ---------------------------------------------
-
-    def _offline_path(self) -> Path:
-        return self.content_root / self.module.app_offline_file
-
-    async def _check_offline(self) -> None:
-        path = self._offline_path()
-        try:
-            content = path.read_bytes()
-        except FileNotFoundError:
-            content = None
-        except OSError as error:
-            logger.warning("cannot read %s: %s", path, error)
-            content = None
-        if content is not None:
-            logger.info("%s exists: the app is offline", path.name)
-        elif self.manager.offline:
-            logger.info("%s removed: the app is online again", path.name)
-        await self.manager.set_offline(content)
-
-    def _config_files(self) -> set[str]:
-        files = configuration_files(self.content_root, self.environment_name)
-        return {path.name.lower() for path in files}
-
-    async def _watch_content_root(self, stopping: anyio.Event) -> None:
-        offline_name = self._offline_path().name.lower()
-        config_names = self._config_files()
-        watched = config_names | {offline_name}
-
-        def relevant(change: watchfiles.Change, path: str) -> bool:
-            return Path(path).name.lower() in watched
-
-        async for changes in watchfiles.awatch(self.content_root, watch_filter=relevant,
-                                               recursive=False, stop_event=stopping,
-                                               debounce=50, step=20):
-            names = {Path(path).name.lower() for _, path in changes}
-            if offline_name in names:
-                await self._check_offline()
-            if names & config_names and self.module.restart_on_config_change:
-                logger.info("configuration changed: draining the app's processes")
-                await self.manager.recycle()
 

@@ -1,0 +1,106 @@
+"""Supervisor: the server of a ``SUPERVISE`` host, which serves through worker processes.
+
+It binds every ``urls`` entry once, runs ``[workers] processes`` workers of this same
+program (:class:`~hostkit.supervisor.pool.WorkerPool`), each handed the listening sockets
+(:mod:`hostkit.worker_contract`), and lets the kernel spread connections across them. While
+no worker is up it answers 503 itself (:mod:`hostkit.supervisor.answers`). For InProcess
+workers it applies the content-root rules as the module does for its children: the offline
+file stops the workers, a configuration change replaces them.
+
+Stopping: stop answering, SIGTERM every worker (each drains under ``shutdown_timeout``) and
+wait for them; cancelled (the host's deadline, or a second signal), the workers left get a
+second signal and are killed after a short grace.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import socket
+from collections.abc import Sequence
+from pathlib import Path
+
+import anyio
+from anyio.abc import TaskStatus
+
+from hostkit.asgi import ASGIApp
+from hostkit.configuration import Configuration
+from hostkit.content_root import ContentRootRules, ContentRootWatch
+from hostkit.listeners import ListenAddress, bind_all, close_all
+from hostkit.processes import this_program
+from hostkit.server_contract import HostRole
+from hostkit.supervisor.answers import answer_while_unavailable
+from hostkit.supervisor.pool import STOP_NOW_GRACE, WorkerPool
+from hostkit.tls import server_context
+
+#: Extra seconds past its drain and its app's shutdown a worker has to exit.
+_EXIT_GRACE = 2.0
+
+
+def worker_stop_limit(shutdown_timeout: float) -> float:
+    """Seconds a worker asked to stop may take before it is killed: its drain and then its
+    app's shutdown, each under ``shutdown_timeout``."""
+    return 2 * shutdown_timeout + _EXIT_GRACE
+
+
+class Supervisor:
+    """A :class:`hostkit.Server` that runs worker processes instead of serving requests."""
+
+    name = "supervisor"
+
+    def __init__(self, configuration: Configuration, *, worker_role: HostRole,
+                 rules: ContentRootRules, command: Sequence[str] | None = None,
+                 rapid_fail_window: float | None = None):
+        """``worker_role`` is what each worker will be (``SERVE`` or ``FRONT``); the content
+        root ``rules`` apply when it runs the pipeline (a ``FRONT`` applies them itself).
+        ``command`` is what a worker runs (default: this program again); tests shorten the
+        rapid-fail budget's minute with ``rapid_fail_window``."""
+        self.configuration = configuration
+        self.options = configuration.options
+        self.worker_role = worker_role
+        self.rules = rules if worker_role.runs_pipeline else ContentRootRules()
+        self.command = list(command) if command is not None else this_program()
+        self.rapid_fail_window = rapid_fail_window
+        self.pool: WorkerPool | None = None
+
+    async def serve(self, app: ASGIApp, stopping: anyio.Event, *,
+                    task_status: TaskStatus[list[str]] = anyio.TASK_STATUS_IGNORED) -> None:
+        bound = bind_all(self.options.urls)
+        try:
+            await self._serve(bound, stopping, task_status)
+        finally:
+            close_all(bound)
+
+    async def _serve(self, bound: list[tuple[ListenAddress, socket.socket]],
+                     stopping: anyio.Event, task_status: TaskStatus[list[str]]) -> None:
+        options = self.options
+        urls = [address.display(sock) for address, sock in bound]
+        tls = server_context(self.configuration) if any(a.is_secure for a, _ in bound) else None
+        window = {} if self.rapid_fail_window is None else {
+            "rapid_fail_window": self.rapid_fail_window}
+        pool = self.pool = WorkerPool(
+            command=self.command, cwd=Path.cwd(), environment=os.environ,
+            listeners=[(sock, url) for (_, sock), url in zip(bound, urls)],
+            options=options.workers, stop_limit=worker_stop_limit(options.shutdown_timeout),
+            **window)
+        watch = ContentRootWatch(self.configuration.content_root,
+                                 self.configuration.environment_name, self.rules)
+        head_timeout = options.server_options.next_request_head_timeout
+        async with anyio.create_task_group() as services:
+            if self.rules != ContentRootRules():
+                await services.start(functools.partial(
+                    watch.run, stopping, on_offline=pool.set_offline,
+                    on_config_change=pool.replace_all))
+            await services.start(pool.run)
+            async with anyio.create_task_group() as answering:
+                answering.start_soon(answer_while_unavailable, pool, [
+                    (sock, tls if address.is_secure else None) for address, sock in bound],
+                    answering, head_timeout)
+                task_status.started(urls)
+                await stopping.wait()
+                answering.cancel_scope.cancel()
+            await pool.drain()
+            services.cancel_scope.cancel()
+
+
+__all__ = ["STOP_NOW_GRACE", "Supervisor", "worker_stop_limit"]
