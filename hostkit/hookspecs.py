@@ -58,7 +58,9 @@ def hostkit_host_role(configuration: Configuration) -> HostRole | None:
         owns the public ``urls`` while the app runs elsewhere, ``CHILD`` for a process that
         runs the pipeline behind a front; ``None`` to let another plugin answer. When no
         plugin answers, the role is ``SERVE`` with ``hosting_model = "InProcess"``, and
-        building fails for another model (no plugin hosts it).
+        building fails for another model (no plugin hosts it). A process that supervises
+        workers (``[workers]``) is ``SUPERVISE`` whatever the hook says: the core chooses
+        that itself, and the answer is the role of its workers.
     """
 
 

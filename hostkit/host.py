@@ -53,12 +53,16 @@ def _process_name() -> str:
 
 
 def configure_default_logging() -> None:
-    """Log INFO and above to stderr unless the program configured logging itself."""
+    """Log INFO and above to stderr unless the program configured logging itself.
+
+    A supervisor's workers write to the supervisor's stderr: their lines carry their pid.
+    """
     root = logging.getLogger()
     if root.handlers:
         return
+    pid = "[%(process)d] " if current_worker() is not None else ""
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(levelname)s: %(name)s: %(message)s")
+                        format=f"%(levelname)s: {pid}%(name)s: %(message)s")
     # hypercorn repeats "Running on …" after hostkit's "Now listening on: …".
     logging.getLogger("hypercorn.error").setLevel(logging.WARNING)
 
@@ -111,6 +115,8 @@ class Host:
         self._stop_pending = False
         self._start_failure: AppStartFailure | None = None
         self._server_scope: anyio.CancelScope | None = None
+        # The app's shutdown runs shielded from the drain's deadline; a second signal ends it.
+        self._shutdown_scope: anyio.CancelScope | None = None
         self._running = False
 
     @staticmethod
@@ -184,6 +190,7 @@ class Host:
         options = self.configuration.options
         self._stop_requested = anyio.Event()
         self._server_scope = anyio.CancelScope()
+        self._shutdown_scope = anyio.CancelScope(shield=True)
         if self._stop_pending:
             self._stop_requested.set()
         try:
@@ -203,7 +210,8 @@ class Host:
         task_group.start_soon(self._watch_signals)
 
         lifespan = Lifespan(self.app)
-        failure = self._start_failure
+        # A supervisor's workers load the app themselves, and report a failure themselves.
+        failure = self._start_failure if self.role is not HostRole.SUPERVISE else None
         if failure is None and self.role.runs_pipeline:
             failure = await lifespan.startup(task_group)
         worker = current_worker()
@@ -252,7 +260,8 @@ class Host:
                        else options.shutdown_timeout + _DRAIN_GRACE)
         server_scope.deadline = anyio.current_time() + drain_limit
         await server_done.wait()
-        with anyio.CancelScope(shield=True), anyio.move_on_after(options.shutdown_timeout):
+        assert self._shutdown_scope is not None
+        with self._shutdown_scope, anyio.move_on_after(options.shutdown_timeout):
             await lifespan.shutdown()
         logger.info("Application stopped.")
         self.plugins.hook.hostkit_host_stopped(host=self)
@@ -289,3 +298,5 @@ class Host:
                 elif self._server_scope is not None:
                     logger.warning("%s received again: stopping now", name)
                     self._server_scope.cancel()
+                    if self._shutdown_scope is not None:
+                        self._shutdown_scope.cancel()

@@ -15,6 +15,7 @@ second signal and are killed after a short grace.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import socket
 from collections.abc import Sequence
@@ -32,6 +33,8 @@ from hostkit.server_contract import HostRole
 from hostkit.supervisor.answers import answer_while_unavailable
 from hostkit.supervisor.pool import STOP_NOW_GRACE, WorkerPool
 from hostkit.tls import server_context
+
+logger = logging.getLogger("hostkit.supervisor")
 
 #: Extra seconds past its drain and its app's shutdown a worker has to exit.
 _EXIT_GRACE = 2.0
@@ -92,6 +95,9 @@ class Supervisor:
                     watch.run, stopping, on_offline=pool.set_offline,
                     on_config_change=pool.replace_all))
             await services.start(pool.run)
+            logger.info("Supervising %d worker processes (%s, server %s)",
+                        options.workers.processes, options.hosting_model.value,
+                        options.server.lower())
             async with anyio.create_task_group() as answering:
                 answering.start_soon(answer_while_unavailable, pool, [
                     (sock, tls if address.is_secure else None) for address, sock in bound],

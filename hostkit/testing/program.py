@@ -30,6 +30,9 @@ _LISTENING = re.compile(r"Now listening on: (\S+)")
 # What the OutOfProcess module logs when it has started a child, and when that child listens.
 _STARTED_CHILD = re.compile(r"started child pid (\d+) on 127\.0\.0\.1:(\d+)")
 _CHILD_LISTENING = re.compile(r"child pid (\d+) listening after (\d+) ms")
+# What the supervisor logs when a worker is ready; how a worker's own lines start.
+_WORKER_READY = re.compile(r"worker pid (\d+) ready after")
+_WORKER_LINE = re.compile(r"^\w+: \[\d+\] ")
 
 #: Every program started and not yet stopped; a test session stops what is left here.
 RUNNING: list[Program] = []
@@ -202,10 +205,27 @@ class Program:
 
     def wait_started(self, timeout: float = 20) -> list[str]:
         """Wait for "Application started." and return the URLs it listens on (also kept in
-        :attr:`urls`)."""
-        self.wait_for_line(STARTED, timeout)
-        self.urls = [m.group(1) for line in self.lines if (m := _LISTENING.search(line))]
+        :attr:`urls`). Under a supervisor, the supervisor's own line: it comes once every
+        worker's first start succeeded or failed (a worker's lines carry its pid)."""
+        def started() -> bool:
+            return any(STARTED in line and not _WORKER_LINE.match(line) for line in self.lines)
+
+        self.wait_until(started, timeout, f"no line containing {STARTED!r}")
+        self.urls = [m.group(1) for line in self.lines
+                     if (m := _LISTENING.search(line)) and not _WORKER_LINE.match(line)]
         return self.urls
+
+    def ready_workers(self) -> list[int]:
+        """The pid of every worker the supervisor has logged ready so far, oldest first."""
+        with self._changed:
+            return [int(m.group(1)) for line in self.lines if (m := _WORKER_READY.search(line))]
+
+    def wait_workers_ready(self, count: int, timeout: float = 30) -> list[int]:
+        """Wait until the supervisor has logged ``count`` workers ready (in all, since it
+        started); returns their pids, oldest first."""
+        self.wait_until(lambda: len(self.ready_workers()) >= count, timeout,
+                        f"not {count} workers ready")
+        return self.ready_workers()
 
     def started_children(self) -> list[tuple[int, int]]:
         """``(pid, port)`` of every child this OutOfProcess front has logged it started so

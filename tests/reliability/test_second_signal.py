@@ -1,4 +1,5 @@
-"""A second SIGINT stops an InProcess host at once, on asyncio and trio.
+"""A second SIGINT stops an InProcess host at once, on asyncio and trio, in the drain and in
+the app's own shutdown.
 
 The first SIGINT starts the graceful stop, which waits up to ``shutdown_timeout`` (30 s here)
 for a request that would take 60 s; the second cuts that wait short: the process exits within
@@ -31,6 +32,17 @@ def _port(url: str) -> int:
     return int(url.rpartition(":")[2])
 
 
+def _second_sigint_ends(program: Program) -> int:
+    """SIGINT ``program`` and return its exit code; AssertionError unless it exits within
+    :data:`STOP_NOW_WITHIN` seconds."""
+    program.signal(signal.SIGINT)
+    try:
+        return program.wait_exit(timeout=STOP_NOW_WITHIN)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"still running {STOP_NOW_WITHIN:g} s after the second SIGINT; "
+                             f"output:\n{program.output}") from None
+
+
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_second_sigint_stops_at_once_with_a_request_in_flight(backend: str,
                                                                tmp_path: Path) -> None:
@@ -50,12 +62,7 @@ def test_second_sigint_stops_at_once_with_a_request_in_flight(backend: str,
         with pytest.raises(BlockingIOError):
             client.recv(1)  # no answer yet, and the connection is open
 
-        program.signal(signal.SIGINT)
-        try:
-            code = program.wait_exit(timeout=STOP_NOW_WITHIN)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"still running {STOP_NOW_WITHIN:g} s after the second "
-                                 f"SIGINT; output:\n{program.output}") from None
+        code = _second_sigint_ends(program)
 
         assert code == 0, program.output  # what a graceful stop exits with
         assert "SIGINT received again: stopping now" in program.output
@@ -66,3 +73,16 @@ def test_second_sigint_stops_at_once_with_a_request_in_flight(backend: str,
         except ConnectionResetError:
             answer = b""
         assert answer == b"", answer  # the request was cut, not answered
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_second_signal_cuts_a_slow_app_shutdown_short(backend: str, tmp_path: Path) -> None:
+    write_settings(tmp_path, {"shutdown_timeout": SHUTDOWN_TIMEOUT})
+    with Program(python(str(PROGRAMS / "slow_shutdown.py"), f"--urls=http://{LOOPBACK}:0",
+                        f"--async_backend={backend}"), cwd=tmp_path) as program:
+        program.wait_started()
+        program.signal(signal.SIGTERM)
+        program.wait_for_line("slow_shutdown: shutting down")
+        code = _second_sigint_ends(program)
+        assert code == 0, program.output
+        assert "SIGINT received again: stopping now" in program.output
