@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -25,15 +26,17 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import sniffio
 from anyio.abc import TaskGroup, TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from hostkit.asgi import ASGIApp
 from hostkit.configuration import Configuration, load_configuration
+from hostkit.configuration.sources import reload_configuration
 from hostkit.context import Features
 from hostkit.environment import HostEnvironment
 from hostkit.errors import HostkitError, InvalidOperationError
 from hostkit.lifespan import Lifespan, AppStartFailure
 from hostkit.plugin_manager import Plugins
-from hostkit.server_contract import HostRole, Server
+from hostkit.server_contract import HostRole, ReloadableServer, Server
 from hostkit.request_stage import RequestStage
 from hostkit.configuration.tables import HostingModel
 from hostkit.supervisor import worker_stop_limit
@@ -289,10 +292,20 @@ class Host:
     async def _watch_signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return  # signals reach only the main thread; the embedding program handles them
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        # One reload runs at a time; SIGHUPs meanwhile make one more, not one each.
+        send, receive = anyio.create_memory_object_stream[None](1)
+        async with anyio.create_task_group() as task_group, send, receive:
+            task_group.start_soon(self._reload_each, receive)
+            await self._receive_signals(send)
+
+    async def _receive_signals(self, reloads: MemoryObjectSendStream[None]) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
             async for signum in signals:
                 name = signal.Signals(signum).name
-                if self._stop_requested is not None and not self._stop_requested.is_set():
+                if signum == signal.SIGHUP:
+                    with contextlib.suppress(anyio.WouldBlock):
+                        reloads.send_nowait(None)
+                elif self._stop_requested is not None and not self._stop_requested.is_set():
                     logger.info("%s received: stopping gracefully (again to stop at once)", name)
                     self._stop_requested.set()
                 elif self._server_scope is not None:
@@ -300,3 +313,30 @@ class Host:
                     self._server_scope.cancel()
                     if self._shutdown_scope is not None:
                         self._shutdown_scope.cancel()
+
+    async def _reload_each(self, reloads: MemoryObjectReceiveStream[None]) -> None:
+        async for _ in reloads:
+            await self.reload()
+
+    async def reload(self) -> None:
+        """Read the configuration files again and replace every process that runs the app
+        by rolling replacement (what SIGHUP does); returns once done.
+
+        A configuration that no longer loads is logged and the reload refused. A host whose
+        server cannot replace the app's processes (a single InProcess host) logs that it
+        needs ``[workers] supervise = true`` and keeps serving.
+        """
+        if not isinstance(self.server, ReloadableServer):
+            if current_worker() is not None:
+                logger.warning("SIGHUP received by a worker: send it to its supervisor (pid "
+                               "%d), which replaces its workers one at a time", os.getppid())
+            else:
+                logger.warning("SIGHUP received: a single InProcess host cannot replace "
+                               "itself; set [workers] supervise = true for reloads without "
+                               "downtime. Still serving.")
+            return
+        configuration = reload_configuration(self.configuration)
+        if configuration is None:
+            return
+        logger.info("SIGHUP received: configuration read again; replacing the app's processes")
+        await self.server.reload(configuration)

@@ -10,8 +10,8 @@ not imported from the module that defines it.
   :mod:`hostkit.hookspecs`.
 - **The role and the server**: :class:`HostRole` (``hostkit_host_role``),
   :class:`ServerRequest` (the one argument of ``hostkit_create_server``), the
-  :class:`Server` protocol, :class:`ServerInfo` declarations and
-  :func:`check_server_choice`.
+  :class:`Server` protocol (and :class:`ReloadableServer`, a server that replaces the app's
+  processes on SIGHUP), :class:`ServerInfo` declarations and :func:`check_server_choice`.
 - **Listening**: :func:`bind_all` / :func:`close_all`, :class:`ListenAddress`,
   :data:`BACKLOG`.
 - **TLS**: :func:`server_context` (the one TLS context builder), :func:`tls_extension` and
@@ -21,7 +21,9 @@ not imported from the module that defines it.
 - **Settings tables** (``hostkit_add_settings_tables``): :class:`SettingsTable`,
   :func:`setting` and the value kinds :class:`Boolean`, :class:`Number`, :class:`Text`,
   :class:`Choice`, :class:`TextList`, :class:`TextTable`; :func:`configuration_files` (the
-  files a configuration is read from, e.g. to watch them) and :func:`resolve_path`.
+  files a configuration is read from, e.g. to watch them), :func:`reload_configuration`
+  (those files read again for a reload, or ``None`` when they no longer load) and
+  :func:`resolve_path`.
 - **The content root**: :class:`ContentRootRules` (``app_offline_file``,
   ``restart_on_config_change``; a plugin that owns them sets
   ``HostBuilder.content_root_rules``) and :class:`ContentRootWatch` (the watch that applies
@@ -36,7 +38,9 @@ not imported from the module that defines it.
 - **Processes** a plugin starts and owns (a front's children; :mod:`hostkit.processes`):
   :class:`ManagedProcess` run from a :class:`ProcessSpec` (parent-death launcher, a process
   group of its own, output tail, stop with a grace period), :data:`OUTPUT_TAIL_BYTES`,
-  :func:`free_loopback_port`, :func:`this_program` (this program's command line), and :class:`RapidFailBudget` (``rapid_fails_per_minute``; its
+  :func:`free_loopback_port`, :func:`this_program` (this program's command line),
+  :class:`RecyclePolicy` (``max_requests``, ``max_lifetime``, ``max_memory``, read every
+  :data:`MEMORY_CHECK_INTERVAL` seconds), and :class:`RapidFailBudget` (``rapid_fails_per_minute``; its
   :meth:`~RapidFailBudget.exhausted` returns an :class:`Exhausted`).
 """
 
@@ -58,7 +62,11 @@ from hostkit.child_contract import (
     ChildContract,
 )
 from hostkit.child_contract import VARIABLES as CHILD_VARIABLES
-from hostkit.configuration.sources import configuration_files, resolve_path
+from hostkit.configuration.sources import (
+    configuration_files,
+    reload_configuration,
+    resolve_path,
+)
 from hostkit.content_root import ContentRootRules, ContentRootWatch
 from hostkit.configuration.tables import (
     Boolean,
@@ -77,8 +85,10 @@ from hostkit.processes.command import this_program
 from hostkit.processes.managed import OUTPUT_TAIL_BYTES, ManagedProcess, ProcessSpec
 from hostkit.processes.ports import free_loopback_port
 from hostkit.processes.rapid_fail import Exhausted, RapidFailBudget
+from hostkit.processes.recycling import MEMORY_CHECK_INTERVAL, RecyclePolicy
 from hostkit.server_contract import (
     HostRole,
+    ReloadableServer,
     Server,
     ServerInfo,
     ServerRequest,
@@ -92,7 +102,7 @@ __all__ = [
     "Boolean", "CHILD_VARIABLES", "ContentRootRules", "ContentRootWatch", "CLIENT_CERT_HEADER", "ChildContract", "Choice", "Exhausted",
     "FORWARDED_RESULT_KEY", "HostRole", "IDENTITY_HEADER", "ListenAddress", "ManagedProcess",
     "Message", "Number", "OUTPUT_TAIL_BYTES", "ProcessSpec", "RESERVED_HEADER_PREFIX", "STANDARD_STATUS_LINES",
-    "RapidFailBudget", "Receive", "Scope", "Send", "Server", "ServerInfo", "ServerRequest",
+    "MEMORY_CHECK_INTERVAL", "RapidFailBudget", "RecyclePolicy", "Receive", "ReloadableServer", "reload_configuration", "Scope", "Send", "Server", "ServerInfo", "ServerRequest",
     "SettingsTable", "TLSConnection", "TOKEN_HEADER", "TOKEN_VARIABLE", "Text", "TextList",
     "TextTable", "bind_all", "check_server_choice", "close_all", "configuration_files",
     "free_loopback_port", "hookimpl", "render_error_page", "resolve_path", "send_refusal",

@@ -94,6 +94,21 @@ class Server(Protocol):
         ...
 
 
+@runtime_checkable
+class ReloadableServer(Protocol):
+    """A server that replaces the processes that run the app without stopping: the
+    supervisor (its workers), the OutOfProcess module (its children)."""
+
+    async def reload(self, configuration: Configuration) -> None:
+        """Replace every process that runs the app by rolling replacement, under
+        ``configuration`` (the configuration read again, :func:`reload_configuration`).
+
+        Called by the host on SIGHUP, while :meth:`Server.serve` runs, in its event loop.
+        Returns once every replacement is done or has failed; a new process that fails to
+        start is logged and counted, and the old one keeps serving. Raises nothing for that.
+        """
+        ...
+
 
 #: Every async backend a host can run on (the ``async_backend`` setting).
 ASYNC_BACKENDS = ("asyncio", "trio")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -31,6 +32,8 @@ from hostkit.configuration.key_lines import KeyPath, key_lines
 from hostkit.configuration.schema import HOST_SCHEMA, Schema, UnknownKey
 from hostkit.configuration.tables import HostOptions, InvalidValue, SettingsTable, field_default
 from hostkit.errors import ConfigurationError
+
+logger = logging.getLogger("hostkit.configuration")
 
 ENVIRONMENT_PREFIX = "HOSTKIT_"
 DEFAULT_ENVIRONMENT = "Production"
@@ -263,6 +266,16 @@ class Configuration(Mapping[str, Any]):
         schema = self._schema.with_tables(tables)
         return self if schema is self._schema else self._merged_with((), schema)
 
+    def reloaded(self) -> Configuration:
+        """A copy with the configuration files read again (the variables, arguments and code
+        values as they were), validated against the same schema; for a reload. Raises
+        :class:`ConfigurationError` like :func:`load_configuration`."""
+        documents = [_read_file(path) for path in
+                     configuration_files(self.content_root, self.environment_name)
+                     if path.is_file()]
+        return Configuration(self.content_root, self.environment_name, documents, self._raws,
+                             self._schema)
+
     def _merged_with(self, raws: Sequence[_Raw], schema: Schema) -> Configuration:
         return Configuration(self.content_root, self.environment_name, self._documents,
                              [*self._raws, *raws], schema)
@@ -354,7 +367,9 @@ def _read_environment(environ: Mapping[str, str]) -> list[_Raw]:
 
 
 #: Conventional command-line names (uvicorn's, gunicorn's) for keys: ``--workers 4``.
-SHORTHANDS = {"workers": "workers.processes"}
+SHORTHANDS = {"workers": "workers.processes", "reload": "workers.reload"}
+#: Shorthands that may stand alone as a switch: ``--reload`` is ``--reload=true``.
+FLAGS = frozenset({"reload"})
 
 
 def split_arguments(args: Sequence[str]) -> tuple[dict[str, str], list[_Raw]]:
@@ -376,6 +391,8 @@ def split_arguments(args: Sequence[str]) -> tuple[dict[str, str], list[_Raw]]:
         body = argument[2:]
         if "=" in body:
             name, value = body.split("=", 1)
+        elif body.replace("-", "_").lower() in FLAGS:
+            name, value = body, "true"
         elif index < len(items) and not items[index].startswith("--"):
             name, value = body, items[index]
             argument = f"{argument} {value}"
@@ -494,6 +511,20 @@ def resolve_path(content_root: Path, value: str) -> Path:
     """A path from a setting: relative paths are relative to the content root."""
     path = Path(value).expanduser()
     return path if path.is_absolute() else content_root / path
+
+
+def reload_configuration(configuration: Configuration) -> Configuration | None:
+    """``configuration`` with its files read again, or ``None`` when they no longer load: the
+    error is logged and the reload refused, so the running processes keep serving.
+
+    What every reload reads (SIGHUP, a change of a configuration file): the host's, the
+    supervisor's and the module's.
+    """
+    try:
+        return configuration.reloaded()
+    except ConfigurationError as error:
+        logger.error("reload refused, the running processes keep serving: %s", error)
+        return None
 
 
 def load_configuration(

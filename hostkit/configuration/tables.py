@@ -320,11 +320,47 @@ class WorkersOptions:
         "for the rest of that minute (it answers 503 meanwhile)")
     startup_time_limit: float = setting(
         120, Number(0.001), "seconds a new worker has to report ready")
+    max_requests: int = setting(
+        0, Number(0, integer=True),
+        "recycle the process that runs the app (InProcess worker, OutOfProcess child) after "
+        "this many requests (0: never)")
+    max_requests_jitter: int = setting(
+        0, Number(0, integer=True),
+        "a random 0..this many requests added to max_requests per process, so processes do "
+        "not recycle together")
+    max_lifetime: float = setting(
+        0, Number(0), "seconds; recycle the process that runs the app after this long (0: never)")
+    max_memory: float = setting(
+        0, Number(0),
+        "MiB of resident memory; recycle the process that runs the app above it (0: never)")
+    reload: bool = setting(
+        False, Boolean(),
+        "development only: replace the app's processes when a *.py or configuration file "
+        "under the content root changes (--reload)")
 
     @property
     def supervised(self) -> bool:
-        """Whether a supervisor runs the workers: ``supervise`` or more than one process."""
-        return self.supervise or self.processes > 1
+        """Whether a supervisor runs the workers: ``supervise``, more than one process, or
+        ``reload`` (a single InProcess host cannot replace itself)."""
+        return self.supervise or self.processes > 1 or self.reload
+
+    @property
+    def recycles(self) -> bool:
+        """Whether any recycle key is set."""
+        return bool(self.max_requests or self.max_lifetime or self.max_memory)
+
+
+@dataclasses.dataclass(frozen=True)
+class HealthOptions:
+    """Health checks of the processes that run the app (SPEC §9)."""
+
+    app_path: str = setting(
+        "", Text("a path starting with '/', or empty", check=lambda v: not v or v.startswith("/")),
+        "an app path probed before a new process gets traffic and every app_interval seconds "
+        "(empty: no probe)")
+    app_interval: float = setting(10, Number(0.01), "seconds between two probes of app_path")
+    app_failures: int = setting(
+        3, Number(1, integer=True), "failed probes in a row that replace the process")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -352,6 +388,7 @@ class HostOptions:
     authentication: AuthenticationOptions = dataclasses.field(
         default_factory=AuthenticationOptions)
     workers: WorkersOptions = dataclasses.field(default_factory=WorkersOptions)
+    health: HealthOptions = dataclasses.field(default_factory=HealthOptions)
 
 
 # The tables of hostkit's own schema, in documentation order, with the HostOptions attribute
@@ -365,4 +402,5 @@ HOST_TABLES: tuple[tuple[SettingsTable, str], ...] = (
      "authentication"),
     (SettingsTable("workers", WorkersOptions, "Worker processes and the supervisor"),
      "workers"),
+    (SettingsTable("health", HealthOptions, "Health checks"), "health"),
 )

@@ -12,7 +12,9 @@ Small modules, one job each, shared by whoever starts programs (plugins reach th
 - :mod:`~hostkit.processes.ports`: a free loopback port for a program to listen on;
 - :mod:`~hostkit.processes.exits`: how an exit status reads in a log line;
 - :mod:`~hostkit.processes.rapid_fail`: the rolling-window failure budget
-  (``rapid_fails_per_minute``).
+  (``rapid_fails_per_minute``);
+- :mod:`~hostkit.processes.recycling`: when a process that runs the app is recycled
+  (``max_requests``, ``max_lifetime``, ``max_memory``).
 
 What a process is *for* (a child's port and token, app_offline, a worker's sockets) is its
 owner's business: nothing here knows it.
@@ -25,8 +27,9 @@ from hostkit.processes.exits import describe_exit
 from hostkit.processes.managed import OUTPUT_TAIL_BYTES, ManagedProcess, ProcessSpec
 from hostkit.processes.ports import ephemeral_ports, free_loopback_port
 from hostkit.processes.rapid_fail import Exhausted, RapidFailBudget
+from hostkit.processes.recycling import MEMORY_CHECK_INTERVAL, RecyclePolicy, resident_memory
 
 __all__ = [
-    "Exhausted", "ManagedProcess", "OUTPUT_TAIL_BYTES", "ProcessSpec", "RapidFailBudget",
+    "Exhausted", "MEMORY_CHECK_INTERVAL", "ManagedProcess", "RecyclePolicy", "resident_memory", "OUTPUT_TAIL_BYTES", "ProcessSpec", "RapidFailBudget",
     "describe_exit", "ephemeral_ports", "free_loopback_port", "this_program",
 ]
