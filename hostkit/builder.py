@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,8 @@ from hostkit.worker_contract import current_worker
 
 if TYPE_CHECKING:
     from hostkit.host import Host
+
+logger = logging.getLogger("hostkit.host")
 
 
 async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
@@ -139,6 +142,8 @@ class HostBuilder:
         self._configuration = self._configuration.with_tables(tables)
         self._configuration.check_app_tables(table.name for table in tables if table.name)
         self.role = self._choose_role()
+        if self.role is HostRole.SERVE and not self._configuration.options.workers.supervised:
+            self._warn_unsupervised()
         hook.hostkit_configure_builder(builder=self)
         self.plugins.check_pending()
         hook.hostkit_configure_pipeline(pipeline=self.pipeline, configuration=self._configuration)
@@ -166,6 +171,16 @@ class HostBuilder:
         if self._configuration.options.workers.supervised and worker is None and not is_child:
             return HostRole.SUPERVISE
         return self._worker_role
+
+    def _warn_unsupervised(self) -> None:
+        """A single InProcess host cannot recycle or replace itself: say so for each key
+        that asks it to."""
+        for key in ("workers.max_requests", "workers.max_lifetime", "workers.max_memory",
+                    "health.app_path"):
+            source = self._configuration.source_of(key)
+            if source is not None and self._configuration.get(key):
+                logger.warning("%s sets %s, which a single InProcess host cannot apply to "
+                               "itself: set [workers] supervise = true", source, key)
 
     def _serving_role(self) -> HostRole:
         """The first role a plugin's ``hostkit_host_role`` gives; without one, ``SERVE`` for

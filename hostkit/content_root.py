@@ -25,11 +25,31 @@ logger = logging.getLogger("hostkit.content_root")
 @dataclasses.dataclass(frozen=True)
 class ContentRootRules:
     """``app_offline_file`` (``""``: none) and ``restart_on_config_change``, the ``[module]``
-    keys of ANCM's own settings; the plugin that owns the table hands them to the builder
-    (``HostBuilder.content_root_rules``)."""
+    keys of ANCM's own settings, which the plugin that owns the table hands to the builder
+    (``HostBuilder.content_root_rules``); and ``reload`` (``[workers] reload``, development):
+    a change to a ``*.py`` file under the content root, or to a configuration file, reloads."""
 
     app_offline_file: str = ""
     restart_on_config_change: bool = False
+    reload: bool = False
+
+
+class _Watched(watchfiles.DefaultFilter):
+    """The offline file and the configuration files in the content root itself; with
+    ``reload``, every ``*.py`` file under it too (not in the folders watchfiles ignores by
+    default: ``.git``, ``__pycache__``, ``.venv`` …)."""
+
+    def __init__(self, content_root: Path, names: set[str], python: bool):
+        super().__init__()
+        self.content_root = content_root
+        self.names = names
+        self.python = python
+
+    def __call__(self, change: watchfiles.Change, path: str) -> bool:
+        file = Path(path)
+        if file.parent == self.content_root and file.name.lower() in self.names:
+            return True
+        return self.python and file.suffix == ".py" and super().__call__(change, path)
 
 
 class ContentRootWatch:
@@ -65,12 +85,15 @@ class ContentRootWatch:
     async def run(self, stopping: anyio.Event, *,
                   on_offline: Callable[[bytes | None], Awaitable[None]],
                   on_config_change: Callable[[], Awaitable[None]],
+                  on_code_change: Callable[[], Awaitable[None]] | None = None,
                   task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Watch until ``stopping`` is set; for ``task_group.start``.
 
         Calls ``on_offline`` with the offline file's content (or ``None``) before it reports
         started and after each change to the file; calls ``on_config_change`` after a change
-        to a configuration file when ``restart_on_config_change``.
+        to a configuration file when ``restart_on_config_change`` or ``reload``; with
+        ``reload``, calls ``on_code_change`` (default: ``on_config_change``) after a change
+        to a ``*.py`` file, having logged which.
         """
         await self._check_offline(on_offline)
         task_status.started()
@@ -78,20 +101,24 @@ class ContentRootWatch:
         offline_name = offline_path.name.lower() if offline_path is not None else None
         config_names = {path.name.lower()
                         for path in configuration_files(self.content_root, self.environment_name)}
-        watched = config_names | ({offline_name} if offline_name else set())
-
-        def relevant(change: watchfiles.Change, path: str) -> bool:
-            return Path(path).name.lower() in watched
-
-        async for changes in watchfiles.awatch(self.content_root, watch_filter=relevant,
-                                               recursive=False, stop_event=stopping,
-                                               debounce=50, step=20):
-            names = {Path(path).name.lower() for _, path in changes}
+        watched = _Watched(self.content_root,
+                           config_names | ({offline_name} if offline_name else set()),
+                           python=self.rules.reload)
+        restart = self.rules.restart_on_config_change or self.rules.reload
+        async for changes in watchfiles.awatch(self.content_root, watch_filter=watched,
+                                               recursive=self.rules.reload,
+                                               stop_event=stopping, debounce=50, step=20):
+            paths = {Path(path) for _, path in changes}
+            names = {path.name.lower() for path in paths if path.parent == self.content_root}
             if offline_name in names:
                 await self._check_offline(on_offline)
-            if names & config_names and self.rules.restart_on_config_change:
+            if names & config_names and restart:
                 logger.info("configuration changed: replacing the app's processes")
                 await on_config_change()
+            elif code := sorted(str(path) for path in paths if path.suffix == ".py"):
+                logger.info("reload: %s changed: replacing the app's processes",
+                            ", ".join(code))
+                await (on_code_change or on_config_change)()
 
     async def _check_offline(self, on_offline: Callable[[bytes | None], Awaitable[None]]
                              ) -> None:

@@ -40,6 +40,8 @@ from hostkit.server_contract import HostRole, ReloadableServer, Server
 from hostkit.request_stage import RequestStage
 from hostkit.configuration.tables import HostingModel
 from hostkit.supervisor import worker_stop_limit
+from hostkit.processes.recycling import RecyclePolicy
+from hostkit.worker import WorkerDuties
 from hostkit.worker_contract import current_worker
 
 if TYPE_CHECKING:
@@ -68,6 +70,8 @@ def configure_default_logging() -> None:
                         format=f"%(levelname)s: {pid}%(name)s: %(message)s")
     # hypercorn repeats "Running on …" after hostkit's "Now listening on: …".
     logging.getLogger("hypercorn.error").setLevel(logging.WARNING)
+    # hostkit says which file changed and what it does about it.
+    logging.getLogger("watchfiles.main").setLevel(logging.WARNING)
 
 
 def install_error_hook() -> None:
@@ -218,6 +222,10 @@ class Host:
         if failure is None and self.role.runs_pipeline:
             failure = await lifespan.startup(task_group)
         worker = current_worker()
+        # A worker that runs the app probes it and counts its requests; a FRONT's children
+        # are its module's to probe and recycle.
+        duties = (WorkerDuties(worker, options.health)
+                  if worker is not None and self.role.runs_pipeline else None)
         if failure is not None and worker is not None:
             # A worker that serves only 500.30 must not look ready: its supervisor counts the
             # failed start, and its rapid-fail protection answers once starts keep failing.
@@ -227,7 +235,9 @@ class Host:
         if failure is not None:
             logger.error("the app failed to start; every request gets 500.30: %s",
                          failure.detail.rstrip())
-        stage = self._request_stage(task_group, lifespan.state, failure)
+        stage = self._request_stage(task_group, lifespan.state, failure, duties)
+        if duties is not None:
+            await duties.wait_healthy(stage)  # no request before the app answers app_path
 
         stopping = anyio.Event()
         server_done = anyio.Event()
@@ -252,6 +262,8 @@ class Host:
         self.plugins.hook.hostkit_host_started(host=self)
         if worker is not None:
             worker.report_ready()
+        if duties is not None:
+            task_group.start_soon(duties.report_health, stage)
 
         await stop_requested.wait()
         logger.info("Application is shutting down...")
@@ -271,11 +283,19 @@ class Host:
         task_group.cancel_scope.cancel()
 
     def _request_stage(self, task_group: TaskGroup, lifespan_state: dict[str, Any],
-                       start_failure: AppStartFailure | None) -> RequestStage:
+                       start_failure: AppStartFailure | None,
+                       duties: WorkerDuties | None) -> RequestStage:
         """What the server serves, built once the app's lifespan has started (or failed to):
         the pipeline behind the request stage, whose disconnect watchers ``task_group``
-        owns."""
+        owns; in a worker, counting requests towards ``max_requests``."""
         options = self.configuration.options
+        policy = RecyclePolicy.from_options(options.workers)
+        limit = policy.request_limit() if duties is not None else None
+
+        def recycle() -> None:
+            assert duties is not None and limit is not None
+            duties.ask_recycle(policy.requests_reason(limit))
+
         return RequestStage(
             self.app,
             Features(options.hosting_model.value, os.getpid(), _process_name(),
@@ -287,6 +307,8 @@ class Host:
             task_group=task_group,
             lifespan_state=lifespan_state,
             start_failure=start_failure,
+            request_limit=limit,
+            on_request_limit=recycle if limit is not None else None,
         )
 
     async def _watch_signals(self) -> None:

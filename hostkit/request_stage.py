@@ -21,7 +21,7 @@ made for ``request_aborted`` until someone asks (``bench/instructions.py`` count
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import anyio
@@ -259,14 +259,18 @@ class RequestStage:
     watchers (None: nothing watches, as when a test drives the stage by hand);
     ``lifespan_state`` is copied into every request's scope; ``start_failure`` (None when
     the app started) switches every request to the 500.30 page, whose traceback
-    ``show_details`` shows and ``bare_error_pages`` leaves out with the rest of the page.
+    ``show_details`` shows and ``bare_error_pages`` leaves out with the rest of the page;
+    ``on_request_limit`` is called when the ``request_limit``-th HTTP request arrives, and
+    again after as many more (a worker's ``max_requests``: it asks to be recycled).
     """
 
     def __init__(self, app: ASGIApp, features: Features, *, max_request_body_size: int,
                  allow_synchronous_io: bool, show_details: bool, bare_error_pages: bool,
                  task_group: TaskGroup | None = None,
                  lifespan_state: dict[str, Any] | None = None,
-                 start_failure: AppStartFailure | None = None):
+                 start_failure: AppStartFailure | None = None,
+                 request_limit: int | None = None,
+                 on_request_limit: Callable[[], None] | None = None):
         self.app = app
         self.features = features
         self.max_request_body_size = max_request_body_size
@@ -276,6 +280,17 @@ class RequestStage:
         self.task_group = task_group
         self.lifespan_state = lifespan_state
         self.start_failure = start_failure
+        # Requests until ``on_request_limit`` is called; None: no limit.
+        self._request_limit = request_limit
+        self._requests_left = request_limit if on_request_limit is not None else None
+        self._on_request_limit = on_request_limit
+
+    def _count_request(self) -> None:
+        assert self._requests_left is not None and self._on_request_limit is not None
+        self._requests_left -= 1
+        if self._requests_left == 0:
+            self._requests_left = self._request_limit  # asked again if it is still here then
+            self._on_request_limit()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Called by the server for every ASGI connection. An HTTP request runs in this one
@@ -292,6 +307,8 @@ class RequestStage:
         if kind != "http":
             await self._serve_websocket(scope, receive, send)
             return
+        if self._requests_left is not None:
+            self._count_request()
         if self.start_failure is not None:
             await self._answer_start_failure(send)
             return

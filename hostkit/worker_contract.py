@@ -11,7 +11,8 @@ The worker's side: :func:`current_worker` reads the contract once (and removes t
 so the processes a worker starts, an OutOfProcess worker's children, do not take it for
 theirs); :func:`hostkit.listeners.bind_all` then hands out the inherited sockets instead of
 binding; the host reports :data:`READY` on the channel once it has started (listeners
-accepting, lifespan done). The supervisor's side: :meth:`WorkerContract.new` and
+accepting, lifespan done), and later its health and its wish to be recycled (one line per
+message, :meth:`WorkerContract.send`). The supervisor's side: :meth:`WorkerContract.new` and
 :class:`SupervisorChannel`. A worker that exits closes its end, which the supervisor reads
 as the end of the channel.
 """
@@ -29,8 +30,14 @@ LISTENERS_VARIABLE = "HOSTKIT_WORKER_LISTENERS"
 CHANNEL_VARIABLE = "HOSTKIT_WORKER_CHANNEL"
 VARIABLES = frozenset({LISTENERS_VARIABLE, CHANNEL_VARIABLE})
 
-#: What a worker sends once its host has started.
-READY = b"ready\n"
+#: What a worker sends once its host has started (a line, as every message on the channel).
+READY = "ready"
+#: ``recycle REASON``: the worker asks to be replaced (``max_requests``).
+RECYCLE = "recycle"
+#: ``health ok`` / ``health failed REASON``: the result of its latest probe of
+#: ``[health] app_path``, every ``app_interval`` seconds.
+HEALTH_OK = "health ok"
+HEALTH_FAILED = "health failed"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,16 +99,20 @@ class WorkerContract:
             sockets.append((url, sock))
         return sockets
 
-    def report_ready(self) -> None:
-        """Tell the supervisor this worker serves (called once, when the host started).
+    def send(self, message: str) -> None:
+        """Send one message line to the supervisor (:data:`READY`, :data:`RECYCLE` …).
 
         A supervisor that is gone (the channel is broken) is not this worker's problem: the
         kernel's parent-death signal ends the worker anyway.
         """
         try:
-            os.write(self.channel, READY)
+            os.write(self.channel, message.encode("utf-8", "replace") + b"\n")
         except OSError:
             pass
+
+    def report_ready(self) -> None:
+        """Tell the supervisor this worker serves (called once, when the host started)."""
+        self.send(READY)
 
 
 _UNREAD = object()
@@ -125,27 +136,34 @@ def current_worker(environ: MutableMapping[str, str] | None = None) -> WorkerCon
 
 
 class SupervisorChannel:
-    """The supervisor's end of one worker's channel."""
+    """The supervisor's end of one worker's channel: the lines the worker sends."""
 
     def __init__(self, sock: socket.socket):
         self._sock = sock
         self._received = b""
 
-    async def wait_ready(self) -> bool:
-        """Wait for the worker's :data:`READY`; ``False`` when the channel ended first (the
-        worker exited)."""
-        while READY not in self._received:
+    async def receive(self) -> str | None:
+        """The next message line; ``None`` once the channel ended (the worker exited)."""
+        while b"\n" not in self._received:
             await anyio.wait_readable(self._sock)
             try:
                 data = self._sock.recv(4096)
             except BlockingIOError:
                 continue
             except OSError:
-                return False
+                return None
             if not data:
-                return False
+                return None
             self._received += data
-        return True
+        line, _, self._received = self._received.partition(b"\n")
+        return line.decode("utf-8", "replace")
+
+    async def wait_ready(self) -> bool:
+        """Wait for the worker's :data:`READY`; ``False`` when the channel ended first."""
+        while (message := await self.receive()) is not None:
+            if message == READY:
+                return True
+        return False
 
     def close(self) -> None:
         self._sock.close()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import math
 import signal
 import socket
 import time
@@ -23,10 +24,17 @@ from pathlib import Path
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from hostkit.configuration.tables import WorkersOptions
+from hostkit.configuration.tables import HealthOptions, WorkersOptions
 from hostkit.processes import ManagedProcess, ProcessSpec, RapidFailBudget
 from hostkit.processes.rapid_fail import MINUTE
-from hostkit.worker_contract import SupervisorChannel, WorkerContract
+from hostkit.processes.recycling import MEMORY_CHECK_INTERVAL, RecyclePolicy
+from hostkit.worker_contract import (
+    HEALTH_FAILED,
+    HEALTH_OK,
+    RECYCLE,
+    SupervisorChannel,
+    WorkerContract,
+)
 
 logger = logging.getLogger("hostkit.supervisor")
 
@@ -77,23 +85,31 @@ class WorkerPool:
 
     def __init__(self, *, command: Sequence[str], cwd: Path, environment: Mapping[str, str],
                  listeners: Sequence[tuple[socket.socket, str]], options: WorkersOptions,
-                 stop_limit: float, rapid_fail_window: float = MINUTE):
-        """``listeners`` are the bound sockets with the URL each serves; ``stop_limit`` is
-        how long a worker asked to stop (SIGTERM) may drain before it is killed."""
+                 health: HealthOptions, stop_limit: float, rapid_fail_window: float = MINUTE):
+        """``listeners`` are the bound sockets with the URL each serves; ``health`` says how
+        workers report their probes of the app (only InProcess workers probe); ``stop_limit``
+        is how long a worker asked to stop (SIGTERM) may drain before it is killed."""
         self.command = list(command)
         self.cwd = cwd
         self.environment = dict(environment)
         self.listeners = list(listeners)
-        self.options = options
         self.stop_limit = stop_limit
-        self._slots = [_Slot(i) for i in range(options.processes)]
-        self._budget = RapidFailBudget(options.rapid_fails_per_minute, rapid_fail_window)
+        self.configure(options, health)
+        self._slots = [_Slot(i) for i in range(self.options.processes)]
+        self._budget = RapidFailBudget(self.options.rapid_fails_per_minute, rapid_fail_window)
         self._offline: bytes | None = None
         self._online = anyio.Event()
         self._online.set()
         self._draining = False
         self._changed = anyio.Event()
         self._task_group: TaskGroup | None = None
+
+    def configure(self, options: WorkersOptions, health: HealthOptions) -> None:
+        """Take new settings (a reload): the next workers start, are recycled and have their
+        health watched under them. The number of workers is kept."""
+        self.options = options
+        self.health = health
+        self.recycling = RecyclePolicy.from_options(options)
 
     # -- what the supervisor asks ---------------------------------------------------------
 
@@ -132,6 +148,7 @@ class WorkerPool:
                 first_starts = [anyio.Event() for _ in self._slots]
                 for slot, first in zip(self._slots, first_starts):
                     task_group.start_soon(self._keep_running, slot, first)
+                task_group.start_soon(self._check_memory)
                 for first in first_starts:
                     await first.wait()
                 task_status.started()
@@ -167,20 +184,33 @@ class WorkerPool:
                 if slot.worker is not None:
                     stops.start_soon(self._stop, slot.worker)
 
-    async def replace_all(self) -> None:
-        """Replace every worker, one slot at a time: the new one is started and ready before
-        the old one is asked to stop, so requests always have a worker. A new worker that
-        fails to start leaves the old one serving."""
+    async def replace_all(self, reason: str) -> None:
+        """Replace every worker, one slot at a time (:meth:`replace`)."""
         for slot in self._slots:
-            async with slot.lock:
-                old = slot.worker
-                if old is None or not old.process.running or self._draining:
-                    continue
-                new = await self._start(slot)
-                if new is None:
-                    continue
-                slot.worker = new
-            await self._stop(old)
+            if slot.worker is not None:
+                await self.replace(slot, slot.worker, reason)
+
+    async def replace(self, slot: _Slot, old: Worker, reason: str) -> None:
+        """Rolling replacement of ``old``, the worker of ``slot``: a new worker is started and
+        ready before ``old`` is asked to stop (it then drains), so requests always have a
+        worker. A new worker that fails to start (or a spent rapid-fail budget) leaves ``old``
+        serving. Nothing happens when ``old`` is no longer the slot's running worker."""
+        async with slot.lock:
+            if slot.worker is not old or not old.process.running or self._draining:
+                return
+            logger.info("replacing worker pid %d (slot %d): %s", old.pid, slot.index, reason)
+            exhausted = self._budget.exhausted()
+            if exhausted is not None:
+                logger.error("cannot replace worker pid %d now: %d worker failures in the last "
+                             "minute; it keeps serving", old.pid, exhausted.failures)
+                return
+            new = await self._start(slot)
+            if new is None:
+                logger.error("the replacement of worker pid %d failed to start; it keeps "
+                             "serving", old.pid)
+                return
+            slot.worker = new
+        await self._stop(old)
 
     # -- one slot -------------------------------------------------------------------------
 
@@ -247,8 +277,66 @@ class WorkerPool:
         worker.ready = True
         logger.info("worker pid %d ready after %.0f ms (slot %d)", worker.pid,
                     (time.monotonic() - started) * 1000, slot.index)
+        self._task_group.start_soon(self._watch, slot, worker)
         self._notify()
         return worker
+
+    # -- watching a worker ----------------------------------------------------------------
+
+    async def _watch(self, slot: _Slot, worker: Worker) -> None:
+        """Read ``worker``'s messages until it exits, and replace it when it asks to be
+        recycled, when ``app_failures`` health reports in a row failed or did not come (its
+        loop is stuck), or after ``max_lifetime``."""
+        health = self.health
+        # A report is due every app_interval, plus the probe's own timeout, plus leeway.
+        report_due = health.app_interval * 2 + 1 if health.app_path else math.inf
+        lifetime_end = (anyio.current_time() + self.recycling.max_lifetime
+                        if self.recycling.max_lifetime else math.inf)
+        failures = 0
+        while worker.process.running:
+            wait = min(report_due, lifetime_end - anyio.current_time())
+            with anyio.move_on_after(max(wait, 0)) as waited:
+                message = await worker.channel.receive()
+            if waited.cancelled_caught:
+                if anyio.current_time() >= lifetime_end:
+                    await self.replace(slot, worker, self.recycling.lifetime_reason())
+                    return
+                message = f"{HEALTH_FAILED} no health report for {report_due:g} s"
+            if message is None:
+                return
+            if message.startswith(RECYCLE):
+                await self.replace(slot, worker, message[len(RECYCLE):].strip())
+                return
+            if message == HEALTH_OK:
+                failures = 0
+            elif message.startswith(HEALTH_FAILED):
+                failures += 1
+                logger.warning("worker pid %d failed health check %d of %d: %s", worker.pid,
+                               failures, health.app_failures,
+                               message[len(HEALTH_FAILED):].strip())
+                if failures >= health.app_failures:
+                    await self.replace(slot, worker, f"{failures} failed health checks of "
+                                                     f"health.app_path = {health.app_path}")
+                    return
+
+    async def _check_memory(self) -> None:
+        """Every :data:`MEMORY_CHECK_INTERVAL` seconds, replace the workers over
+        ``max_memory`` (nothing to do without it)."""
+        while True:
+            await anyio.sleep(MEMORY_CHECK_INTERVAL)
+            if not self.recycling.max_memory_mib:
+                continue
+            for slot in self._slots:
+                worker = slot.worker
+                if worker is not None and worker.ready and worker.process.running:
+                    reason = self.recycling.over_memory(worker.pid)
+                    if reason is not None:
+                        self._task_group_or_fail().start_soon(self.replace, slot, worker,
+                                                               reason)
+
+    def _task_group_or_fail(self) -> TaskGroup:
+        assert self._task_group is not None, "WorkerPool.run() is not running"
+        return self._task_group
 
     def _exited(self, worker: Worker) -> None:
         """Called in the loop once ``worker`` is reaped: a failure unless it was asked to

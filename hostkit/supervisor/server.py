@@ -14,6 +14,7 @@ second signal and are killed after a short grace.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -26,6 +27,7 @@ from anyio.abc import TaskStatus
 
 from hostkit.asgi import ASGIApp
 from hostkit.configuration import Configuration
+from hostkit.configuration.sources import reload_configuration
 from hostkit.content_root import ContentRootRules, ContentRootWatch
 from hostkit.listeners import ListenAddress, bind_all, close_all
 from hostkit.processes import this_program
@@ -61,7 +63,10 @@ class Supervisor:
         self.configuration = configuration
         self.options = configuration.options
         self.worker_role = worker_role
-        self.rules = rules if worker_role.runs_pipeline else ContentRootRules()
+        # A FRONT applies the offline file and configuration changes to its children itself.
+        self.rules = dataclasses.replace(
+            rules if worker_role.runs_pipeline else ContentRootRules(),
+            reload=self.options.workers.reload)
         self.command = list(command) if command is not None else this_program()
         self.rapid_fail_window = rapid_fail_window
         self.pool: WorkerPool | None = None
@@ -84,8 +89,8 @@ class Supervisor:
         pool = self.pool = WorkerPool(
             command=self.command, cwd=Path.cwd(), environment=os.environ,
             listeners=[(sock, url) for (_, sock), url in zip(bound, urls)],
-            options=options.workers, stop_limit=worker_stop_limit(options.shutdown_timeout),
-            **window)
+            options=options.workers, health=options.health,
+            stop_limit=worker_stop_limit(options.shutdown_timeout), **window)
         watch = ContentRootWatch(self.configuration.content_root,
                                  self.configuration.environment_name, self.rules)
         head_timeout = options.server_options.next_request_head_timeout
@@ -93,7 +98,8 @@ class Supervisor:
             if self.rules != ContentRootRules():
                 await services.start(functools.partial(
                     watch.run, stopping, on_offline=pool.set_offline,
-                    on_config_change=pool.replace_all))
+                    on_config_change=self._reload_from_files,
+                    on_code_change=functools.partial(pool.replace_all, "a *.py file changed")))
             await services.start(pool.run)
             logger.info("Supervising %d worker processes (%s, server %s)",
                         options.workers.processes, options.hosting_model.value,
@@ -107,6 +113,26 @@ class Supervisor:
                 answering.cancel_scope.cancel()
             await pool.drain()
             services.cancel_scope.cancel()
+
+    async def reload(self, configuration: Configuration) -> None:
+        """SIGHUP: take ``configuration`` (the files read again) and replace every worker,
+        one at a time; each new worker reads the files itself. ``urls`` and the number of
+        workers stay as they were until the supervisor is started again."""
+        for key, old, new in (("urls", self.options.urls, configuration.options.urls),
+                              ("workers.processes", self.options.workers.processes,
+                               configuration.options.workers.processes)):
+            if old != new:
+                logger.warning("%s changed from %s to %s: it takes effect when the supervisor "
+                               "is started again", key, old, new)
+        self.configuration = configuration
+        if self.pool is not None:
+            self.pool.configure(configuration.options.workers, configuration.options.health)
+            await self.pool.replace_all("the configuration was reloaded")
+
+    async def _reload_from_files(self) -> None:
+        configuration = reload_configuration(self.configuration)
+        if configuration is not None:
+            await self.reload(configuration)
 
 
 __all__ = ["STOP_NOW_GRACE", "Supervisor", "worker_stop_limit"]
