@@ -131,11 +131,12 @@ class HostBuilder:
         chosen server's declaration (``hostkit_declare_servers``) rules it out, and
         :class:`hostkit.InvalidOperationError` when called twice.
         """
-        from hostkit.host import Host
+        from hostkit.host import Host, configure_default_logging
 
         if self._built:
             raise InvalidOperationError("HostBuilder.build() can be called only once")
         self._built = True
+        configure_default_logging()  # the warnings of build() read like the host's own
         hook = self.plugins.hook
 
         tables = self.settings_tables()

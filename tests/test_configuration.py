@@ -582,7 +582,8 @@ def test_hostkit_config_refuses_a_bad_plugin_key_as_build_does(tmp_path: Path) -
 
 def test_the_example_documents_the_builtin_plugins_tables_after_hostkits() -> None:
     tables = re.findall(r"^\[(\w+)\]$", render_example(), flags=re.MULTILINE)
-    assert tables == ["tls", "server", "authentication", "workers", "integration", "module"]
+    assert tables == ["tls", "server", "authentication", "workers", "health", "integration",
+                      "module"]
     assert builtin_plugin_tables() == [INTEGRATION_TABLE, MODULE_TABLE]
     assert "[widget]\n# widgets kept\n#   allowed: a whole number at least 1\n# size = 3\n" in \
         render_example([WIDGET_TABLE])

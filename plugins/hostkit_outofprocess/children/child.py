@@ -11,9 +11,10 @@ from hostkit_outofprocess.children.stdout_log import read_tail
 
 class Child:
     """A started child: its :class:`~hostkit.plugin.ManagedProcess`, the contract it was
-    started with, and where its output goes."""
+    started with, where its output goes, and what its recycling counts."""
 
-    __slots__ = ("process", "contract", "log_path", "failure_counted")
+    __slots__ = ("process", "contract", "log_path", "failure_counted", "served", "recycle_at",
+                 "request_limit")
 
     def __init__(self, process: ManagedProcess, contract: ChildContract,
                  log_path: Path | None = None):
@@ -23,6 +24,13 @@ class Child:
         self.log_path = log_path
         #: True once this child's failure counted against the rapid-fail budget (once only).
         self.failure_counted = False
+        #: requests handed to it so far (``ChildManager.acquire``).
+        self.served = 0
+        #: ``workers.max_requests`` plus this child's jitter; ``None``: never recycled for it.
+        self.request_limit: int | None = None
+        #: the value of :attr:`served` that recycles it (``request_limit``, later again after
+        #: a replacement that failed); ``None``: never.
+        self.recycle_at: int | None = None
 
     @property
     def pid(self) -> int:

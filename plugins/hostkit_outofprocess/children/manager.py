@@ -1,9 +1,16 @@
-"""The front's children: start on demand, replace after a crash, offline, drain, stop.
+"""The front's children: start on demand, replace after a crash, recycle, offline, stop.
 
 One :class:`ChildManager` per front owns ``processes_per_application`` slots; each slot runs
-at most one :class:`Child` at a time and starts a new one when a request needs it. All child
-work runs in the manager's task group, so nothing outlives the front. Each child is a
-:class:`~hostkit.plugin.ManagedProcess`: it dies with the front, even a front killed with
+at most one serving :class:`Child` at a time and starts a new one when a request needs it.
+Every planned restart is a **rolling replacement** (:meth:`ChildManager.replace`): a new child
+is started and ready (listening, and answering ``[health] app_path`` with 2xx when that is
+set) while the old one serves, then takes the slot's new requests; only then is the old one
+drained and stopped. A new child that fails to start leaves the old one serving. A reload
+replaces every child that way, one slot at a time; ``[workers] max_requests``,
+``max_lifetime`` and ``max_memory`` and failed health probes replace one.
+
+All child work runs in the manager's task group, so nothing outlives the front. Each child is
+a :class:`~hostkit.plugin.ManagedProcess`: it dies with the front, even a front killed with
 SIGKILL, and leads its own process group.
 """
 
@@ -12,15 +19,18 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from hostkit.plugin import (
+    MEMORY_CHECK_INTERVAL,
     ChildContract,
     ManagedProcess,
     ProcessSpec,
     RapidFailBudget,
+    RecyclePolicy,
     free_loopback_port,
 )
 
@@ -31,16 +41,22 @@ from hostkit_outofprocess.children.errors import (
     ChildUnavailable,
     RapidFailLimit,
 )
+from hostkit_outofprocess.children.health import HealthCheck, probe_child
 from hostkit_outofprocess.children.settings import ChildSettings
 from hostkit_outofprocess.children.stdout_log import StdoutLog
 
 logger = logging.getLogger("hostkit.module")
 
-# Connect attempts while a child starts back off from the first to the last delay.
+# Connect attempts (and health probes) while a child starts back off from the first to the
+# last delay.
 _PROBE_FIRST_DELAY = 0.005
 _PROBE_LAST_DELAY = 0.1
 # The exit may be seen before the last output is read: how long to give the reader.
 _OUTPUT_GRACE = 0.2
+
+#: What a child that no longer takes new requests is given to finish those it has; called by
+#: the manager, which bounds the wait with ``shutdown_time_limit``, before it stops the child.
+Drain = Callable[[Child], Awaitable[None]]
 
 
 class _Slot:
@@ -49,24 +65,33 @@ class _Slot:
     def __init__(self, index: int):
         self.index = index
         self.child: Child | None = None
+        #: set while a child starts for the slot (on demand or to replace its child).
         self.starting: anyio.Event | None = None
         self.start_error: ChildUnavailable | None = None
+        #: held by a replacement: one at a time per slot.
+        self.replacing = anyio.Lock()
 
 
 class ChildManager:
-    """Starts children on demand, restarts them after a crash, stops them all on shutdown.
+    """Starts children on demand, restarts them after a crash, replaces them without a gap,
+    stops them all on shutdown.
 
     Call :meth:`run` in a task group (it reports started at once, or after the eager start);
-    requests call :meth:`acquire` for a listening child; the front calls :meth:`recycle` on
-    a configuration change, :meth:`set_offline` for ``app_offline_file``, and cancels
-    :meth:`run` to stop, which stops every child within ``shutdown_time_limit``.
+    requests call :meth:`acquire` for a listening child; the front calls :meth:`reconfigure`
+    and :meth:`replace_all` on a reload, :meth:`set_offline` for ``app_offline_file``,
+    :meth:`begin_shutdown` once it stops taking requests, and cancels :meth:`run` to stop,
+    which stops every child (old and new) within ``shutdown_time_limit``.
+
+    ``drain`` is called for a replaced child once it no longer gets new requests, before it
+    is asked to stop: it returns once the requests the front sent it are done.
     """
 
     def __init__(self, settings: ChildSettings, processes: int, *, eager_start: bool = False,
-                 rapid_fail_window: float | None = None):
+                 rapid_fail_window: float | None = None, drain: Drain | None = None):
         """``rapid_fail_window`` replaces the budget's rolling minute (tests shorten it)."""
         self.settings = settings
         self.eager_start = eager_start
+        self._drain = drain
         self._slots = [_Slot(i) for i in range(processes)]
         self._next_slot = 0
         allowed = settings.rapid_fails_per_minute
@@ -74,6 +99,9 @@ class ChildManager:
                         else RapidFailBudget(allowed, rapid_fail_window))
         self._task_group: TaskGroup | None = None
         self._offline: bytes | None = None
+        self._closing = False
+        #: replaced children not reaped yet: draining, then stopping.
+        self._retiring: set[Child] = set()
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -83,32 +111,46 @@ class ChildManager:
         The stop runs inside the task group: each child's owner task waits for its reap
         whatever is cancelled, and the stop makes the reap happen.
         """
-        async with anyio.create_task_group() as task_group:
-            self._task_group = task_group
-            try:
-                if self.eager_start:
-                    for slot in self._slots:
-                        try:
-                            await self._acquire_slot(slot)
-                        except ChildUnavailable as error:
-                            logger.error("eager start failed: %s", error)
-                task_status.started()
-                await anyio.sleep_forever()
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await self.stop_all()
+        try:
+            async with anyio.create_task_group() as task_group:
+                self._task_group = task_group
+                try:
+                    if self.eager_start:
+                        for slot in self._slots:
+                            try:
+                                await self._acquire_slot(slot)
+                            except ChildUnavailable as error:
+                                logger.error("eager start failed: %s", error)
+                    task_status.started()
+                    await anyio.sleep_forever()
+                finally:
+                    self._closing = True
+                    with anyio.CancelScope(shield=True):
+                        await self.stop_all()
+        finally:
+            self._task_group = None
 
     async def stop_all(self) -> None:
-        """Ask every child to stop, kill those still running after the time limit, reap."""
+        """Ask every child to stop (those being replaced too), kill those still running after
+        the time limit, reap."""
         async with anyio.create_task_group() as task_group:
             for slot in self._slots:
                 if slot.child is not None:
                     task_group.start_soon(self._stop_child, slot.child)
                     slot.child = None
+            for child in list(self._retiring):
+                task_group.start_soon(self._stop_child, child)
 
-    async def recycle(self) -> None:
-        """Drain the running children; the next request starts new ones."""
-        await self.stop_all()
+    def begin_shutdown(self) -> None:
+        """The front stops taking requests: no replacement starts from now on (the children
+        serve what is in flight until :meth:`run` is cancelled)."""
+        self._closing = True
+
+    def reconfigure(self, settings: ChildSettings) -> None:
+        """Start the next children with ``settings`` (a reload); the running ones go on until
+        replaced (:meth:`replace_all`)."""
+        self.settings = settings
+        self._budget.allowed = settings.rapid_fails_per_minute
 
     @property
     def offline(self) -> bool:
@@ -119,6 +161,76 @@ class ChildManager:
         self._offline = content
         if content is not None:
             await self.stop_all()
+
+    # -- rolling replacement ----------------------------------------------------------------
+
+    async def replace_all(self, reason: str) -> None:
+        """Replace every running child by rolling replacement, one slot at a time (the next
+        slot once the previous one's old child is stopped); returns once done. The work runs
+        in the manager's task group, so the front's stop ends it; a slot without a running
+        child is left to start on demand."""
+        task_group = self._task_group
+        if task_group is None or self._closing:
+            return
+        done = anyio.Event()
+
+        async def replace_each() -> None:
+            try:
+                for slot in self._slots:
+                    await self.replace(slot.index, reason)
+            finally:
+                done.set()
+
+        task_group.start_soon(replace_each)
+        await done.wait()
+
+    async def replace(self, index: int, reason: str, *, only: Child | None = None) -> bool:
+        """Rolling replacement of slot ``index``'s child (only while it is ``only``, when
+        given): start a new child, wait until it is ready, hand it the slot's new requests,
+        then drain and stop the old one. Called in a task of the manager's group.
+
+        Returns whether the old child is out of the slot: replaced, or no longer there. False
+        when it keeps serving: the new child failed to start (logged, and counted against
+        the rapid-fail budget), the budget allows no start, or the front is stopping. A slot
+        has one replacement at a time; another waits for it.
+        """
+        slot = self._slots[index]
+        async with slot.replacing:
+            old = slot.child
+            if old is None or not old.running or (only is not None and old is not only):
+                return only is not None
+            if self._closing or self._offline is not None:
+                return False
+            exhausted = self._budget.exhausted()
+            if exhausted is not None:
+                logger.error(
+                    "cannot replace child pid %d (slot %d) now (%s): %d child failures in the "
+                    "last minute (more than module.rapid_fails_per_minute = %d); it keeps "
+                    "serving", old.pid, index, reason, exhausted.failures,
+                    self.settings.rapid_fails_per_minute)
+                return False
+            logger.info("recycling child pid %d (slot %d): %s", old.pid, index, reason)
+            try:
+                new = await self._start_in(slot)
+            except ChildUnavailable as error:
+                logger.error("the new child for slot %d did not start, so child pid %d keeps "
+                             "serving: %s", index, old.pid, error)
+                return False
+            logger.info("child pid %d replaces child pid %d (slot %d); stopping the old one",
+                        new.pid, old.pid, index)
+        await self._retire(old)
+        return True
+
+    async def _retire(self, child: Child) -> None:
+        """Stop ``child``, which gets no new request any more, once what it was sent is done
+        (:data:`Drain`, within ``shutdown_time_limit``): SIGTERM, SIGKILL after the limit."""
+        if not child.running:
+            return
+        self._retiring.add(child)  # until it is reaped: the front's stop stops it too
+        if self._drain is not None:
+            with anyio.move_on_after(self.settings.shutdown_time_limit):
+                await self._drain(child)
+        await self._stop_child(child)
 
     # -- serving ----------------------------------------------------------------------------
 
@@ -133,7 +245,7 @@ class ChildManager:
         return await self._acquire_slot(slot)
 
     def children(self) -> list[Child]:
-        """The children running now."""
+        """The children serving now (not those being replaced)."""
         return [s.child for s in self._slots if s.child is not None and s.child.running]
 
     async def _acquire_slot(self, slot: _Slot) -> Child:
@@ -142,6 +254,9 @@ class ChildManager:
                 raise AppOffline(self._offline)
             child = slot.child
             if child is not None and child.running:
+                child.served += 1
+                if child.served == child.recycle_at:
+                    self._spawn(self._recycle_after_requests, slot, child)
                 return child
             if slot.starting is not None:
                 await slot.starting.wait()
@@ -149,16 +264,7 @@ class ChildManager:
                     raise slot.start_error
                 continue
             self._check_budget()
-            slot.starting = done = anyio.Event()
-            slot.start_error = None
-            try:
-                slot.child = await self._start(slot)
-            except ChildUnavailable as error:
-                slot.start_error = error
-                raise
-            finally:
-                slot.starting = None
-                done.set()
+            await self._start_in(slot)
 
     def _check_budget(self) -> None:
         exhausted = self._budget.exhausted()
@@ -175,6 +281,35 @@ class ChildManager:
             child.failure_counted = True
         self._budget.record()
 
+    def _spawn(self, function: Callable[..., Awaitable[object]], *args: object) -> None:
+        """Run ``function(*args)`` in the manager's task group (nothing once it stopped)."""
+        if self._task_group is not None and not self._closing:
+            self._task_group.start_soon(function, *args)
+
+    # -- starting ---------------------------------------------------------------------------
+
+    async def _start_in(self, slot: _Slot) -> Child:
+        """Start a child for ``slot`` and make it the slot's child (the one it replaces, if
+        any, is the caller's to retire). Requests that find no running child in the slot
+        meanwhile wait for this start, and get its error if it fails."""
+        slot.starting = done = anyio.Event()
+        slot.start_error = None
+        try:
+            child = await self._start(slot)
+            if self._offline is not None:  # offline while it started: it must not serve
+                self._retiring.add(child)
+                self._spawn(self._stop_child, child)
+                raise AppOffline(self._offline)
+            slot.child = child
+            self._watch(slot, child)
+            return child
+        except ChildUnavailable as error:
+            slot.start_error = error
+            raise
+        finally:
+            slot.starting = None
+            done.set()
+
     async def _start(self, slot: _Slot) -> Child:
         assert self._task_group is not None, "ChildManager.run() is not running"
         settings = self.settings
@@ -184,7 +319,6 @@ class ChildManager:
             settings.command, settings.cwd, {**settings.environment, **contract.to_environ()},
             output=log.file if log is not None else None))
         child = Child(process, contract, log.path if log is not None else None)
-        started = time.monotonic()
         try:
             await self._task_group.start(functools.partial(
                 process.run, on_exit=lambda _: self._report_exit(slot, child)))
@@ -199,7 +333,7 @@ class ChildManager:
         logger.info("started child pid %d on 127.0.0.1:%d (slot %d)", child.pid, child.port,
                     slot.index)
         try:
-            await self._wait_listening(child)
+            await self._wait_ready(child, settings)
         except ChildStartupFailure:
             self._record_failure(child)
             raise
@@ -208,40 +342,143 @@ class ChildManager:
             # sequence would reach it.
             process.kill()
             raise
-        logger.info("child pid %d listening after %.0f ms", child.pid,
-                    (time.monotonic() - started) * 1000)
         return child
 
-    async def _wait_listening(self, child: Child) -> None:
-        """Return once the child accepts a connection on its port.
-
-        A child need not be hostkit, so the port itself is the only signal there is (as ANCM
-        does): connect attempts back off from 5 ms to 100 ms, and the child's exit ends the
-        wait at once.
-        """
-        limit = self.settings.startup_time_limit
+    async def _wait_ready(self, child: Child, settings: ChildSettings) -> None:
+        """Return once the child accepts a connection on its port and, with ``[health]
+        app_path``, answers it with 2xx, within ``startup_time_limit`` in all; else kill it
+        (its exit ends the wait at once) and raise :class:`ChildStartupFailure`."""
+        limit = settings.startup_time_limit
+        health = settings.health
         process = child.process
-        delay = _PROBE_FIRST_DELAY
+        started = time.monotonic()
+        listening = False
+        failures: list[str] = []
         with anyio.move_on_after(limit):
-            while process.running:
-                try:
-                    stream = await anyio.connect_tcp("127.0.0.1", child.port)
-                except OSError:
-                    with anyio.move_on_after(delay):
-                        await process.exited.wait()
-                    delay = min(delay * 2, _PROBE_LAST_DELAY)
-                    continue
-                await stream.aclose()
-                return
+            if await self._wait_listening(child):
+                listening = True
+                logger.info("child pid %d listening after %.0f ms", child.pid,
+                            (time.monotonic() - started) * 1000)
+                if health is None:
+                    return
+                if await self._wait_healthy(child, health, failures):
+                    logger.info("child pid %d answered %s after %.0f ms", child.pid,
+                                health.app_path, (time.monotonic() - started) * 1000)
+                    return
             with anyio.move_on_after(_OUTPUT_GRACE):
                 await process.output_done.wait()
             raise ChildStartupFailure(f"the child (pid {child.pid}) {child.describe_exit()} "
                                       "while starting", child.output())
         process.kill()
         await process.exited.wait()
+        if listening and health is not None:
+            last = f" (the last probe: {failures[-1]})" if failures else ""
+            raise ChildStartupFailure(
+                f"the child (pid {child.pid}) did not answer {health.app_path} with 2xx within "
+                f"module.startup_time_limit = {limit:g} s{last}; it was killed", child.output())
         raise ChildStartupFailure(
             f"the child (pid {child.pid}) did not listen on 127.0.0.1:{child.port} within "
             f"module.startup_time_limit = {limit:g} s; it was killed", child.output())
+
+    async def _wait_listening(self, child: Child) -> bool:
+        """Return True once the child accepts a connection on its port, False if it exits.
+
+        A child need not be hostkit, so the port itself is the only signal there is (as ANCM
+        does): connect attempts back off from 5 ms to 100 ms, and the child's exit ends the
+        wait at once.
+        """
+        process = child.process
+        delay = _PROBE_FIRST_DELAY
+        while process.running:
+            try:
+                stream = await anyio.connect_tcp("127.0.0.1", child.port)
+            except OSError:
+                with anyio.move_on_after(delay):
+                    await process.exited.wait()
+                delay = min(delay * 2, _PROBE_LAST_DELAY)
+                continue
+            await stream.aclose()
+            return True
+        return False
+
+    async def _wait_healthy(self, child: Child, health: HealthCheck,
+                            failures: list[str]) -> bool:
+        """Probe ``app_path`` until a 2xx answer (True) or the child's exit (False), backing
+        off as :meth:`_wait_listening` does; each probe's failure is appended to
+        ``failures``."""
+        process = child.process
+        delay = _PROBE_FIRST_DELAY
+        while process.running:
+            failure = await probe_child(child.port, child.contract.token, health.app_path,
+                                        health.app_interval)
+            if failure is None:
+                return True
+            failures.append(failure)
+            with anyio.move_on_after(delay):
+                await process.exited.wait()
+            delay = min(delay * 2, _PROBE_LAST_DELAY)
+        return False
+
+    # -- recycling and health ---------------------------------------------------------------
+
+    def _watch(self, slot: _Slot, child: Child) -> None:
+        """Arm what recycles ``child``, now its slot's: its request count, and a task per
+        limit (lifetime, memory, health) that lives as long as it serves in the slot."""
+        settings = self.settings
+        policy = settings.recycle
+        child.request_limit = child.recycle_at = policy.request_limit()
+        if policy.max_lifetime:
+            self._spawn(self._watch_lifetime, slot, child, policy)
+        if policy.max_memory_mib:
+            self._spawn(self._watch_memory, slot, child, policy)
+        if settings.health is not None:
+            self._spawn(self._watch_health, slot, child, settings.health)
+
+    async def _serves_after(self, slot: _Slot, child: Child, seconds: float) -> bool:
+        """Wait ``seconds`` (less if the child exits); whether it still serves in ``slot``."""
+        with anyio.move_on_after(seconds):
+            await child.process.exited.wait()
+        return child.running and slot.child is child
+
+    async def _recycle_after_requests(self, slot: _Slot, child: Child) -> None:
+        reason = self.settings.recycle.requests_reason(child.served)
+        if not await self.replace(slot.index, reason, only=child):
+            assert child.request_limit is not None
+            child.recycle_at = child.served + child.request_limit  # try again after as many
+
+    async def _watch_lifetime(self, slot: _Slot, child: Child, policy: RecyclePolicy) -> None:
+        while await self._serves_after(slot, child, policy.max_lifetime):
+            if await self.replace(slot.index, policy.lifetime_reason(), only=child):
+                return
+
+    async def _watch_memory(self, slot: _Slot, child: Child, policy: RecyclePolicy) -> None:
+        while await self._serves_after(slot, child, MEMORY_CHECK_INTERVAL):
+            reason = policy.over_memory(child.pid)
+            if reason is not None and await self.replace(slot.index, reason, only=child):
+                return
+
+    async def _watch_health(self, slot: _Slot, child: Child, health: HealthCheck) -> None:
+        """Probe ``app_path`` every ``app_interval`` s (each probe bounded by it);
+        ``app_failures`` failures in a row replace the child."""
+        failures = 0
+        while await self._serves_after(slot, child, health.app_interval):
+            failure = await probe_child(child.port, child.contract.token, health.app_path,
+                                        health.app_interval)
+            if failure is None:
+                failures = 0
+                continue
+            failures += 1
+            logger.warning("child pid %d failed health probe %d of health.app_failures = %d: "
+                           "%s", child.pid, failures, health.app_failures, failure)
+            if failures < health.app_failures:
+                continue
+            reason = (f"it failed {failures} health probes in a row (health.app_failures = "
+                      f"{health.app_failures}): {failure}")
+            if await self.replace(slot.index, reason, only=child):
+                return
+            failures = 0
+
+    # -- exits and stops --------------------------------------------------------------------
 
     def _report_exit(self, slot: _Slot, child: Child) -> None:
         """Called in the loop once ``child`` is reaped: a failure unless it was asked to stop."""
@@ -252,6 +489,7 @@ class ChildManager:
                          f"; its last output:\n{tail[-2000:]}" if tail else "")
         else:
             logger.info("child pid %d stopped (%s)", child.pid, child.describe_exit())
+        self._retiring.discard(child)
         if slot.child is child:
             slot.child = None
 

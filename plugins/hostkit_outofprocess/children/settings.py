@@ -9,18 +9,20 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import hostkit
-from hostkit.plugin import resolve_path, this_program
+from hostkit.plugin import RecyclePolicy, resolve_path, this_program
 
-from hostkit_outofprocess.options import ModuleOptions
+from hostkit_outofprocess.children.health import HealthCheck
+from hostkit_outofprocess.options import ModuleOptions, module_options
 
 
 @dataclasses.dataclass(frozen=True)
 class ChildSettings:
-    """How to start a child: everything a slot needs.
+    """How to start a child, and when to replace it: everything a slot needs.
 
     ``environment`` is the whole environment a child starts with, before its contract
     (``HOSTKIT_PORT`` …); ``log_prefix`` is where ``stdout_log_enabled`` writes its output
-    (``None``: kept in memory).
+    (``None``: kept in memory); ``recycle`` is ``[workers]``' recycle limits and ``health``
+    the ``[health]`` probe (``None``: no probe).
     """
 
     command: Sequence[str]
@@ -31,6 +33,18 @@ class ChildSettings:
     shutdown_time_limit: float
     rapid_fails_per_minute: int
     log_prefix: Path | None
+    recycle: RecyclePolicy = RecyclePolicy()
+    health: HealthCheck | None = None
+
+    @classmethod
+    def from_configuration(cls, configuration: hostkit.Configuration) -> ChildSettings:
+        """From ``[module]``, ``[workers]``' recycle keys and ``[health]``: what the front's
+        children start with, when it starts and after a reload. Raises
+        :class:`hostkit.ConfigurationError` for a bad ``[module]`` value."""
+        settings = cls.from_options(module_options(configuration), configuration.content_root)
+        return dataclasses.replace(
+            settings, recycle=RecyclePolicy.from_options(configuration.options.workers),
+            health=HealthCheck.from_configuration(configuration))
 
     @classmethod
     def from_options(cls, options: ModuleOptions, content_root: Path,
