@@ -11,10 +11,12 @@ SIGKILL, and leads its own process group (so its own children are stopped with i
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
 import math
+import os
 import signal
 import socket
 import time
@@ -183,6 +185,13 @@ class WorkerPool:
             for slot in self._slots:
                 if slot.worker is not None:
                     stops.start_soon(self._stop, slot.worker)
+
+    def signal_workers(self, signum: int) -> None:
+        """Send ``signum`` to every ready worker (not to their groups: their own children are
+        theirs to tell)."""
+        for worker in self.workers():
+            with contextlib.suppress(ProcessLookupError):  # it exited just now
+                os.kill(worker.pid, signum)
 
     async def replace_all(self, reason: str) -> None:
         """Replace every worker, one slot at a time (:meth:`replace`)."""

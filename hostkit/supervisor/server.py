@@ -18,6 +18,7 @@ import dataclasses
 import functools
 import logging
 import os
+import signal
 import socket
 from collections.abc import Sequence
 from pathlib import Path
@@ -99,7 +100,8 @@ class Supervisor:
                 await services.start(functools.partial(
                     watch.run, stopping, on_offline=pool.set_offline,
                     on_config_change=self._reload_from_files,
-                    on_code_change=functools.partial(pool.replace_all, "a *.py file changed")))
+                    on_code_change=functools.partial(self._replace_app_processes,
+                                                     "a *.py file changed")))
             await services.start(pool.run)
             logger.info("Supervising %d worker processes (%s, server %s)",
                         options.workers.processes, options.hosting_model.value,
@@ -127,7 +129,19 @@ class Supervisor:
         self.configuration = configuration
         if self.pool is not None:
             self.pool.configure(configuration.options.workers, configuration.options.health)
-            await self.pool.replace_all("the configuration was reloaded")
+        await self._replace_app_processes("the configuration was reloaded")
+
+    async def _replace_app_processes(self, reason: str) -> None:
+        """Replace the processes that run the app: InProcess, the workers (one at a time);
+        OutOfProcess, each worker's children, which the worker replaces itself on SIGHUP (so
+        no request waits for a new module's first child to start)."""
+        if self.pool is None:
+            return
+        if self.worker_role.runs_pipeline:
+            await self.pool.replace_all(reason)
+        else:
+            logger.info("%s: each worker replaces its children", reason)
+            self.pool.signal_workers(signal.SIGHUP)
 
     async def _reload_from_files(self) -> None:
         configuration = reload_configuration(self.configuration)

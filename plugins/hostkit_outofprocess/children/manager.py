@@ -118,7 +118,8 @@ class ChildManager:
                     if self.eager_start:
                         for slot in self._slots:
                             try:
-                                await self._acquire_slot(slot)
+                                self._check_budget()
+                                await self._start_in(slot)
                             except ChildUnavailable as error:
                                 logger.error("eager start failed: %s", error)
                     task_status.started()

@@ -109,11 +109,14 @@ class ChildConnection:
     on such a connection means it went stale, not that the request failed.
     """
 
-    __slots__ = ("stream", "idle_since", "reused", "closed", "reusable", "upgraded_data",
-                 "_messages", "_parser", "_response", "_eof")
+    __slots__ = ("stream", "pool", "lent", "idle_since", "reused", "closed", "reusable",
+                 "upgraded_data", "_messages", "_parser", "_response", "_eof")
 
-    def __init__(self, stream: Stream):
+    def __init__(self, stream: Stream, pool: ConnectionPool | None = None):
         self.stream = stream
+        #: the pool it came from, and whether it is lent out now (:meth:`ConnectionPool.get`).
+        self.pool = pool
+        self.lent = False
         self.idle_since = 0.0
         self.reused = False
         self.closed = False
@@ -192,6 +195,10 @@ class ChildConnection:
                          and self._messages.messages[-1] is response)
 
     async def aclose(self) -> None:
+        if self.lent:
+            self.lent = False
+            assert self.pool is not None
+            self.pool.returned()
         if self.closed:
             return
         self.closed = True
@@ -205,7 +212,8 @@ def _close_delimited(response: ChildResponse) -> bool:
 
 
 class ConnectionPool:
-    """Idle keep-alive connections to one child port, newest first.
+    """Idle keep-alive connections to one child port, newest first, and a count of those lent
+    out (:attr:`in_use`: the exchanges the child has now, :meth:`wait_unused`).
 
     ``idle_timeout`` is kept shorter than the child's own keep-alive timeout, so the pool drops
     a connection before the child would close it under a request.
@@ -216,6 +224,9 @@ class ConnectionPool:
         self.idle_timeout = idle_timeout
         self._idle: list[ChildConnection] = []
         self.closed = False
+        #: connections handed out by :meth:`get` and not yet put back or closed.
+        self.in_use = 0
+        self._unused: anyio.Event | None = None
 
     async def get(self) -> ChildConnection:
         """An idle connection if a fresh enough one exists, else a new one (OSError if refused).
@@ -226,17 +237,44 @@ class ConnectionPool:
         to notice: a child killed a moment ago has already closed its sockets, and a request
         written to one of them would be lost without a sign of whether the child had read it.
         """
-        now = time.monotonic()
-        while self._idle:
-            connection = self._idle.pop()
-            if not connection.closed and now - connection.idle_since < self.idle_timeout \
-                    and not connection.stream.peer_closed():
-                return connection
-            await connection.aclose()
-        return ChildConnection(await connect_child(self.port))
+        # Counted from the start: an exchange that holds this child's target is counted
+        # before its first await, so a drain cannot miss it (:meth:`wait_unused`).
+        self.in_use += 1
+        try:
+            now = time.monotonic()
+            while self._idle:
+                connection = self._idle.pop()
+                if not connection.closed and now - connection.idle_since < self.idle_timeout \
+                        and not connection.stream.peer_closed():
+                    break
+                await connection.aclose()
+            else:
+                connection = ChildConnection(await connect_child(self.port), self)
+        except BaseException:
+            self.returned()
+            raise
+        connection.lent = True
+        return connection
+
+    def returned(self) -> None:
+        """A lent connection came back (:meth:`put`) or was closed."""
+        self.in_use -= 1
+        if not self.in_use and self._unused is not None:
+            self._unused.set()
+            self._unused = None
+
+    async def wait_unused(self) -> None:
+        """Return once no connection is lent out: the exchanges sent to the child are done."""
+        while self.in_use:
+            if self._unused is None:
+                self._unused = anyio.Event()
+            await self._unused.wait()
 
     async def put(self, connection: ChildConnection) -> None:
         """Return ``connection`` after a complete exchange; closed unless it can carry another."""
+        if connection.lent:
+            connection.lent = False
+            self.returned()
         connection.reused = True
         if not self.closed and not connection.closed and connection.reusable:
             connection.idle_since = time.monotonic()
