@@ -19,7 +19,8 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
@@ -197,6 +198,8 @@ class ChildManager:
         """
         slot = self._slots[index]
         async with slot.replacing:
+            if slot.starting is not None:  # a start on demand, perhaps with what is replaced
+                await slot.starting.wait()
             old = slot.child
             if old is None or not old.running or (only is not None and old is not only):
                 return only is not None
@@ -282,7 +285,7 @@ class ChildManager:
             child.failure_counted = True
         self._budget.record()
 
-    def _spawn(self, function: Callable[..., Awaitable[object]], *args: object) -> None:
+    def _spawn(self, function: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
         """Run ``function(*args)`` in the manager's task group (nothing once it stopped)."""
         if self._task_group is not None and not self._closing:
             self._task_group.start_soon(function, *args)
@@ -314,8 +317,12 @@ class ChildManager:
     async def _start(self, slot: _Slot) -> Child:
         assert self._task_group is not None, "ChildManager.run() is not running"
         settings = self.settings
-        contract = ChildContract.new(free_loopback_port(), settings.path_base)
-        log = StdoutLog.open(settings.log_prefix) if settings.log_prefix else None
+        try:
+            contract = ChildContract.new(free_loopback_port(), settings.path_base)
+            log = StdoutLog.open(settings.log_prefix) if settings.log_prefix else None
+        except OSError as error:
+            self._record_failure()
+            raise ChildStartupFailure(f"cannot prepare a child's start: {error}") from None
         process = ManagedProcess(ProcessSpec(
             settings.command, settings.cwd, {**settings.environment, **contract.to_environ()},
             output=log.file if log is not None else None))

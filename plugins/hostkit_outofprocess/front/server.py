@@ -4,8 +4,9 @@ It listens on ``urls``, runs the app in child processes through a
 :class:`~hostkit_outofprocess.children.ChildManager`, and hands every accepted connection to a
 :class:`~hostkit_outofprocess.front.connection.ClientConnection` that forwards its requests.
 It watches the content root: ``app_offline_file`` takes the app offline while it exists, and
-a change to ``hostkit.toml`` / ``hostkit.{environment}.toml`` drains the children
-(``restart_on_config_change``).
+a change to ``hostkit.toml`` / ``hostkit.{environment}.toml`` (``restart_on_config_change``)
+reloads, as SIGHUP does (:meth:`ModuleServer.reload`): the configuration is read again and
+every child is replaced by rolling replacement, so no request waits for a cold start.
 
 Stopping: stop accepting, close idle connections, let requests in flight finish within
 ``shutdown_timeout``, then stop the children (SIGTERM, SIGKILL after
@@ -31,6 +32,7 @@ from hostkit.plugin import (
     ListenAddress,
     bind_all,
     close_all,
+    reload_configuration,
     server_context,
 )
 
@@ -41,7 +43,7 @@ from hostkit_outofprocess.front.identity import ConnectionIdentity
 from hostkit_outofprocess.front.pages import ErrorPages
 from hostkit_outofprocess.front.streams import Stream, serve_listener
 from hostkit_outofprocess.front.upstream import ConnectionPool
-from hostkit_outofprocess.options import content_root_rules, module_options
+from hostkit_outofprocess.options import ModuleOptions, content_root_rules, module_options
 
 logger = logging.getLogger("hostkit.module")
 
@@ -67,7 +69,9 @@ class _Target:
 
 
 class ModuleServer:
-    """A :class:`hostkit.Server` that fronts child processes instead of running the pipeline."""
+    """A :class:`hostkit.Server` that fronts child processes instead of running the pipeline;
+    a :class:`hostkit.plugin.ReloadableServer`: :meth:`reload` replaces its children without
+    a gap."""
 
     name = "module"
 
@@ -86,15 +90,63 @@ class ModuleServer:
         self.head_timeout = limits.next_request_head_timeout
         self.request_header_timeout = limits.request_header_timeout
         self.pool_idle = min(_POOL_IDLE_CAP, self.head_timeout * _POOL_SHARE)
-        self.pages = ErrorPages(
+        self.pages = self._pages(module)
+        self.manager = ChildManager(
+            ChildSettings.from_configuration(configuration),
+            module.processes_per_application, eager_start=module.eager_start,
+            drain=self._drain)
+        self._targets: dict[Child, _Target] = {}
+        self._connections: set[ClientConnection] = set()
+
+    def _pages(self, module: ModuleOptions) -> ErrorPages:
+        return ErrorPages(
             show_details=hostkit.HostEnvironment(self.environment_name,
                                                  self.content_root).is_development(),
             bare=module.disable_startup_error_page)
-        self.manager = ChildManager(
-            ChildSettings.from_options(module, self.content_root),
-            module.processes_per_application, eager_start=module.eager_start)
-        self._targets: dict[Child, _Target] = {}
-        self._connections: set[ClientConnection] = set()
+
+    # -- reloading (ReloadableServer) -------------------------------------------------------
+
+    async def reload(self, configuration: hostkit.Configuration,
+                     reason: str = "reload: the configuration was read again") -> None:
+        """Start new children with ``configuration``'s ``[module]``, ``[workers]`` recycle
+        and ``[health]`` settings and replace every running child by rolling replacement,
+        one slot at a time; returns once done (SIGHUP, a configuration change).
+
+        A ``[module]`` value that does not load refuses the reload (logged); a new child that
+        fails to start leaves its old one serving. The front's own settings (``urls``, TLS,
+        limits, ``processes_per_application``) take effect when it restarts.
+        """
+        try:
+            module = module_options(configuration)
+            settings = ChildSettings.from_configuration(configuration)
+        except hostkit.ConfigurationError as error:
+            logger.error("reload refused, the children keep serving: %s", error)
+            return
+        if module.processes_per_application != self.module.processes_per_application:
+            logger.warning("module.processes_per_application changed to %d: the front keeps "
+                           "%d until it restarts", module.processes_per_application,
+                           self.module.processes_per_application)
+        self.configuration = configuration
+        self.module = module
+        self.request_timeout = module.request_timeout
+        self.pages = self._pages(module)
+        self.manager.reconfigure(settings)
+        await self.manager.replace_all(reason)
+
+    async def _configuration_changed(self) -> None:
+        """``restart_on_config_change``: what SIGHUP does, after a configuration file changed
+        (a configuration that no longer loads is logged and the children keep serving)."""
+        configuration = reload_configuration(self.configuration)
+        if configuration is not None:
+            await self.reload(configuration, "the configuration files changed")
+
+    async def _drain(self, child: Child) -> None:
+        """``child`` gets no new request: close its idle connections and return once the
+        exchanges it has are done (the manager bounds the wait)."""
+        target = self._targets.pop(child, None)
+        if target is not None:
+            await target.pool.close()
+            await target.pool.wait_unused()
 
     # -- what an exchange asks for (Upstream) -----------------------------------------------
 
@@ -133,7 +185,7 @@ class ModuleServer:
                                      content_root_rules(self.module))
             await services.start(functools.partial(
                 watch.run, stopping, on_offline=self.manager.set_offline,
-                on_config_change=self.manager.recycle))
+                on_config_change=self._configuration_changed))
             services.start_soon(self._heartbeat)
             async with anyio.create_task_group() as connections:
                 accepting = [anyio.CancelScope() for _ in bound]
@@ -143,6 +195,7 @@ class ModuleServer:
                                            scheme, connections, scope, stopping)
                 task_status.started(urls)
                 await stopping.wait()
+                self.manager.begin_shutdown()
                 for scope in accepting:
                     scope.cancel()
                 for connection in list(self._connections):
