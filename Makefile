@@ -11,7 +11,7 @@ STAMP   = $(VENV)/.installed
 $(STAMP): pyproject.toml samples/hostkit_uvicorn/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,samples,testing]' -e samples/hostkit_uvicorn
+	$(BIN)/python -m pip install --quiet -e '.[test,samples,testing,bench]' -e samples/hostkit_uvicorn
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -26,11 +26,12 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 ## Benchmarks (not part of CI): InProcess against bare hypercorn; OutOfProcess against nginx;
-## the uvicorn plugin against bare uvicorn.
+## the uvicorn plugin against bare uvicorn; 2 worker processes against the servers' own.
 bench: $(STAMP)
 	$(BIN)/python -m bench.inprocess
 	$(BIN)/python -m bench.outofprocess
 	$(BIN)/python -m bench.uvicorn
+	$(BIN)/python -m bench.workers
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -7,7 +7,8 @@ from these pieces always ends by itself.
   :func:`tests.support.processes.free_port`);
 - :func:`start_server`: start a server program (a :class:`hostkit.testing.Program`, stopped
   at the end of a ``with`` block: SIGTERM, bounded wait, then SIGKILL) and wait for the line
-  it logs when ready (:func:`wait_ready`);
+  it logs when ready (:func:`wait_ready`; any other wait of its :class:`Program`, such as
+  ``wait_workers_ready``: :func:`wait_started_by`);
 - :func:`fetch` (and :func:`fetch_with_headers`): one GET, to check a server answers what it
   should before loading it (:func:`check_answer`); :func:`keeps_alive`: whether it keeps the
   connection open;
@@ -15,8 +16,8 @@ from these pieces always ends by itself.
 - :func:`distribution_version`: the installed version of a package a benchmark measured (the
   code itself: :func:`tests.support.source.source_state`; processes, from ``/proc``:
   :mod:`tests.support.processes`);
-- :func:`ensure_wrk` (and :func:`ensure_program` for other tools), :func:`run_wrk` and
-  :func:`parse_wrk`: the load generator.
+- :func:`ensure_wrk` (and :func:`ensure_program` for other tools), :func:`run_wrk` (with the
+  CPU time wrk itself used) and :func:`parse_wrk`: the load generator.
 
 The command line, the measured rounds, what is printed and the JSON written are
 :mod:`bench.cli`'s.
@@ -34,9 +35,11 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from bench.trivial_app import BODY
 from hostkit.testing import Program
@@ -44,6 +47,9 @@ from tests.support.processes import LOOPBACK
 
 #: The repository root: benchmarks put it on PYTHONPATH so servers can import ``bench``.
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+T = TypeVar("T")
 
 
 class BenchmarkError(RuntimeError):
@@ -96,19 +102,36 @@ def say_killed(server: Program) -> None:
     print(f"{server.name} (pid {server.pid}) ignored SIGTERM: SIGKILL", file=sys.stderr)
 
 
-def wait_ready(server: Program, ready_marker: str, timeout: float) -> str:
-    """Block until the server logs its ready line; returns that line.
+def wait_ready(server: Program, ready_marker: str, timeout: float, *, count: int = 1) -> str:
+    """Block until the server logs its ready line (``count`` times: a server whose workers
+    each log it); returns the first such line.
 
     Raises :class:`BenchmarkError` (after stopping the server) when it exits first or does
     not get ready within ``timeout`` seconds.
     """
-    try:
+    def logged() -> str:
+        if count > 1:
+            server.wait_for_count(ready_marker, count, timeout)
         return server.wait_for_line(ready_marker, timeout)
+
+    times = f" {count} times" if count > 1 else ""
+    return wait_started_by(server, logged, f"logged no {ready_marker!r}{times} within "
+                                           f"{timeout:g} s")
+
+
+def wait_started_by(server: Program, wait: Callable[[], T], what: str) -> T:
+    """Run ``wait``, one of ``server``'s :class:`Program` waits (e.g.
+    ``lambda: server.wait_workers_ready(2, 30)``), and return what it returns.
+
+    Raises :class:`BenchmarkError` (after stopping the server) when the server exits first,
+    or saying it ``what`` when the wait runs out.
+    """
+    try:
+        return wait()
     except AssertionError:
         ended = not server.running
     server.stop(timeout=5)
-    why = ("exited before it was ready" if ended
-           else f"logged no {ready_marker!r} within {timeout:g} s")
+    why = "exited before it was ready" if ended else what
     raise BenchmarkError(f"{server.name} {why} (exit status {server.process.returncode}); "
                          f"command: {' '.join(server.args)}\n{server.tail()}")
 
@@ -298,6 +321,8 @@ class WrkResult:
     requests: int
     socket_errors: int
     non_2xx_3xx: int
+    #: CPU seconds (user + system) wrk itself used; 0.0 when only its output was parsed.
+    wrk_cpu_s: float = 0.0
 
     @property
     def errors(self) -> int:
@@ -345,16 +370,44 @@ def wrk_command(wrk: str, url: str, *, threads: int, connections: int,
 
 def run_wrk(wrk: str, url: str, *, threads: int, connections: int,
             duration_s: int) -> WrkResult:
-    """Load ``url`` (on 127.0.0.1) for ``duration_s`` seconds and parse the result."""
+    """Load ``url`` (on 127.0.0.1) for ``duration_s`` seconds and parse the result, with the
+    CPU time wrk used (:attr:`WrkResult.wrk_cpu_s`)."""
     _require_loopback(url)
     command = wrk_command(wrk, url, threads=threads, connections=connections,
                           duration_s=duration_s)
     try:
-        done = subprocess.run(command, capture_output=True, text=True,
-                              timeout=duration_s + 30)
+        status, stdout, stderr, cpu_s = _run_counting_cpu(command, timeout=duration_s + 30)
     except subprocess.TimeoutExpired as error:
         raise BenchmarkError(f"wrk did not finish: {' '.join(command)}") from error
-    if done.returncode != 0:
-        raise BenchmarkError(f"wrk failed ({done.returncode}): {' '.join(command)}\n"
-                             f"{done.stdout}{done.stderr}")
-    return parse_wrk(done.stdout)
+    if status != 0:
+        raise BenchmarkError(f"wrk failed ({status}): {' '.join(command)}\n{stdout}{stderr}")
+    return dataclasses.replace(parse_wrk(stdout), wrk_cpu_s=cpu_s)
+
+
+_REAP_INTERVAL = 0.02
+
+
+def _run_counting_cpu(command: Sequence[str], *, timeout: float) -> tuple[int, str, str, float]:
+    """Run ``command`` to its end: its exit status, stdout, stderr, and the CPU seconds it
+    used (the kernel's account, handed over when it is reaped with ``os.wait4``).
+
+    Raises ``subprocess.TimeoutExpired`` (after killing it) when it runs over ``timeout`` s.
+    """
+    with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=stdout,
+                                   stderr=stderr, text=True)
+        deadline = time.monotonic() + timeout
+        while True:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() >= deadline:
+                process.kill()
+                os.wait4(process.pid, 0)
+                process.returncode = -9
+                raise subprocess.TimeoutExpired(list(command), timeout)
+            time.sleep(_REAP_INTERVAL)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        stdout.seek(0)
+        stderr.seek(0)
+        return process.returncode, stdout.read(), stderr.read(), usage.ru_utime + usage.ru_stime

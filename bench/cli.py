@@ -1,4 +1,4 @@
-"""The skeleton the three wrk benchmarks share: their options, the measured rounds, what they
+"""The skeleton the wrk benchmarks share: their options, the measured rounds, what they
 print and the JSON they write.
 
 A benchmark parses its command line with :func:`benchmark_parser` (plus its own options) and
@@ -12,13 +12,17 @@ from :func:`document_header`, :func:`load_settings`, :func:`environment` and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
 import json
 import os
 import platform
 import statistics
-from collections.abc import Iterator, Sequence
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,12 +59,14 @@ def count(text: str) -> int:
     return value
 
 
-def add_load_options(parser: argparse.ArgumentParser, *, noun: str = "server") -> None:
-    """The options every wrk benchmark shares: rounds, duration, warmup, connections, threads."""
+def add_load_options(parser: argparse.ArgumentParser, *, noun: str = "server",
+                     duration: int = 10) -> None:
+    """The options every wrk benchmark shares: rounds, duration (default ``duration`` s),
+    warmup, connections, threads."""
     parser.add_argument("--rounds", type=positive_int, default=3,
                         help=f"measured runs per {noun} (default: 3; the median is reported)")
-    parser.add_argument("--duration", type=positive_int, default=10, metavar="SECONDS",
-                        help="length of each measured wrk run (default: 10)")
+    parser.add_argument("--duration", type=positive_int, default=duration, metavar="SECONDS",
+                        help=f"length of each measured wrk run (default: {duration})")
     parser.add_argument("--warmup", type=positive_int, default=2, metavar="SECONDS",
                         help="length of the unmeasured wrk run before each one (default: 2)")
     parser.add_argument("--connections", type=positive_int, default=32,
@@ -70,11 +76,11 @@ def add_load_options(parser: argparse.ArgumentParser, *, noun: str = "server") -
 
 
 def benchmark_parser(prog: str, description: str, results_file: Path, *,
-                     noun: str = "server") -> argparse.ArgumentParser:
+                     noun: str = "server", duration: int = 10) -> argparse.ArgumentParser:
     """A benchmark's command line: the load options and ``--output`` (default
     ``results_file``); add the benchmark's own options, then :func:`parse_load_options`."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
-    add_load_options(parser, noun=noun)
+    add_load_options(parser, noun=noun, duration=duration)
     parser.add_argument("--output", type=Path, default=results_file,
                         help=f"JSON results file (default: {results_file})")
     return parser
@@ -102,6 +108,11 @@ class Target:
     keep_alive: bool | None = None
     #: per measured run, each serving process's CPU microseconds per request (when counted).
     cpu: list[dict[str, float]] = dataclasses.field(default_factory=list)
+    #: per measured run, the whole machine's cores: busy, of which interrupts, and stolen
+    #: (``busy_cores``, ``irq_cores``, ``steal_cores``; when CPU is counted).
+    machine: list[dict[str, float]] = dataclasses.field(default_factory=list)
+    #: per measured run, what ``measure(during=...)`` saw in the middle of it (when asked).
+    during: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def median(self, field: str) -> float:
         """The median of one :class:`WrkResult` field over the measured runs."""
@@ -117,45 +128,122 @@ def rotations(targets: list[Target], rounds: int) -> Iterator[list[Target]]:
         yield targets[shift:] + targets[:shift]
 
 
+def alternations(targets: list[Target], rounds: int) -> Iterator[list[Target]]:
+    """Rounds 1, 3, ... in the given order, rounds 2, 4, ... reversed: targets next to each
+    other (the ones compared) swap places every round, and each end goes first in turn."""
+    for index in range(rounds):
+        yield list(targets) if index % 2 == 0 else list(reversed(targets))
+
+
 def processes_of(target: Target) -> dict[str, int]:
-    """The processes serving ``target``, by name: its own and their children (the front's
-    child, nginx's worker), so each one's CPU is counted."""
+    """The processes serving ``target``, by name: its own and all their descendants (the
+    front's child, nginx's workers, a supervisor's workers and their children: ``NAME's
+    child 2``, ``NAME's child 2.1``), so each one's CPU is counted."""
     named = {}
     for process in target.processes:
         named[process.name] = process.pid
-        for index, pid in enumerate(child_pids(process.pid), start=1):
-            named[f"{process.name}'s child {index}"] = pid
+        named.update(_descendants(process.pid, f"{process.name}'s child "))
     return named
 
 
+def _descendants(pid: int, prefix: str) -> dict[str, int]:
+    named = {}
+    for index, child in enumerate(sorted(child_pids(pid)), start=1):
+        named[f"{prefix}{index}"] = child
+        named.update(_descendants(child, f"{prefix}{index}."))
+    return named
+
+
+def machine_cpu_seconds() -> dict[str, float]:
+    """The whole machine's CPU seconds since boot, all cores (Linux ``/proc/stat``): ``busy``
+    (user, nice, system, irq and softirq time), ``irq`` (irq and softirq: e.g. loopback TCP
+    work done in interrupt context, which no process is charged for) and ``steal`` (time the
+    hypervisor gave another guest while this one wanted to run)."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    ticks = os.sysconf("SC_CLK_TCK")
+    return {"busy": (user + nice + system + irq + softirq) / ticks,
+            "irq": (irq + softirq) / ticks, "steal": steal / ticks}
+
+
 def measure(wrk: str, targets: list[Target], options: argparse.Namespace, *,
-            name_width: int, count_cpu: bool) -> None:
-    """Every round: warmup + measured run per target, the order rotated, each run printed.
+            name_width: int, count_cpu: bool, cpu_detail: bool = True,
+            order: Callable[[list[Target], int], Iterator[list[Target]]] = rotations,
+            during: Callable[[Target], dict[str, Any]] | None = None) -> None:
+    """Every round: warmup + measured run per target, in the ``order`` of that round
+    (:func:`rotations`, or :func:`alternations`), each run printed.
 
     With ``count_cpu``, each run also notes every serving process's CPU microseconds per
     request: what each part costs, whatever else the machine is doing (req/s also depends on
-    how much CPU the processes got). Raises :class:`BenchmarkError` when a server exits.
+    how much CPU the processes got); and what wrk and the whole machine used (its
+    ``wrk_cpu_s``, :attr:`Target.machine`). Each run's line shows every process's share, or
+    with ``cpu_detail=False`` the total and the number of processes.
+
+    With ``during``, it is called (on another thread) halfway through each measured run;
+    what it returns is kept in :attr:`Target.during` (``{}`` when it raised) and shown on the
+    run's line. Raises :class:`BenchmarkError` when a server exits.
     """
-    for round_index, order in enumerate(rotations(targets, options.rounds)):
-        for target in order:
+    for round_index, round_order in enumerate(order(targets, options.rounds)):
+        for target in round_order:
             _load(wrk, target, options, options.warmup)
             named = processes_of(target) if count_cpu else {}
             before = {name: cpu_seconds(pid) for name, pid in named.items()}
-            result = _load(wrk, target, options, options.duration)
+            machine_before, started = machine_cpu_seconds(), time.monotonic()
+            with _halfway(target, options.duration, during):
+                result = _load(wrk, target, options, options.duration)
             target.runs.append(result)
             cpu = ""
             if count_cpu:
+                wall = time.monotonic() - started
+                machine_after = machine_cpu_seconds()
+                target.machine.append({f"{kind}_cores": (machine_after[kind] - used) / wall
+                                       for kind, used in machine_before.items()})
+                busy = target.machine[-1]["busy_cores"]
                 requests = max(result.requests, 1)
                 target.cpu.append({name: (cpu_seconds(pid) - before[name]) * 1e6 / requests
                                    for name, pid in named.items()})
-                cpu = f"  CPU us/request {cpu_note(target.cpu[-1])}"
+                detail = (cpu_note(target.cpu[-1]) if cpu_detail else
+                          f"{sum(target.cpu[-1].values()):.0f} ({len(named)} processes)")
+                cpu = (f"  CPU us/request {detail}; wrk {result.wrk_cpu_s * 1e6 / requests:.0f}"
+                       f"; machine {busy:.2f} cores busy")
+            halfway = ""
+            if during is not None:
+                halfway = "; halfway: " + ", ".join(
+                    f"{name} {value}" for name, value in target.during[-1].items())
             print(f"round {round_index + 1}/{options.rounds}  {target.name:<{name_width}} "
                   f"{result.requests_per_sec:>9.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
-                  f"p99 {result.p99_ms:6.2f} ms" + cpu + _errors_note(result), flush=True)
+                  f"p99 {result.p99_ms:6.2f} ms" + cpu + halfway + _errors_note(result),
+                  flush=True)
             for process in target.processes:
                 if not process.running:
                     raise BenchmarkError(f"{process.name} exited during the load "
                                          f"({process.process.returncode}):\n{process.tail()}")
+
+
+@contextlib.contextmanager
+def _halfway(target: Target, duration_s: int,
+             during: Callable[[Target], dict[str, Any]] | None) -> Iterator[None]:
+    """Around a measured run: call ``during(target)`` halfway through it, and keep the result."""
+    if during is None:
+        yield
+        return
+    seen: list[dict[str, Any]] = []
+
+    def look() -> None:
+        try:
+            seen.append(during(target))
+        except Exception as error:  # a process that ended as it was looked at, say
+            print(f"{target.name}: nothing seen halfway through the run ({error!r})",
+                  file=sys.stderr)
+
+    timer = threading.Timer(duration_s / 2, look)
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        timer.join()
+        target.during.append(seen[0] if seen else {})
 
 
 def _load(wrk: str, target: Target, options: argparse.Namespace, duration_s: int) -> WrkResult:
@@ -185,13 +273,17 @@ def _errors_note(result: WrkResult) -> str:
 
 # --- the report ----------------------------------------------------------------------------
 
-def load_line(options: argparse.Namespace, *, rotated: bool) -> str:
-    """``load: wrk ...; N s warmup before each run; median of N rounds[, order rotated]``."""
+def load_line(options: argparse.Namespace, *, rotated: bool = False,
+              order: str | None = None) -> str:
+    """``load: wrk ...; N s warmup before each run; median of N rounds[, order rotated]``
+    (or ``, ORDER``: how else the order changed between rounds)."""
     command = " ".join(wrk_command("wrk", "http://127.0.0.1:PORT/", threads=options.threads,
                                    connections=options.connections,
                                    duration_s=options.duration))
+    if order is None and rotated:
+        order = "order rotated"
     return (f"load: {command}; {options.warmup} s warmup before each run; "
-            f"median of {options.rounds} rounds" + (", order rotated" if rotated else ""))
+            f"median of {options.rounds} rounds" + (f", {order}" if order else ""))
 
 
 def medians_table(targets: list[Target], name_width: int) -> list[str]:

@@ -240,7 +240,7 @@ def start_inprocess(bench: Bench) -> Target:
 
 
 NGINX_CONF = """\
-worker_processes 1;
+worker_processes {worker_processes};
 daemon off;
 error_log {tmp}/error.log;
 pid {tmp}/nginx.pid;
@@ -258,8 +258,7 @@ http {{
     scgi_temp_path {tmp}/scgi;
 
     upstream child {{
-        server 127.0.0.1:{child_port};
-        keepalive 32;
+{servers}        keepalive 32;
     }}
 
     server {{
@@ -271,32 +270,33 @@ http {{
             proxy_set_header Host $host;
             proxy_set_header X-Forwarded-For $remote_addr;
             proxy_set_header X-Forwarded-Proto $scheme;
-            proxy_set_header Hostkit-Token "{token}";
-        }}
+{headers}        }}
     }}
 }}
 """
 
 
-def start_nginx_stack(bench: Bench, nginx: str, nginx_dir: str) -> Target:
-    """nginx in front of a hostkit child started by hand (the module's contract in its env)."""
-    child_port, nginx_port = free_port(), free_port()
-    token = secrets.token_urlsafe(32)
-    env = hostkit_environment({"HOSTKIT_PORT": str(child_port), "HOSTKIT_TOKEN": token,
-                               "HOSTKIT_PATH_BASE": "/"})
-    # The same command line as the module gives its child (the contract's port wins anyway).
-    child = bench.start(BEHIND_NGINX, hostkit_command(child_port, out_of_process=True),
-                        listening_marker(child_port), env, bench.cwd)
-    child_url = loopback_url(child_port)
-    without_token = fetch(child_url)
-    if without_token.status != 400:
-        raise BenchmarkError(f"the hostkit child answered {without_token.status} to a request "
-                             "without the token, not 400: is it running as a child?")
-    check_answer(BEHIND_NGINX, fetch_with_headers(child_url, {"Hostkit-Token": token}))
+def nginx_config(directory: str, port: int, upstream_ports: Sequence[int], *,
+                 worker_processes: int = 1, headers: dict[str, str] | None = None) -> str:
+    """:data:`NGINX_CONF` for nginx on 127.0.0.1:``port``, its files in ``directory``,
+    proxying to 127.0.0.1 on each of ``upstream_ports`` (round robin) with ``headers`` set."""
+    servers = "".join(f"        server 127.0.0.1:{upstream};\n" for upstream in upstream_ports)
+    extra = "".join(f'            proxy_set_header {name} "{value}";\n'
+                    for name, value in (headers or {}).items())
+    return NGINX_CONF.format(tmp=directory, nginx_port=port, servers=servers, headers=extra,
+                             worker_processes=worker_processes)
 
+
+def start_nginx(bench: Bench, nginx: str, nginx_dir: str, upstream_ports: Sequence[int], *,
+                worker_processes: int = 1,
+                headers: dict[str, str] | None = None) -> tuple[Program, int]:
+    """nginx in the foreground (:func:`nginx_config`, written to ``nginx_dir``) on a free
+    port, once it accepts connections; returns it and its port. Its workers are remembered
+    for the leftover check."""
+    nginx_port = free_port()
     config = Path(nginx_dir) / "nginx.conf"
-    config.write_text(NGINX_CONF.format(tmp=nginx_dir, child_port=child_port,
-                                        nginx_port=nginx_port, token=token))
+    config.write_text(nginx_config(nginx_dir, nginx_port, upstream_ports,
+                                   worker_processes=worker_processes, headers=headers))
     argv = [nginx, "-p", nginx_dir + "/", "-e", f"{nginx_dir}/error.log", "-c", str(config)]
     proxy = bench.start("nginx", argv, "\0never logged\0", server_environment(), nginx_dir,
                         wait=False)
@@ -307,9 +307,41 @@ def start_nginx_stack(bench: Bench, nginx: str, nginx_dir: str) -> Target:
                              f"{_read_tail(Path(nginx_dir) / 'error.log')}") from None
     for worker in child_pids(proxy.pid):
         bench.known[worker] = "nginx"
-    target = Target(NGINX, loopback_url(nginx_port), [proxy, child])
+    return proxy, nginx_port
+
+
+def start_nginx_stack(bench: Bench, nginx: str, nginx_dir: str, *, name: str = NGINX,
+                      children: int = 1, worker_processes: int = 1) -> Target:
+    """nginx (``worker_processes``) in front of ``children`` hostkit children started by hand
+    (the module's contract in their environment), round robin."""
+    token = secrets.token_urlsafe(32)
+    names = ([BEHIND_NGINX] if children == 1
+             else [f"{BEHIND_NGINX} {index}" for index in range(1, children + 1)])
+    started = [start_hand_child(bench, child_name, token) for child_name in names]
+    proxy, nginx_port = start_nginx(bench, nginx, nginx_dir, [port for _, port in started],
+                                    worker_processes=worker_processes,
+                                    headers={"Hostkit-Token": token})
+    target = Target(name, loopback_url(nginx_port), [proxy, *(child for child, _ in started)])
     check_answer(target.name, fetch(target.url))
     return target
+
+
+def start_hand_child(bench: Bench, name: str, token: str) -> tuple[Program, int]:
+    """A hostkit child started by hand on a free port (``HOSTKIT_PORT``, ``HOSTKIT_TOKEN``,
+    ``HOSTKIT_PATH_BASE=/``), checked to refuse a request without the token; it and its port."""
+    child_port = free_port()
+    env = hostkit_environment({"HOSTKIT_PORT": str(child_port), "HOSTKIT_TOKEN": token,
+                               "HOSTKIT_PATH_BASE": "/"})
+    # The same command line as the module gives its child (the contract's port wins anyway).
+    child = bench.start(name, hostkit_command(child_port, out_of_process=True),
+                        listening_marker(child_port), env, bench.cwd)
+    child_url = loopback_url(child_port)
+    without_token = fetch(child_url)
+    if without_token.status != 400:
+        raise BenchmarkError(f"the hostkit child answered {without_token.status} to a request "
+                             "without the token, not 400: is it running as a child?")
+    check_answer(name, fetch_with_headers(child_url, {"Hostkit-Token": token}))
+    return child, child_port
 
 
 def _read_tail(path: Path, size: int = 4000) -> str:
@@ -512,7 +544,8 @@ def format_report(targets: list[Target], ratio: dict[str, float],
     return "\n".join(lines)
 
 
-def _nginx_version(nginx: str) -> str:
+def nginx_version(nginx: str) -> str:
+    """The line ``nginx -v`` prints (``nginx version: nginx/1.x``)."""
     done = subprocess.run([nginx, "-v"], capture_output=True, text=True, timeout=10)
     return (done.stdout + done.stderr).strip()
 
@@ -532,7 +565,7 @@ def results_document(targets: list[Target], ratio: dict[str, float],
         "ratios": ratio,
         "settings": cli.load_settings(options, "cold_starts", "recoveries"),
         "environment": cli.environment(wrk, ("hostkit", "hypercorn", "anyio", "h11"),
-                                       nginx=_nginx_version(nginx)),
+                                       nginx=nginx_version(nginx)),
         "servers": {
             target.name: {
                 "commands": {process.name: process.args for process in target.processes},

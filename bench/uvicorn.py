@@ -70,12 +70,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 # --- servers -------------------------------------------------------------------------------
 
-def bare_command(port: int) -> list[str]:
+def bare_command(port: int, workers: int | None = None, *,
+                 module: str = "uvicorn") -> list[str]:
     """uvicorn with the settings the plugin uses: httptools, asyncio, no access log, no
-    ``server`` header, no proxy-headers middleware (its lifespan runs: the app has one)."""
-    return [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port),
+    ``server`` header, no proxy-headers middleware (its lifespan runs: the app has one);
+    with ``workers``, that many worker processes under uvicorn's own parent process. It runs
+    as ``python -m MODULE`` (another module taking uvicorn's command line)."""
+    processes = [] if workers is None else ["--workers", str(workers)]
+    return [sys.executable, "-m", module, "--host", "127.0.0.1", "--port", str(port),
             "--http", "httptools", "--loop", "asyncio", "--no-access-log",
-            "--no-server-header", "--no-proxy-headers", "--lifespan", "on", APP]
+            "--no-server-header", "--no-proxy-headers", "--lifespan", "on", *processes, APP]
 
 
 def hostkit_command(port: int, *server: str) -> list[str]:

@@ -194,7 +194,6 @@ class Host:
         if self._running:
             raise InvalidOperationError("this host is already running")
         self._running = True
-        options = self.configuration.options
         self._stop_requested = anyio.Event()
         self._server_scope = anyio.CancelScope()
         self._shutdown_scope = anyio.CancelScope(shield=True)
@@ -268,6 +267,7 @@ class Host:
         await stop_requested.wait()
         logger.info("Application is shutting down...")
         self.plugins.hook.hostkit_host_stopping(host=self)
+        stage.close_connections()
         stopping.set()
         # A supervisor's drain is its workers': each drains, then shuts its app down.
         drain_limit = (worker_stop_limit(options.shutdown_timeout)

@@ -56,6 +56,12 @@ class _ReadAhead:
         self.stop = anyio.CancelScope()
 
 
+def _closing(start: Message) -> Message:
+    """``start`` with ``Connection: close`` (HTTP/1 only: HTTP/2 has no such header, and
+    closes its streams with GOAWAY)."""
+    return {**start, "headers": [*start.get("headers", ()), (b"connection", b"close")]}
+
+
 class _Exchange(RequestState):
     """One request as the request stage sees it: the shared request state, and ``receive``
     and ``send`` wrapped to enforce the body limit, notice disconnects and note the response
@@ -72,6 +78,8 @@ class _Exchange(RequestState):
     _received = 0
     body_too_large = False
     response_started = False
+    #: an HTTP/2 stream: its connection is not closed by a header of its response.
+    multiplexed = False
 
     def __init__(self, stage: RequestStage, headers: Iterable[tuple[bytes, bytes]],
                  receive: Receive, send: Send):
@@ -124,10 +132,13 @@ class _Exchange(RequestState):
             f"the request body is larger than {limit} bytes (server.max_request_body_size)")
 
     def send(self, message: Message) -> Awaitable[None]:
-        """The server's ``send``, noting the response start. A plain function returning the
-        server's awaitable: no coroutine of its own on the path of every message."""
+        """The server's ``send``, noting the response start (and, once the host stops,
+        closing the connection after it). A plain function returning the server's awaitable:
+        no coroutine of its own on the path of every message."""
         if message["type"] == "http.response.start":
             self.response_started = True
+            if self._stage.closing_connections and not self.multiplexed:
+                message = _closing(message)
         return self._send(message)
 
     def watch(self) -> None:
@@ -280,10 +291,19 @@ class RequestStage:
         self.task_group = task_group
         self.lifespan_state = lifespan_state
         self.start_failure = start_failure
+        #: Once the host stops: every HTTP/1 response closes its connection
+        #: (:meth:`close_connections`).
+        self.closing_connections = False
         # Requests until ``on_request_limit`` is called; None: no limit.
         self._request_limit = request_limit
         self._requests_left = request_limit if on_request_limit is not None else None
         self._on_request_limit = on_request_limit
+
+    def close_connections(self) -> None:
+        """From now on every HTTP/1 response says ``Connection: close``: called by the host
+        when it stops, so a keep-alive client reconnects (to another worker, or finds the
+        address closed) instead of sending its next request on a connection being closed."""
+        self.closing_connections = True
 
     def _count_request(self) -> None:
         assert self._requests_left is not None and self._on_request_limit is not None
@@ -313,6 +333,8 @@ class RequestStage:
             await self._answer_start_failure(send)
             return
         exchange = _Exchange(self, scope["headers"], receive, send)
+        if self.closing_connections and scope.get("http_version") == "2":
+            exchange.multiplexed = True
         scope[REQUEST_STATE_KEY] = exchange
         try:
             await self.app(scope, exchange.receive, exchange.send)

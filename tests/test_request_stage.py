@@ -87,3 +87,18 @@ async def test_the_disconnect_watcher_ends_with_the_request() -> None:
         async with anyio.create_task_group() as task_group:
             await call(stage(app, task_group=task_group), exchange=exchange)
     assert exchange.body == b"done"
+
+
+async def answers(context: HttpContext) -> None:
+    await context.response.write(b"ok")
+
+
+async def test_once_the_host_stops_http1_responses_close_their_connection() -> None:
+    served = stage(answers)
+    before = (await call(served)).sent[0]
+    assert (b"connection", b"close") not in before["headers"]
+    served.close_connections()
+    after = (await call(served)).sent[0]
+    assert after["headers"][-1] == (b"connection", b"close")
+    http2 = (await call(served, {**http_scope(), "http_version": "2"})).sent[0]
+    assert all(name != b"connection" for name, _ in http2["headers"])

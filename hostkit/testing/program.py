@@ -32,7 +32,7 @@ _STARTED_CHILD = re.compile(r"started child pid (\d+) on 127\.0\.0\.1:(\d+)")
 _CHILD_LISTENING = re.compile(r"child pid (\d+) listening after (\d+) ms")
 # What the supervisor logs when a worker is ready; how a worker's own lines start.
 _WORKER_READY = re.compile(r"worker pid (\d+) ready after")
-_WORKER_LINE = re.compile(r"^\w+: \[\d+\] ")
+_WORKER_LINE = re.compile(r"^\w+: \[(\d+)\] ")
 
 #: Every program started and not yet stopped; a test session stops what is left here.
 RUNNING: list[Program] = []
@@ -83,6 +83,13 @@ def started_children(lines: Iterable[str]) -> list[tuple[int, int]]:
     oldest first."""
     return [(int(match.group(1)), int(match.group(2))) for line in lines
             if (match := _STARTED_CHILD.search(line))]
+
+
+def worker_of_line(line: str) -> int | None:
+    """The pid of the supervisor's worker that wrote log ``line`` (its default format puts
+    the pid in brackets); ``None`` for any other line, the supervisor's own included."""
+    match = _WORKER_LINE.match(line)
+    return int(match.group(1)) if match else None
 
 
 def child_listening(line: str) -> tuple[int, float] | None:

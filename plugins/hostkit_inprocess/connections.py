@@ -20,11 +20,12 @@ The app's lifespan is not run here: the host runs it (``hostkit/lifespan.py``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import math
 import socket
 import ssl
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, cast
 
 import anyio
@@ -42,6 +43,39 @@ from hostkit_inprocess.hypercorn_internals import (
     trio_worker_context,
     with_extension,
 )
+
+
+#: Seconds a stopping server still serves the request a connection sends, before it closes
+#: the idle ones: a fresh connection's first request, already on its way when the listener
+#: closed, or a keep-alive client's next. Each is answered with ``Connection: close`` (the
+#: host's request stage adds it), so the client reconnects instead of sending on a connection
+#: being closed under it. Ends early once every connection has closed.
+LAST_REQUEST_GRACE = 1.0
+
+
+class _OpenConnections:
+    """How many connections are open; :meth:`wait_none` returns once none is."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._none = anyio.Event()
+        self._none.set()
+
+    @contextlib.contextmanager
+    def one(self) -> Iterator[None]:
+        """Count one connection while the block runs."""
+        if self._count == 0:
+            self._none = anyio.Event()
+        self._count += 1
+        try:
+            yield
+        finally:
+            self._count -= 1
+            if self._count == 0:
+                self._none.set()
+
+    async def wait_none(self) -> None:
+        await self._none.wait()
 
 
 #: What :func:`_accepting` calls with each connection: when it was accepted (on the loop's
@@ -109,9 +143,13 @@ async def serve_asyncio(app: AppWrapper, config: Config, secure: list[socket.soc
         finally:
             for server in servers:
                 server.close()
+        drained_by = anyio.current_time() + config.graceful_timeout
+        with anyio.move_on_after(min(LAST_REQUEST_GRACE, config.graceful_timeout)):
+            while connections:  # each closes after its next response (Connection: close)
+                await asyncio.wait(set(connections))
         await terminate(context)
         # Not shielded: cancelling the server (the host's second signal) ends the drain.
-        with anyio.move_on_after(config.graceful_timeout):
+        with anyio.CancelScope(deadline=drained_by):
             while connections:
                 await asyncio.wait(set(connections))
     finally:
@@ -159,11 +197,14 @@ async def serve_trio(app: AppWrapper, config: Config, secure: list[socket.socket
         finally:
             await trio.aclose_forcefully(stream)  # at once, if hypercorn has not closed it
 
+    open_connections = _OpenConnections()
+
     async def on_connection(stream: Any) -> None:
-        if isinstance(stream, trio.SSLStream):
-            await on_secure_connection(stream)
-        else:
-            await serve_trio_connection(app, config, context, stream)
+        with open_connections.one():
+            if isinstance(stream, trio.SSLStream):
+                await on_secure_connection(stream)
+            else:
+                await serve_trio_connection(app, config, context, stream)
 
     listeners: list[Any] = []
     for sock in secure:
@@ -180,5 +221,8 @@ async def serve_trio(app: AppWrapper, config: Config, secure: list[socket.socket
             task_status.started()
             await stopping.wait()
             accepting.cancel_scope.cancel()
+        drained_by = trio.current_time() + config.graceful_timeout
+        with anyio.move_on_after(min(LAST_REQUEST_GRACE, config.graceful_timeout)):
+            await open_connections.wait_none()  # each closes after its next response
         await terminate(context)
-        connections.cancel_scope.deadline = trio.current_time() + config.graceful_timeout
+        connections.cancel_scope.deadline = drained_by

@@ -2,7 +2,8 @@
 
 Without ``--full`` the suites run as in CI (``tests/security``, ``tests/reliability``); with
 it, at full size: 3000 generated smuggling vectors per backend, 10,000 direct requests per
-backend, the child killed every 2 s for 60 s, the front killed 20 times, 500 slow heads and 100
+backend, the child killed every 2 s for 60 s, the front killed 20 times, one of two workers
+killed every 2 s for 60 s per backend, the supervisor killed 20 times, 500 slow heads and 100
 slow bodies at 1 byte / 5 s with 500 silent TLS connections, 2x100 MB of output per logging
 mode, and the rapid-fail recovery waited out over the real minute. Each suite prints its figures as it finishes; the summary
 says which targets were met. Results also go to ``bench/results/hardening.json``.
@@ -33,6 +34,8 @@ from tests.hardening import (
     smuggling,
     spoof,
     startup,
+    supervisor_kill,
+    worker_kill,
 )
 from tests.hardening.fronts import Front
 from tests.hardening.report import Reported
@@ -82,6 +85,18 @@ def reliability_front_kill(full: bool) -> Iterator[Reported]:
     yield front_kill.run(list(BACKENDS), front_kill.FULL if full else front_kill.QUICK)
 
 
+def reliability_worker_kill(full: bool) -> Iterator[Reported]:
+    settings = worker_kill.FULL if full else worker_kill.QUICK
+    for backend in BACKENDS:
+        with supervisor_kill.Supervised(backend) as supervisor:
+            yield anyio.run(worker_kill.run, supervisor, settings, backend=backend)
+
+
+def reliability_supervisor_kill(full: bool) -> Iterator[Reported]:
+    yield supervisor_kill.run(list(BACKENDS),
+                              supervisor_kill.FULL if full else supervisor_kill.QUICK)
+
+
 def reliability_graceful(full: bool) -> Iterator[Reported]:
     for backend in BACKENDS:
         with graceful.front_for(backend) as front:
@@ -119,6 +134,7 @@ def reliability_startup(full: bool) -> Iterator[Reported]:
 SUITES: dict[str, Suite] = {
     "smuggling": security_smuggling, "spoof": security_spoof, "direct": security_direct,
     "crash": reliability_crash, "front-kill": reliability_front_kill,
+    "worker-kill": reliability_worker_kill, "supervisor-kill": reliability_supervisor_kill,
     "graceful": reliability_graceful, "slow-clients": reliability_slow_clients,
     "logging": reliability_logging, "startup": reliability_startup,
 }
@@ -127,7 +143,7 @@ SUITES: dict[str, Suite] = {
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tests.hardening",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("--full", action="store_true", help="the full-size runs (about 10 min)")
+    parser.add_argument("--full", action="store_true", help="the full-size runs (about 13 min)")
     parser.add_argument("--only", nargs="+", choices=sorted(SUITES), metavar="SUITE",
                         help=f"run only these suites: {', '.join(SUITES)}")
     parser.add_argument("--output", type=Path, default=RESULTS, help="where the JSON goes")

@@ -4,7 +4,8 @@ Each round starts a front on the same public port with two children started eage
 until both listen, SIGKILLs the front, and then checks for two seconds: every child gone
 (neither alive nor a zombie), and the public port bindable again (the next round binds it).
 This process makes itself a child subreaper for the duration, so orphans come to it and it
-can tell a zombie nobody reaps from a process that is gone.
+can tell a zombie nobody reaps from a process that is gone. :func:`watch_after_kill` and
+:func:`bindable` are the checks; the supervisor-kill suite makes them too.
 """
 
 from __future__ import annotations
@@ -18,10 +19,20 @@ from hostkit.testing import status_now
 from tests.hardening.fronts import Front
 from tests.support.processes import Subreaper, free_port, process_state
 
-_GRACE = 2.0
+#: Seconds after a kill by which every process it takes with it must be gone.
+GRACE = 2.0
 #: rounds in CI's run and in the full run.
 QUICK = 2
 FULL = 20
+
+
+@dataclasses.dataclass
+class Aftermath:
+    """What became of the processes a kill should take with it, :data:`GRACE` s later."""
+
+    survivors: list[int]       # alive 2 s after the kill
+    zombies: list[int]         # exited, but nobody reaped them
+    gone_after: float          # seconds from the kill until every one was gone (GRACE: never)
 
 
 @dataclasses.dataclass
@@ -38,6 +49,25 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         pass  # not ours to reap: its parent (init, or the front) does
+
+
+def watch_after_kill(pids: list[int], killed: float) -> Aftermath:
+    """Watch ``pids`` from ``killed`` (the kill's ``time.monotonic()``) until all are gone or
+    :data:`GRACE` s have passed. Called inside :class:`~tests.support.processes.Subreaper`:
+    an orphan that exits is this process's zombie then, and is reaped here (that is init's
+    job), so a zombie left at the end is one its own parent never reaped."""
+    gone_after = GRACE
+    while time.monotonic() - killed < GRACE:
+        for pid in pids:
+            if process_state(pid) == "Z":
+                _reap(pid)
+        if all(process_state(pid) is None for pid in pids):
+            gone_after = time.monotonic() - killed
+            break
+        time.sleep(0.01)
+    return Aftermath(survivors=[pid for pid in pids if process_state(pid) not in (None, "Z")],
+                     zombies=[pid for pid in pids if process_state(pid) == "Z"],
+                     gone_after=gone_after)
 
 
 def bindable(port: int) -> bool:
@@ -66,18 +96,8 @@ def one_round(backend: str, port: int) -> Round:
         front.process.kill()
         killed = time.monotonic()
         front.process.wait(5)
-        gone_after = _GRACE
-        while time.monotonic() - killed < _GRACE:
-            for pid in children:
-                if process_state(pid) == "Z":
-                    _reap(pid)  # an orphan of ours now (subreaper): the reaping is init's job
-            if all(process_state(pid) is None for pid in children):
-                gone_after = time.monotonic() - killed
-                break
-            time.sleep(0.01)
-        survivors = [pid for pid in children if process_state(pid) not in (None, "Z")]
-        zombies = [pid for pid in children if process_state(pid) == "Z"]
-    return Round(children, survivors, zombies, gone_after, bindable(port))
+        after = watch_after_kill(children, killed)
+    return Round(children, after.survivors, after.zombies, after.gone_after, bindable(port))
 
 
 @dataclasses.dataclass
