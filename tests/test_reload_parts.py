@@ -137,3 +137,20 @@ async def test_with_reload_a_python_file_change_is_reported_and_others_are_not(
             await changed.wait()
         stopping.set()
     assert code_changes == ["code"] and config_changes == ["config"]
+
+
+@pytest.mark.parametrize("argument, allowed", [
+    ("--workers:max_requests=-1", "a whole number at least 0"),
+    ("--workers:max_requests_jitter=1.5", "a whole number at least 0"),
+    ("--workers:max_lifetime=soon", "a number at least 0"),
+    ("--workers:max_memory=-5", "a number at least 0"),
+    ("--health:app_path=health", "a path starting with '/', or empty"),
+    ("--health:app_failures=0", "a whole number at least 1"),
+])
+def test_a_bad_recycle_or_health_value_names_its_source_key_and_what_is_allowed(
+        argument: str, allowed: str) -> None:
+    key, _, value = argument[2:].replace(":", ".").partition("=")
+    with pytest.raises(ConfigurationError) as raised:
+        load_configuration([argument], {})
+    assert str(raised.value) == (f"command-line argument {argument}: invalid value "
+                                 f"{value!r} for {key!r}; allowed: {allowed}")

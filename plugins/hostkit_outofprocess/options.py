@@ -65,7 +65,9 @@ class ModuleOptions:
     processes_per_application: int = setting(
         1, Number(1, 100, integer=True), "number of child processes, load-balanced")
     restart_on_config_change: bool = setting(
-        True, Boolean(), "a change to the configuration files drains the child")
+        True, Boolean(),
+        "a change to the configuration files replaces the children by rolling replacement "
+        "(as SIGHUP)")
     app_offline_file: str = setting(
         "app_offline.htm", Text("a file name", non_empty=True),
         "while this file exists in the content root, the module answers 503 with its content")

@@ -1,12 +1,15 @@
 """``python -m tests.hardening [--full] [--only SUITE ...]``: run the suites, print every figure.
 
-Without ``--full`` the suites run as in CI (``tests/security``, ``tests/reliability``); with
-it, at full size: 3000 generated smuggling vectors per backend, 10,000 direct requests per
-backend, the child killed every 2 s for 60 s, the front killed 20 times, one of two workers
-killed every 2 s for 60 s per backend, the supervisor killed 20 times, 500 slow heads and 100
-slow bodies at 1 byte / 5 s with 500 silent TLS connections, 2x100 MB of output per logging
-mode, and the rapid-fail recovery waited out over the real minute. Each suite prints its figures as it finishes; the summary
-says which targets were met. Results also go to ``bench/results/hardening.json``.
+Without ``--full`` the suites run at CI's size (``tests/security``, ``tests/reliability``;
+CI runs the reload suites on fewer model and backend pairs); with it, at full size: 3000
+generated smuggling vectors per backend, 10,000 direct requests per backend, the child killed
+every 2 s for 60 s, the front killed 20 times, one of two workers killed every 2 s for 60 s
+per backend, the supervisor killed 20 times, 500 slow heads and 100 slow bodies at 1 byte /
+5 s with 500 silent TLS connections, 2x100 MB of output per logging mode, the rapid-fail
+recovery waited out over the real minute, and per backend SIGHUP every 5 s for 60 s under 64
+clients per model, 6 configuration changes (OutOfProcess) and 60 s of ``max_requests = 1000``
+recycling per model. Each suite prints its figures as it finishes; the summary says which
+targets were met. Results also go to ``bench/results/hardening.json``.
 
 Exit status: 0 when every target was met, 1 otherwise.
 """
@@ -30,6 +33,7 @@ from tests.hardening import (
     front_kill,
     graceful,
     logging_stall,
+    reload,
     slow_clients,
     smuggling,
     spoof,
@@ -131,12 +135,34 @@ def reliability_startup(full: bool) -> Iterator[Reported]:
             yield anyio.run(startup.startup_timeout, front, settings, backend=backend)
 
 
+def reliability_reload(full: bool) -> Iterator[Reported]:
+    for backend in BACKENDS:
+        for model in reload.MODELS:
+            yield reload.measure_sighups(backend, model,
+                                         reload.RELOADS_FULL if full else reload.RELOADS_QUICK)
+
+
+def reliability_config_change(full: bool) -> Iterator[Reported]:
+    for backend in BACKENDS:
+        yield reload.measure_changes(backend,
+                                     reload.CHANGES_FULL if full else reload.CHANGES_QUICK)
+
+
+def reliability_recycle(full: bool) -> Iterator[Reported]:
+    for backend in BACKENDS:
+        for model in reload.MODELS:
+            yield reload.measure_recycles(
+                backend, model, reload.RECYCLES_FULL if full else reload.RECYCLES_QUICK)
+
+
 SUITES: dict[str, Suite] = {
     "smuggling": security_smuggling, "spoof": security_spoof, "direct": security_direct,
     "crash": reliability_crash, "front-kill": reliability_front_kill,
     "worker-kill": reliability_worker_kill, "supervisor-kill": reliability_supervisor_kill,
     "graceful": reliability_graceful, "slow-clients": reliability_slow_clients,
     "logging": reliability_logging, "startup": reliability_startup,
+    "reload": reliability_reload, "config-change": reliability_config_change,
+    "recycle": reliability_recycle,
 }
 
 

@@ -1,9 +1,9 @@
 """OutOfProcess fronts for the hardening suites: a content root, a ``hostkit.toml``, a process.
 
-:class:`Front` starts ``tests/programs/hardening_app.py`` as the module on a free (or given)
-loopback port with the settings a suite asks for, waits until it listens, follows its log (the
-children it starts, when each listened) and, at the end of its ``with`` block, stops it:
-SIGTERM, then SIGKILL after a bound.
+:class:`Front` starts ``tests/programs/hardening_app.py`` (or another program) as the module
+on a free (or given) loopback port with the settings a suite asks for, waits until it listens,
+follows its log (the children it starts, when each listened) and, at the end of its ``with``
+block, stops it: SIGTERM, then SIGKILL after a bound.
 """
 
 from __future__ import annotations
@@ -28,16 +28,19 @@ class Front(Program):
     """One module (front) process with its own content root, listening once constructed.
 
     ``module`` and ``server`` are the ``[module]`` and ``[server]`` settings on top of the
-    defaults of :func:`tests.support.fronts.front_settings`; ``root`` is a content root the
-    caller owns (default: a temporary one, removed at stop). With ``tls`` (the ``[tls]``
-    settings) the front also listens on https, on :attr:`secure_port`.
+    defaults of :func:`tests.support.fronts.front_settings`, ``tables`` any other tables
+    (``{"workers": {...}}``); ``root`` is a content root the caller owns (default: a
+    temporary one, removed at stop). With ``tls`` (the ``[tls]`` settings) the front also
+    listens on https, on :attr:`secure_port`. ``program`` is what runs as the front and, by
+    default, as its child (default: ``hardening_app.py``).
     """
 
     def __init__(self, backend: str, *, module: dict[str, object] | None = None,
                  server: dict[str, object] | None = None, port: int | None = None,
                  shutdown_timeout: float = 5, root: Path | None = None,
                  environment: dict[str, str] | None = None,
-                 tls: Mapping[str, object] | None = None):
+                 tls: Mapping[str, object] | None = None, program: Path = APP,
+                 tables: Mapping[str, Mapping[str, object]] | None = None):
         self.backend = backend
         self.port = port if port is not None else free_port()
         self.url = f"http://{LOOPBACK}:{self.port}"
@@ -50,8 +53,10 @@ class Front(Program):
         self.root = root
         write_settings(self.root, front_settings(shutdown_timeout=shutdown_timeout,
                                                  server=server, module=module,
-                                                 **({"tls": dict(tls)} if tls else {})))
-        super().__init__(python(str(APP), f"--urls={';'.join(urls)}",
+                                                 **({"tls": dict(tls)} if tls else {}),
+                                                 **{name: dict(values) for name, values
+                                                    in (tables or {}).items()}))
+        super().__init__(python(str(program), f"--urls={';'.join(urls)}",
                                 f"--async_backend={backend}"),
                          self.root, environment, name=f"front ({backend})")
         try:

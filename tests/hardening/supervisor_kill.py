@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from hostkit.testing import Program, python, status_now, write_settings
@@ -36,11 +37,12 @@ class Supervised(Program):
 
     Its content root is a temporary folder, removed at stop. Worker failures do not count
     against the rapid-fail budget unless ``rapid_fails_per_minute`` says so: the suites kill
-    workers on purpose.
+    workers on purpose. ``recycling`` adds ``[workers]`` keys (``{"max_requests": 1000}``).
     """
 
     def __init__(self, backend: str, *, model: str = "InProcess", workers: int = 2,
-                 port: int | None = None, rapid_fails_per_minute: int = 100000):
+                 port: int | None = None, rapid_fails_per_minute: int = 100000,
+                 recycling: Mapping[str, object] | None = None):
         self.backend = backend
         self.model = model
         self.port = port if port is not None else free_port()
@@ -54,7 +56,8 @@ class Supervised(Program):
             settings = front_settings(module={**child_program(PROBE), "eager_start": True,
                                               "processes_per_application": 1})
         settings["workers"] = {"processes": workers,
-                               "rapid_fails_per_minute": rapid_fails_per_minute}
+                               "rapid_fails_per_minute": rapid_fails_per_minute,
+                               **(recycling or {})}
         write_settings(root, settings)
         super().__init__(python(str(PROBE), f"--urls={self.url}", f"--async_backend={backend}"),
                          root, name=f"supervisor ({model}, {backend})")
