@@ -356,7 +356,10 @@ class WorkerPool:
                          worker.process.describe_exit())
             self._record_failure(worker)
         elif worker.ready:
-            logger.info("worker pid %d stopped (%s)", worker.pid, worker.process.describe_exit())
+            # Asked to stop and killed: by the supervisor, past its stop limit, not for memory.
+            how = ("killed by SIGKILL" if worker.process.returncode == -signal.SIGKILL
+                   else worker.process.describe_exit())
+            logger.info("worker pid %d stopped (%s)", worker.pid, how)
         self._notify()
 
     def _record_failure(self, worker: Worker | None) -> None:
