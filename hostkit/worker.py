@@ -54,6 +54,8 @@ class WorkerDuties:
             self.contract.send(HEALTH_OK if failure is None else f"{HEALTH_FAILED} {failure}")
 
     def ask_recycle(self, reason: str) -> None:
-        """Ask the supervisor to replace this worker (called once, by the request stage)."""
+        """Ask the supervisor to replace this worker; called by the request stage at
+        ``max_requests``, and again after as many more if the worker is still serving then
+        (its replacement failed to start)."""
         logger.info("asking to be recycled: %s", reason)
         self.contract.send(f"{RECYCLE} {reason}")

@@ -33,7 +33,7 @@ import pytest
 from anyio.abc import SocketAttribute
 
 from hostkit.processes.recycling import MEMORY_CHECK_INTERVAL
-from hostkit.testing import Program, python, write_settings
+from hostkit.testing import Program, python, worker_of_line, write_settings
 from tests.support.http import HttpConnection, RequestFailed, Response, build, request_once
 from tests.support.load import Sample, failed, latency_ms, now
 from tests.support.paths import PROGRAMS
@@ -512,3 +512,27 @@ async def test_reload_picks_up_an_edited_handler(anyio_backend: str, model: str,
         if model == "OutOfProcess":  # children of the module answered, before and after
             children = [pid for pid, _ in program.started_children()]
             assert {int(first[0]), int(second[0])} <= set(children), (first, second, children)
+
+
+# -- stopping in the middle of a replacement --------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_sigterm_while_a_replacement_starts_stops_it_too(backend: str, tmp_path: Path) -> None:
+    # The replacement cannot get ready: its probe of /health hangs while hang_health exists
+    # (the old worker's own failed probes are far from app_failures).
+    supervised_settings(tmp_path, {"supervise": True},
+                        health={"app_path": "/health", "app_interval": 0.5,
+                                "app_failures": 1000})
+    with start(tmp_path, backend) as program:
+        [old] = program.wait_workers_ready(1)
+        (tmp_path / "hang_health").touch()
+        program.signal(signal.SIGHUP)
+        program.wait_for_line(f"replacing worker pid {old}", TIMEOUT)
+        line = program.wait_for_line("not ready yet", TIMEOUT)
+        new = worker_of_line(line)
+        assert new is not None and new != old
+        program.signal(signal.SIGTERM)
+        # shutdown_timeout is 1 s: a worker is killed 4 s after SIGTERM at the latest.
+        assert program.wait_exit(timeout=4 + TIMEOUT) == 0, program.output
+        assert not process_alive(old) and not process_alive(new), program.output

@@ -103,6 +103,8 @@ class WorkerPool:
         self._online = anyio.Event()
         self._online.set()
         self._draining = False
+        #: every worker started and not reaped yet: in a slot, or still starting in one.
+        self._live: set[Worker] = set()
         self._changed = anyio.Event()
         self._task_group: TaskGroup | None = None
 
@@ -164,13 +166,12 @@ class WorkerPool:
         start no other; returns once all have exited. The caller bounds the wait."""
         self._draining = True
         self._online.set()  # a slot waiting for the app to come online returns
-        for slot in self._slots:
-            if slot.worker is not None:
-                slot.worker.process.stopping = True
-                slot.worker.process.signal_group(signal.SIGTERM)
-        for slot in self._slots:
-            if slot.worker is not None:
-                await slot.worker.process.exited.wait()
+        live = list(self._live)  # a replacement that is still starting too
+        for worker in live:
+            worker.process.stopping = True
+            worker.process.signal_group(signal.SIGTERM)
+        for worker in live:
+            await worker.process.exited.wait()
 
     async def set_offline(self, content: bytes | None) -> None:
         """With ``content``: stop every worker and start none until called with ``None``."""
@@ -215,8 +216,9 @@ class WorkerPool:
                 return
             new = await self._start(slot)
             if new is None:
-                logger.error("the replacement of worker pid %d failed to start; it keeps "
-                             "serving", old.pid)
+                if not self._draining:
+                    logger.error("the replacement of worker pid %d failed to start; it "
+                                 "keeps serving", old.pid)
                 return
             slot.worker = new
         await self._stop(old)
@@ -254,10 +256,12 @@ class WorkerPool:
         worker = Worker(process, slot.index, channel)
         started = time.monotonic()
         self._notify()
+        self._live.add(worker)
         try:
             await self._task_group.start(functools.partial(
                 process.run, on_exit=lambda _: self._exited(worker)))
         except OSError as error:
+            self._live.discard(worker)
             channel.close()
             logger.error("cannot start a worker (%s): %s", self.command[0], error)
             self._record_failure(None)
@@ -271,6 +275,9 @@ class WorkerPool:
         except BaseException:
             process.kill()  # cancelled while it starts: nobody else would stop it
             raise
+        if not ready and process.stopping:  # stopped while it started: the pool drains
+            await process.exited.wait()
+            return None
         if not ready:
             if deadline.cancelled_caught:
                 logger.error("worker pid %d did not report ready within "
@@ -282,6 +289,9 @@ class WorkerPool:
                 logger.error("worker pid %d %s before it was ready (its output is above)",
                              worker.pid, process.describe_exit())
             self._record_failure(worker)
+            return None
+        if self._draining:  # ready just as the pool drains: it takes no request
+            await self._stop(worker)
             return None
         worker.ready = True
         logger.info("worker pid %d ready after %.0f ms (slot %d)", worker.pid,
@@ -350,6 +360,7 @@ class WorkerPool:
     def _exited(self, worker: Worker) -> None:
         """Called in the loop once ``worker`` is reaped: a failure unless it was asked to
         stop, or its failed start was counted already."""
+        self._live.discard(worker)
         worker.channel.close()
         if worker.ready and not worker.process.stopping:
             logger.error("worker pid %d %s; starting another", worker.pid,
@@ -392,8 +403,7 @@ class WorkerPool:
         """Every worker still running: a second SIGINT (its host stops at once), SIGKILL
         after :data:`STOP_NOW_GRACE`, then the reap."""
         self._draining = True
-        running = [slot.worker for slot in self._slots
-                   if slot.worker is not None and slot.worker.process.running]
+        running = [worker for worker in self._live if worker.process.running]
         for worker in running:
             worker.process.stopping = True
             worker.process.signal_group(signal.SIGINT)

@@ -169,7 +169,7 @@ SUITES: dict[str, Suite] = {
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tests.hardening",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("--full", action="store_true", help="the full-size runs (about 13 min)")
+    parser.add_argument("--full", action="store_true", help="the full-size runs (about 23 min)")
     parser.add_argument("--only", nargs="+", choices=sorted(SUITES), metavar="SUITE",
                         help=f"run only these suites: {', '.join(SUITES)}")
     parser.add_argument("--output", type=Path, default=RESULTS, help="where the JSON goes")
