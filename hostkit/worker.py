@@ -40,9 +40,6 @@ class WorkerDuties:
             logger.warning("not ready yet: %s", failure)
             await anyio.sleep(self.health.app_interval)
 
-    def report_ready(self) -> None:
-        self.contract.report_ready()
-
     async def report_health(self, app: ASGIApp) -> None:
         """Probe ``app_path`` every ``app_interval`` seconds and tell the supervisor each
         result; runs until cancelled (nothing to do without ``app_path``)."""

@@ -38,6 +38,7 @@ from tests.support.http import HttpConnection, RequestFailed, Response, build, r
 from tests.support.load import Sample, failed, latency_ms, now
 from tests.support.paths import PROGRAMS
 from tests.support.processes import LOOPBACK, process_alive
+from tests.support.supervisors import port_of, supervised_settings
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -50,12 +51,6 @@ _REPLACING = re.compile(r"replacing worker pid (\d+) \(slot (\d+)\): (.*)")
 
 
 # -- programs -------------------------------------------------------------------------------
-
-
-def supervised_settings(root: Path, workers: Mapping[str, object], **more: object) -> None:
-    """``root/hostkit.toml``: a short drain (``shutdown_timeout`` 1 s, so a worker is killed
-    4 s after SIGTERM at the latest), the ``[workers]`` table and ``more``."""
-    write_settings(root, {"shutdown_timeout": 1, **more, "workers": dict(workers)})
 
 
 def replace_settings(root: Path, settings: Mapping[str, object]) -> None:
@@ -77,10 +72,6 @@ def start(root: Path, backend: str, *args: str) -> Program:
         program.stop()
         raise
     return program
-
-
-def port_of(program: Program) -> int:
-    return int(program.urls[0].rpartition(":")[2])
 
 
 async def in_thread(wait: Callable[..., Any], *args: Any) -> Any:
