@@ -384,7 +384,7 @@ def test_a_typo_of_a_known_table_is_refused_with_the_name_meant(tmp_path: Path) 
 
 
 def test_app_tables_of_their_own_are_never_refused(tmp_path: Path) -> None:
-    names = ["myapp", "database", "logging", "cache", "auth", "app", "mymodule", "my_module",
+    names = ["myapp", "database", "log", "cache", "auth", "app", "mymodule", "my_module",
              "webserver", "session", "service", "models", "tools", "widget"]
     write(tmp_path, "hostkit.toml", "".join(f"[{name}]\nx = 1\n" for name in names))
     configuration = load_configuration([], {}, content_root=tmp_path)
@@ -582,7 +582,8 @@ def test_hostkit_config_refuses_a_bad_plugin_key_as_build_does(tmp_path: Path) -
 
 def test_the_example_documents_the_builtin_plugins_tables_after_hostkits() -> None:
     tables = re.findall(r"^\[(\w+)\]$", render_example(), flags=re.MULTILINE)
-    assert tables == ["tls", "server", "authentication", "workers", "health", "integration",
+    assert tables == ["tls", "server", "authentication", "workers", "health", "logging",
+                      "forwarded_headers", "metrics", "integration",
                       "module"]
     assert builtin_plugin_tables() == [INTEGRATION_TABLE, MODULE_TABLE]
     assert "[widget]\n# widgets kept\n#   allowed: a whole number at least 1\n# size = 3\n" in \

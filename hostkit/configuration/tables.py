@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import ipaddress
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
@@ -223,6 +224,26 @@ def _is_url(value: str) -> bool:
     return True
 
 
+def _is_path_or_empty(value: str) -> bool:
+    return not value or value.startswith("/")
+
+
+def _is_ip_address(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value.strip())
+    except ValueError:
+        return False
+    return True
+
+
+def _is_network(value: str) -> bool:
+    try:
+        ipaddress.ip_network(value.strip(), strict=False)
+    except ValueError:
+        return False
+    return True
+
+
 def setting(default: Any, kind: Kind[Any], doc: str, *, secret: bool = False) -> Any:
     """Declare one setting as a dataclass field."""
     factory = (lambda: dict(default)) if isinstance(default, dict) else None
@@ -278,6 +299,14 @@ class ServerOptions:
         30, Number(0.001), "seconds a connection may take to deliver a whole request head")
     keep_alive_timeout: float = setting(
         5, Number(0), "seconds an idle keep-alive connection stays open")
+    max_concurrent_requests: int = setting(
+        0, Number(0, integer=True),
+        "requests served at once by the process that owns the public listener (0: no "
+        "limit); more wait in a queue")
+    request_queue_length: int = setting(
+        1000, Number(0, integer=True),
+        "requests that may wait for max_concurrent_requests (IIS queueLength); beyond it "
+        "503 with Retry-After at once")
 
     @property
     def next_request_head_timeout(self) -> float:
@@ -355,12 +384,73 @@ class HealthOptions:
     """Health checks of the processes that run the app (SPEC §9)."""
 
     app_path: str = setting(
-        "", Text("a path starting with '/', or empty", check=lambda v: not v or v.startswith("/")),
+        "", Text("a path starting with '/', or empty", check=_is_path_or_empty),
         "an app path probed before a new process gets traffic and every app_interval seconds "
         "(empty: no probe)")
     app_interval: float = setting(10, Number(0.01), "seconds between two probes of app_path")
     app_failures: int = setting(
         3, Number(1, integer=True), "failed probes in a row that replace the process")
+    liveness_path: str = setting(
+        "", Text("a path starting with '/', or empty", check=_is_path_or_empty),
+        "answered by hostkit itself, before authentication and the app: 200 while the "
+        "process serves (empty: not answered)")
+    readiness_path: str = setting(
+        "", Text("a path starting with '/', or empty", check=_is_path_or_empty),
+        "answered by hostkit itself: 200 while the app is started and not draining, offline, "
+        "rapid-failed or failed to start; else 503 (empty: not answered)")
+
+    def paths(self) -> dict[str, str]:
+        """The paths set, by key (``app_path``, ``liveness_path``, ``readiness_path``)."""
+        return {name: getattr(self, name) for name in ("app_path", "liveness_path",
+                                                       "readiness_path") if getattr(self, name)}
+
+
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclasses.dataclass(frozen=True)
+class LoggingOptions:
+    """hostkit's logs and the access log (SPEC §9)."""
+
+    level: str = setting("info", Choice(*_LOG_LEVELS),
+                         "hostkit's log level: debug, info, warning or error (--log-level)")
+    format: str = setting("text", Choice("text", "json"),
+                          "text, or json (one JSON object per line)")
+    access_log: bool = setting(
+        True, Boolean(),
+        "one line per request (logger hostkit.access), written by the process that owns "
+        "the public listener")
+    access_log_format: str = setting(
+        "combined", Choice("common", "combined", "json"),
+        "common, combined (Apache/nginx, plus the duration in ms and the request id) or json")
+
+
+@dataclasses.dataclass(frozen=True)
+class ForwardedHeadersOptions:
+    """Which proxies' X-Forwarded-* and Forwarded headers are believed (ASP.NET Core's
+    ForwardedHeadersOptions)."""
+
+    known_proxies: tuple[str, ...] = setting(
+        (), TextList("a list of IP addresses, e.g. [\"10.0.0.1\", \"::1\"]",
+                     item_check=_is_ip_address),
+        "IP addresses of proxies whose forwarding headers are believed (nobody by default)")
+    known_networks: tuple[str, ...] = setting(
+        (), TextList("a list of networks in CIDR notation, e.g. [\"10.0.0.0/8\"]",
+                     item_check=_is_network),
+        "networks (CIDR) of proxies whose forwarding headers are believed")
+    forward_limit: int = setting(
+        1, Number(1, integer=True),
+        "how many proxy hops, right to left, are read from the forwarding headers")
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricsOptions:
+    """The Prometheus metrics listener (SPEC §9)."""
+
+    urls: tuple[str, ...] = setting(
+        (), TextList("a list of http://HOST:PORT or unix:/PATH", item_check=_is_url),
+        "a separate listener serving Prometheus text format at /metrics, summed over all "
+        "workers (empty: no metrics)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -381,6 +471,10 @@ class HostOptions:
                           "which server plugin serves the pipeline")
     shutdown_timeout: float = setting(30, Number(0),
                                       "seconds the host drains in-flight requests on stop")
+    shutdown_delay: float = setting(
+        0, Number(0),
+        "seconds between SIGTERM and the drain during which readiness answers 503 and "
+        "requests are still served (ANCM shutdownDelay)")
     plugins: tuple[str, ...] = setting((), TextList("a list of importable module names"),
                                        "extra plugin modules to import and register")
     tls: TlsOptions = dataclasses.field(default_factory=TlsOptions)
@@ -389,6 +483,10 @@ class HostOptions:
         default_factory=AuthenticationOptions)
     workers: WorkersOptions = dataclasses.field(default_factory=WorkersOptions)
     health: HealthOptions = dataclasses.field(default_factory=HealthOptions)
+    logging: LoggingOptions = dataclasses.field(default_factory=LoggingOptions)
+    forwarded_headers: ForwardedHeadersOptions = dataclasses.field(
+        default_factory=ForwardedHeadersOptions)
+    metrics: MetricsOptions = dataclasses.field(default_factory=MetricsOptions)
 
 
 # The tables of hostkit's own schema, in documentation order, with the HostOptions attribute
@@ -403,4 +501,8 @@ HOST_TABLES: tuple[tuple[SettingsTable, str], ...] = (
     (SettingsTable("workers", WorkersOptions, "Worker processes and the supervisor"),
      "workers"),
     (SettingsTable("health", HealthOptions, "Health checks"), "health"),
+    (SettingsTable("logging", LoggingOptions, "Logging and the access log"), "logging"),
+    (SettingsTable("forwarded_headers", ForwardedHeadersOptions,
+                   "Trusted proxies and forwarding headers"), "forwarded_headers"),
+    (SettingsTable("metrics", MetricsOptions, "Prometheus metrics"), "metrics"),
 )

@@ -55,6 +55,10 @@ class ModuleOptions:
     stdout_log_file: str = setting(
         "logs/stdout", Text("a file path prefix", non_empty=True),
         "prefix of {stdout_log_file}_{yyyymmddHHMMSS}_{pid}.log")
+    relay_child_output: bool = setting(
+        True, Boolean(),
+        "copy the children's stdout and stderr to the front's stderr, line by line, each "
+        "line prefixed with the child's pid (never blocking a child)")
     forward_identity: bool = setting(True, Boolean(),
                                      "forward the front's authenticated identity to the child")
     disable_startup_error_page: bool = setting(
