@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: run test bench setup clean
+.PHONY: run run-outofprocess test bench setup clean
 
 # hostkit and the third-party sample plugin (samples/hostkit_uvicorn) in one pip run, so the
 # plugin's "hostkit" requirement is this checkout, not a package index.
@@ -19,6 +19,10 @@ setup: $(STAMP)
 ## Run the hello sample InProcess on http://127.0.0.1:5000 (Ctrl+C stops it).
 run: $(STAMP)
 	cd samples/hello && ../../$(BIN)/python app.py
+
+## The same program OutOfProcess: the module on http://127.0.0.1:5000, the app in a child.
+run-outofprocess: $(STAMP)
+	cd samples/hello && ../../$(BIN)/python app.py --hosting_model=OutOfProcess
 
 ## Run the whole test suite (unit and integration, asyncio and trio), with the server
 ## conformance kit against hypercorn (tests/) and the uvicorn sample plugin (its tests/).

@@ -16,6 +16,8 @@ from hostkit.configuration.schema import contributed_tables
 from hostkit.content_root import ContentRootRules
 from hostkit.environment import HostEnvironment, flag_is_set
 from hostkit.errors import ConfigurationError, InvalidOperationError, ServerSelectionError
+from hostkit.gateway import Gateway, gateway_for
+from hostkit.metrics import metrics_for
 from hostkit.pipeline import AsgiMiddlewareFactory, Middleware, Pipeline, Stage, as_terminal_app
 from hostkit.plugin_manager import Plugins
 from hostkit.configuration.tables import HostingModel, SettingsTable
@@ -136,7 +138,8 @@ class HostBuilder:
         if self._built:
             raise InvalidOperationError("HostBuilder.build() can be called only once")
         self._built = True
-        configure_default_logging()  # the warnings of build() read like the host's own
+        # The warnings of build() read like the host's own.
+        configure_default_logging(self._configuration.options.logging)
         hook = self.plugins.hook
 
         tables = self.settings_tables()
@@ -156,9 +159,12 @@ class HostBuilder:
 
         terminal = as_terminal_app(self._app) if self._app is not None else _not_found
         app = self.pipeline.build(terminal)
-        server = self._create_server(self.role, authenticator)
+        # A child's front counts its requests and does its gateway's duties.
+        metrics = metrics_for(self._configuration) if self.role is not HostRole.CHILD else None
+        gateway = gateway_for(self._configuration, metrics)
+        server = self._create_server(self.role, authenticator, gateway)
         return Host(self._configuration, self.plugins, server, app, role=self.role,
-                    bare_error_pages=self.bare_error_pages)
+                    bare_error_pages=self.bare_error_pages, gateway=gateway)
 
     def _choose_role(self) -> HostRole:
         """``SUPERVISE`` when ``[workers]`` asks for a supervisor and this process is neither
@@ -217,7 +223,8 @@ class HostBuilder:
                 forwarded=self.role is HostRole.CHILD)
         return authenticator
 
-    def _create_server(self, role: HostRole, authenticator: Authenticator | None) -> Server:
+    def _create_server(self, role: HostRole, authenticator: Authenticator | None,
+                       gateway: Gateway) -> Server:
         options = self._configuration.options
         name = options.server.lower()
         declared = declared_servers(self.plugins)
@@ -226,11 +233,12 @@ class HostBuilder:
             if self._worker_role.runs_pipeline:
                 check_server_choice(self._configuration, declared, role=self._worker_role)
             return Supervisor(self._configuration, worker_role=self._worker_role,
-                              rules=self.content_root_rules)
+                              rules=self.content_root_rules, metrics=gateway.metrics,
+                              gateway=gateway)
         if role.runs_pipeline:
             check_server_choice(self._configuration, declared, role=role)
         request = ServerRequest(role, options.hosting_model, name, self._configuration,
-                                authenticator, declared)
+                                authenticator, declared, gateway)
         server = self.plugins.hook.hostkit_create_server(request=request)
         if server is None:
             raise ServerSelectionError(

@@ -1,7 +1,10 @@
 """The ``hostkit`` command line: ``run``, ``plugins``, ``config`` and ``users``.
 
 Every subcommand takes the configuration arguments of SPEC §3 after its own
-(``--key=value``, ``--table:key=value``, ``--environment=``, ``--content_root=``).
+(``--key=value``, ``--table:key=value``, ``--environment=``, ``--content_root=``) and the
+shorthands ``--host``, ``--port``, ``--workers``, ``--reload`` and ``--log-level``
+(:mod:`hostkit.configuration.sources` parses them all, for program files too).
+``hostkit run`` reads its arguments itself, so ``MODULE:ATTR`` may come before or after them.
 """
 
 from __future__ import annotations
@@ -9,9 +12,11 @@ from __future__ import annotations
 import argparse
 import getpass
 import importlib
+import importlib.metadata
 import inspect
 import os
 import sys
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,22 +24,111 @@ from hostkit.authentication.passwords import DEFAULT_ITERATIONS, hash_password
 from hostkit.authentication.users_file import check_name, read_users, set_user
 from hostkit.builder import HostBuilder
 from hostkit.configuration import Entry
+from hostkit.configuration.schema import Schema, contributed_tables
+from hostkit.configuration.sources import (
+    ADDRESS_SHORTHANDS, FLAGS, HOST_ARGUMENTS, SHORTHANDS, split_target)
 from hostkit.errors import HostkitError
 from hostkit.host import Host, configure_default_logging
 from hostkit.pipeline import as_terminal_app
+from hostkit.plugin_manager import Plugins
 from hostkit.server_contract import declared_servers
 from hostkit.configuration.tables import toml_literal
 
 REDACTED = "<redacted>"
 
 
+RUN_USAGE = "hostkit run MODULE:ATTR [OPTION ...]"
+RUN_DESCRIPTION = ("Run MODULE:ATTR (a HostBuilder, a function returning one, or an ASGI app "
+                   "or handler) with the configuration of hostkit.toml, "
+                   "hostkit.{environment}.toml, HOSTKIT_* variables and these options, later "
+                   "ones winning.")
+# What the value of each shorthand and host argument is called in the help.
+_METAVARS = {"host": "HOST", "port": "PORT", "workers": "N", "log_level": "LEVEL",
+             "environment": "NAME", "content_root": "PATH"}
+_ADDRESS_HELP = {
+    "host": f"default {ADDRESS_SHORTHANDS['host']}; 0.0.0.0 or :: for every interface",
+    "port": f"default {ADDRESS_SHORTHANDS['port']}; not together with --urls",
+}
+_HOST_ARGUMENT_HELP = {
+    "environment": "the environment (default Production, or HOSTKIT_ENVIRONMENT): reads "
+                   "hostkit.NAME.toml",
+    "content_root": "the content root (default the current directory, or "
+                    "HOSTKIT_CONTENT_ROOT): where hostkit.toml is",
+}
+#: Columns of ``hostkit run --help``: the whole line, and where the explanations start.
+_HELP_WIDTH, _HELP_INDENT = 88, 30
+
+
+def _version() -> str:
+    """The installed distribution's version, as ``pip`` knows it."""
+    try:
+        return importlib.metadata.version("hostkit")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree
+        from hostkit import __version__
+        return __version__
+
+
+def run_help() -> str:
+    """``hostkit run --help``: the usage, the shorthands, the forms of every other option,
+    and every setting they can set (hostkit's and the installed plugins')."""
+    plugins = Plugins()
+    try:
+        plugins.load_entry_points()
+        schema = Schema(contributed_tables(plugins))
+    except Exception:  # a broken plugin fails `hostkit run` itself; the help lists hostkit's
+        schema = Schema()
+    fields = schema.fields()
+
+    def option(name: str) -> str:
+        metavar = "" if name in FLAGS else f" {_METAVARS.get(name, 'VALUE')}"
+        return f"--{name.replace('_', '-')}{metavar}"
+
+    shorthands = [(option(name), f"shorthand for urls = [\"http://HOST:PORT\"] ({text})")
+                  for name, text in _ADDRESS_HELP.items()]
+    for name, key in SHORTHANDS.items():
+        path = tuple(key.split("."))
+        value = "true" if name in FLAGS else _METAVARS.get(name, "VALUE")
+        shorthands.append((option(name), f"shorthand for --{':'.join(path)}={value}: "
+                                         f"{fields[path].metadata['doc']}"))
+    forms = [("--KEY=VALUE, --KEY VALUE", "a top-level setting, e.g. --urls=http://0.0.0.0:80 "
+                                          "or --hosting_model OutOfProcess"),
+             ("--TABLE:KEY=VALUE", "a setting of a table, e.g. --server:keep_alive_timeout=10 "
+                                   "(also --TABLE__KEY=VALUE)"),
+             *((f"--{name}={_METAVARS[name]}", _HOST_ARGUMENT_HELP[name])
+               for name in HOST_ARGUMENTS),
+             ("-h, --help", "show this help and exit")]
+    settings = [(f"--{':'.join(path)}", f"{field.metadata['doc']}; allowed: "
+                                        f"{field.metadata['kind'].allowed}")
+                for path, field in fields.items()]
+    sections = [
+        ("arguments", [("MODULE:ATTR", "what to run: a module importable from the current "
+                                       "directory, and an attribute of it")]),
+        ("shorthands", shorthands), ("options", forms),
+        ("settings of hostkit and its plugins (`hostkit config` shows their values)",
+         settings)]
+    lines = [f"usage: {RUN_USAGE}", "", textwrap.fill(RUN_DESCRIPTION, _HELP_WIDTH)]
+    for title, rows in sections:
+        lines += ["", f"{title}:"]
+        for left, text in rows:
+            head = f"  {left}"
+            if len(head) >= _HELP_INDENT:  # too long to share its line with the text
+                lines.append(head)
+                head = ""
+            wrapped = textwrap.wrap(text, _HELP_WIDTH - _HELP_INDENT)
+            lines.append(head.ljust(_HELP_INDENT) + wrapped[0])
+            lines += [" " * _HELP_INDENT + more for more in wrapped[1:]]
+    return "\n".join(lines) + "\n"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hostkit", description="Host a Python web app InProcess or OutOfProcess.")
+    parser.add_argument("--version", action="version", version=f"hostkit {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    run = commands.add_parser(
-        "run", help="run MODULE:ATTR (a HostBuilder, a function returning one, or an ASGI app)")
-    run.add_argument("target", metavar="MODULE:ATTR")
+    # `hostkit run` reads its own arguments (main); this entry is for `hostkit --help`.
+    commands.add_parser(
+        "run", help="run MODULE:ATTR (a HostBuilder, a function returning one, or an ASGI "
+                    "app); `hostkit run --help` lists its options")
     commands.add_parser("plugins", help="list the installed plugins, their versions and hooks")
     commands.add_parser(
         "config", help="print the effective configuration with the source of every value")
@@ -52,12 +146,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``hostkit`` console script and ``python -m hostkit``."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["run"]:
+        return run_command(argv[1:])
     parser = _parser()
-    arguments, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    arguments, rest = parser.parse_known_args(argv)
     try:
-        if arguments.command == "run":
-            run(arguments.target, rest)
-        elif arguments.command == "plugins":
+        if arguments.command == "plugins":
             print_plugins(rest)
         elif arguments.command == "users":
             manage_users(arguments, rest)
@@ -69,6 +164,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `hostkit config | head`
         sys.stderr.close()
         return 0
+    return 0
+
+
+def run_command(args: list[str]) -> int:
+    """``hostkit run ARGS``: the help, or :func:`run` with ``MODULE:ATTR`` wherever it is
+    among the options. Returns the exit status."""
+    if "-h" in args or "--help" in args:
+        print(run_help(), end="")
+        return 0
+    target, rest = split_target(args)
+    try:
+        if target is None:
+            raise HostkitError(f"run: MODULE:ATTR is missing; usage: {RUN_USAGE} "
+                               "(hostkit run --help lists the options)")
+        run(target, rest)
+    except HostkitError as error:
+        print(f"hostkit: error: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

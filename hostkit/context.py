@@ -20,6 +20,8 @@ import anyio.from_thread
 from hostkit.errors import InvalidOperationError
 from hostkit.headers import Headers
 from hostkit.identity import ClaimsPrincipal
+from hostkit.logs import REQUEST_ID
+from hostkit.request_ids import PROCESS_REQUEST_IDS
 
 if TYPE_CHECKING:
     from hostkit.asgi import Message, Receive, Scope, Send
@@ -94,6 +96,10 @@ class RequestState:
     # Set by the authentication stage; None means no server authentication is configured.
     authenticate: Callable[[HttpContext, str | None], Awaitable[ClaimsPrincipal]] | None = None
     challenge: Callable[[HttpContext, str | None], Awaitable[None]] | None = None
+    #: The principal last given to ``context.user``, for the access log; None while nobody
+    #: set one (the log then reads ``scope["user"]`` of the scope the gateway passed in). Kept
+    #: here as well because a layer may pass a copy of the scope inward.
+    user: ClaimsPrincipal | None = None
 
     @property
     def allow_synchronous_io(self) -> bool:
@@ -342,6 +348,27 @@ class HttpContext:
     @user.setter
     def user(self, principal: ClaimsPrincipal) -> None:
         self.scope["user"] = principal
+        self._state.user = principal
+
+    @property
+    def trace_identifier(self) -> str:
+        """The request's id (ASP.NET ``HttpContext.TraceIdentifier``): the ``X-Request-Id``
+        of the response and of the access log line, and the ``request_id`` of every log line
+        written while the request is served (:data:`hostkit.logs.REQUEST_ID`, whose value
+        it is). Set by the process that owns the public listener before the app runs (an
+        OutOfProcess child takes its front's); a new one when nothing set it (a context made
+        outside a host). Setting it changes the id of the log lines that follow, not the
+        response's header or the access log line, which have the id the request came with."""
+
+        request_id = REQUEST_ID.get()
+        if request_id is None:
+            request_id = PROCESS_REQUEST_IDS.new()
+            REQUEST_ID.set(request_id)
+        return request_id
+
+    @trace_identifier.setter
+    def trace_identifier(self, value: str) -> None:
+        REQUEST_ID.set(value)
 
     @property
     def request_aborted(self) -> RequestAborted:

@@ -3,10 +3,16 @@
 ``run_async`` is the whole life of a host::
 
     lifespan startup (a failure switches every request to the 500.30 page)
-    → server.serve started (every address bound)  → "started" hook
-    → wait for SIGINT/SIGTERM or Host.stop()       → "stopping" hook
-    → server drains, under a deadline of shutdown_timeout (a second signal cuts it short)
+    → server.serve started (every address bound)  → readiness 200, "started" hook
+    → wait for SIGINT/SIGTERM or Host.stop()       → readiness 503, "stopping" hook
+    → still serving for shutdown_delay (a second signal skips the rest of it)
+    → server drains, under a deadline of shutdown_timeout (another signal cuts it short)
     → lifespan shutdown                             → "stopped" hook
+
+An InProcess host that owns its listener (``SERVE``, not a supervisor's worker) starts its
+server first, so its health paths answer while the app starts (readiness 503, liveness
+200); the other requests wait for the app's start. The gateway
+(:mod:`hostkit.gateway_stage`) is in front of the request stage there.
 """
 
 from __future__ import annotations
@@ -34,11 +40,15 @@ from hostkit.configuration.sources import reload_configuration
 from hostkit.context import Features
 from hostkit.environment import HostEnvironment
 from hostkit.errors import HostkitError, InvalidOperationError
+from hostkit.gateway import DRAINING, READY, START_FAILED, Gateway
+from hostkit.gateway_stage import GatewayStage
 from hostkit.lifespan import Lifespan, AppStartFailure
+from hostkit.logs import configure_logging
 from hostkit.plugin_manager import Plugins
 from hostkit.server_contract import HostRole, ReloadableServer, Server
+from hostkit import systemd
 from hostkit.request_stage import RequestStage
-from hostkit.configuration.tables import HostingModel
+from hostkit.configuration.tables import HostingModel, LoggingOptions
 from hostkit.supervisor import worker_stop_limit
 from hostkit.processes.recycling import RecyclePolicy
 from hostkit.worker import WorkerDuties
@@ -57,21 +67,16 @@ def _process_name() -> str:
     return Path(sys.executable).name
 
 
-def configure_default_logging() -> None:
-    """Log INFO and above to stderr unless the program configured logging itself.
+def configure_default_logging(options: LoggingOptions | None = None) -> None:
+    """Apply ``[logging]`` (``options``; None: the defaults, for what is logged before the
+    configuration is read) with :func:`hostkit.logs.configure_logging`: hostkit's handler
+    on stderr unless the program configured logging itself. Called again with the host's
+    own settings before it runs; a second call changes the handler, never adds one.
 
     A supervisor's workers write to the supervisor's stderr: their lines carry their pid.
     """
-    root = logging.getLogger()
-    if root.handlers:
-        return
-    pid = "[%(process)d] " if current_worker() is not None else ""
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format=f"%(levelname)s: {pid}%(name)s: %(message)s")
-    # hypercorn repeats "Running on …" after hostkit's "Now listening on: …".
-    logging.getLogger("hypercorn.error").setLevel(logging.WARNING)
-    # hostkit says which file changed and what it does about it.
-    logging.getLogger("watchfiles.main").setLevel(logging.WARNING)
+    configure_logging(options if options is not None else LoggingOptions(),
+                      pid_prefix=current_worker() is not None)
 
 
 def install_error_hook() -> None:
@@ -108,7 +113,7 @@ class Host:
 
     def __init__(self, configuration: Configuration, plugins: Plugins, server: Server,
                  app: ASGIApp, *, role: HostRole = HostRole.SERVE,
-                 bare_error_pages: bool = False):
+                 bare_error_pages: bool = False, gateway: Gateway | None = None):
         self.configuration = configuration
         self.plugins = plugins
         self.server = server
@@ -116,6 +121,10 @@ class Host:
         #: what this process does for the app (see :class:`hostkit.server_contract.HostRole`).
         self.role = role
         self._bare_error_pages = bare_error_pages
+        #: the per-request duties of a process that owns the public listener (forwarded
+        #: headers, request ids, health paths, the limit, the access log, metrics); None
+        #: when the host was built without one (a test's own Host).
+        self.gateway = gateway
         #: the URLs the server listens on, known once the host has started.
         self.urls: list[str] = []
         self._stop_requested: anyio.Event | None = None
@@ -124,6 +133,8 @@ class Host:
         self._server_scope: anyio.CancelScope | None = None
         # The app's shutdown runs shielded from the drain's deadline; a second signal ends it.
         self._shutdown_scope: anyio.CancelScope | None = None
+        # Set while shutdown_delay runs: a second signal (or the server ending) ends it.
+        self._delay_over: anyio.Event | None = None
         self._running = False
 
     @staticmethod
@@ -172,7 +183,8 @@ class Host:
         """Ask the running host to stop gracefully; :meth:`run_async` then drains and returns.
 
         Call it from the host's event loop (a task or a hook). Before the host runs, the
-        request is kept and the host stops as soon as it has started.
+        request is kept and the host stops as soon as it has started. As after a signal,
+        readiness turns 503 at once and ``shutdown_delay`` runs before the drain.
         """
         if self._stop_requested is None:
             self._stop_pending = True
@@ -186,7 +198,7 @@ class Host:
         address in use, say); left uncaught in a program made with
         ``create_default_builder``, it prints as one line and the process exits with 1.
         """
-        configure_default_logging()
+        configure_default_logging(self.configuration.options.logging)
         anyio.run(self.run_async, backend=self.configuration.options.async_backend)
 
     async def run_async(self) -> None:
@@ -214,13 +226,40 @@ class Host:
         server_scope = self._server_scope
         options = self.configuration.options
         task_group.start_soon(self._watch_signals)
+        await self._serve_metrics(task_group)
+
+        worker = current_worker()
+        if worker is None and self.role is not HostRole.CHILD:  # else their parent's to log
+            self.configuration.log_warnings()
+        # SERVE: every request passes the gateway first. A host that owns its listener
+        # listens before its app starts, so its health paths answer meanwhile (the other
+        # requests wait for the app); a supervisor's worker, or a child, listens once its
+        # app started, so no request waits on its start.
+        gate = (GatewayStage(self.gateway)
+                if self.role is HostRole.SERVE and self.gateway is not None else None)
+        stopping = anyio.Event()
+        server_done = anyio.Event()
+
+        async def serve(app: ASGIApp, *, task_status: TaskStatus[list[str]]) -> None:
+            try:
+                with server_scope:
+                    await self.server.serve(app, stopping, task_status=task_status)
+            finally:
+                server_done.set()
+                stop_requested.set()  # a server that returns on its own stops the host
+                if self._delay_over is not None:
+                    self._delay_over.set()
+
+        listens_first = gate is not None and worker is None
+        if listens_first:
+            self.urls = list(await task_group.start(serve, gate))
+            self._log_urls()
 
         lifespan = Lifespan(self.app)
         # A supervisor's workers load the app themselves, and report a failure themselves.
         failure = self._start_failure if self.role is not HostRole.SUPERVISE else None
         if failure is None and self.role.runs_pipeline:
             failure = await lifespan.startup(task_group)
-        worker = current_worker()
         # A worker that runs the app probes it and counts its requests; a FRONT's children
         # are its module's to probe and recycle.
         duties = (WorkerDuties(worker, options.health)
@@ -237,21 +276,13 @@ class Host:
         stage = self._request_stage(task_group, lifespan.state, failure, duties)
         if duties is not None:
             await duties.wait_healthy(stage)  # no request before the app answers app_path
+        if gate is not None:
+            gate.open(stage)
+        if not listens_first:
+            self.urls = list(await task_group.start(serve, gate or stage))
+            self._log_urls()
+        self._set_readiness(START_FAILED if failure is not None else READY)
 
-        stopping = anyio.Event()
-        server_done = anyio.Event()
-
-        async def serve(*, task_status: TaskStatus[list[str]]) -> None:
-            try:
-                with server_scope:
-                    await self.server.serve(stage, stopping, task_status=task_status)
-            finally:
-                server_done.set()
-                stop_requested.set()  # a server that returns on its own stops the host
-
-        self.urls = list(await task_group.start(serve))
-        for url in self.urls:
-            logger.info("Now listening on: %s", url)
         logger.info("Hosting model: %s; server: %s; async backend: %s",
                     options.hosting_model.value, self.server.name,
                     sniffio.current_async_library())
@@ -261,16 +292,22 @@ class Host:
         self.plugins.hook.hostkit_host_started(host=self)
         if worker is not None:
             worker.report_ready()
+        systemd.notify("READY=1")  # only the process systemd started has NOTIFY_SOCKET
         if duties is not None:
             task_group.start_soon(duties.report_health, stage)
 
         await stop_requested.wait()
         logger.info("Application is shutting down...")
+        systemd.notify("STOPPING=1")
+        self._set_readiness(DRAINING)
         self.plugins.hook.hostkit_host_stopping(host=self)
         stage.close_connections()
+        if not server_done.is_set():
+            await self._delay_shutdown()
         stopping.set()
-        # A supervisor's drain is its workers': each drains, then shuts its app down.
-        drain_limit = (worker_stop_limit(options.shutdown_timeout)
+        # A supervisor's drain is its workers': each waits its shutdown_delay, drains, then
+        # shuts its app down.
+        drain_limit = (worker_stop_limit(options.shutdown_timeout, options.shutdown_delay)
                        if self.role is HostRole.SUPERVISE
                        else options.shutdown_timeout + _DRAIN_GRACE)
         server_scope.deadline = anyio.current_time() + drain_limit
@@ -281,6 +318,49 @@ class Host:
         logger.info("Application stopped.")
         self.plugins.hook.hostkit_host_stopped(host=self)
         task_group.cancel_scope.cancel()
+
+    async def _serve_metrics(self, task_group: TaskGroup) -> None:
+        """Start the metrics listener (``[metrics] urls``) in ``task_group`` when this
+        process serves its metrics: not a supervisor's worker (its supervisor serves the
+        sum) nor a child (its front counts its requests)."""
+        metrics = self.gateway.metrics if self.gateway is not None else None
+        if metrics is None or not metrics.serves or self.role is HostRole.CHILD:
+            return
+        from hostkit.metrics_listener import serve_metrics
+
+        urls = await task_group.start(serve_metrics, metrics,
+                                      self.configuration.options.metrics.urls)
+        for url in urls:
+            logger.info("Metrics at: %s/metrics", url.rstrip("/"))
+
+    def _log_urls(self) -> None:
+        for url in self.urls:
+            logger.info("Now listening on: %s", url)
+
+    def _set_readiness(self, state: str) -> None:
+        if self.gateway is not None:
+            self.gateway.readiness.set_state(state)
+
+    def _delays_shutdown(self) -> bool:
+        return (self.configuration.options.shutdown_delay > 0
+                and self.role.owns_public_listener)
+
+    async def _delay_shutdown(self) -> None:
+        """``shutdown_delay``: keep serving that long before the drain, readiness already
+        503, so a load balancer stops sending requests first (ANCM's ``shutdownDelay``).
+        Only where the process owns the public listener: a supervisor's workers wait their
+        own. A second signal, or the server ending, cuts it short."""
+        if not self._delays_shutdown():
+            return
+        delay = self.configuration.options.shutdown_delay
+        self._delay_over = anyio.Event()
+        logger.info("Readiness answers 503; still serving for %g s (shutdown_delay) before "
+                    "the drain", delay)
+        try:
+            with anyio.move_on_after(delay):
+                await self._delay_over.wait()
+        finally:
+            self._delay_over = None
 
     def _request_stage(self, task_group: TaskGroup, lifespan_state: dict[str, Any],
                        start_failure: AppStartFailure | None,
@@ -328,8 +408,14 @@ class Host:
                     with contextlib.suppress(anyio.WouldBlock):
                         reloads.send_nowait(None)
                 elif self._stop_requested is not None and not self._stop_requested.is_set():
-                    logger.info("%s received: stopping gracefully (again to stop at once)", name)
+                    again = ("skip shutdown_delay" if self._delays_shutdown()
+                             else "stop at once")
+                    logger.info("%s received: stopping gracefully (again to %s)", name, again)
                     self._stop_requested.set()
+                elif self._delay_over is not None:
+                    logger.warning("%s received again: the drain begins now, without the rest "
+                                   "of shutdown_delay (again to stop at once)", name)
+                    self._delay_over.set()
                 elif self._server_scope is not None:
                     logger.warning("%s received again: stopping now", name)
                     self._server_scope.cancel()

@@ -33,6 +33,13 @@ not imported from the module that defines it.
   integration puts the principal its front forwarded).
 - **The child process contract** (a front and its children): :class:`ChildContract`, the
   header names, and :data:`CHILD_VARIABLES` (the environment variables it reserves).
+- **Per request, in the process that owns the public listener**: :class:`Gateway` (from
+  ``ServerRequest.gateway``: forwarded headers, request ids, health paths, the limit, the
+  access log, metrics), :class:`Readiness`, :class:`RequestLimit`, :data:`REQUEST_ID_HEADER`,
+  :data:`RETRY_AFTER_HEADER`; the gateway's parts: :class:`ForwardedHeaders` and
+  :class:`ForwardedView`, :class:`AccessLog` and :class:`AccessEntry`; :data:`REQUEST_ID`,
+  the request id of the request being served (a child's integration sets it from its front's
+  ``X-Request-Id``: it is ``context.trace_identifier``).
 - **Responses**: :func:`status_line` and :data:`STANDARD_STATUS_LINES` (the standard
   reason phrases), :func:`render_error_page`.
 - **Processes** a plugin starts and owns (a front's children; :mod:`hostkit.processes`):
@@ -41,11 +48,13 @@ not imported from the module that defines it.
   :func:`free_loopback_port`, :func:`this_program` (this program's command line),
   :class:`RecyclePolicy` (``max_requests``, ``max_lifetime``, ``max_memory``, read every
   :data:`MEMORY_CHECK_INTERVAL` seconds), and :class:`RapidFailBudget` (``rapid_fails_per_minute``; its
-  :meth:`~RapidFailBudget.exhausted` returns an :class:`Exhausted`).
+  :meth:`~RapidFailBudget.exhausted` returns an :class:`Exhausted`); their :class:`Metrics`
+  (starts, exits by :func:`exit_reason`, recycles, of kind :data:`CHILD_PROCESS`).
 """
 
 from __future__ import annotations
 
+from hostkit.access_log import AccessEntry, AccessLog
 from hostkit.asgi import ASGIApp, Message, Receive, Scope, Send, send_refusal
 from hostkit.authentication import (
     FORWARDED_RESULT_KEY,
@@ -79,13 +88,18 @@ from hostkit.configuration.tables import (
     setting,
 )
 from hostkit.error_pages import render as render_error_page
+from hostkit.forwarded_headers import ForwardedHeaders, ForwardedView
+from hostkit.gateway import RETRY_AFTER_HEADER, Gateway, Readiness, RequestLimit
 from hostkit.hookspecs import hookimpl
 from hostkit.listeners import BACKLOG, ListenAddress, bind_all, close_all
+from hostkit.logs import REQUEST_ID
+from hostkit.metrics import CHILD_PROCESS, Metrics, exit_reason
 from hostkit.processes.command import this_program
 from hostkit.processes.managed import OUTPUT_TAIL_BYTES, ManagedProcess, ProcessSpec
 from hostkit.processes.ports import free_loopback_port
 from hostkit.processes.rapid_fail import Exhausted, RapidFailBudget
 from hostkit.processes.recycling import MEMORY_CHECK_INTERVAL, RecyclePolicy
+from hostkit.request_ids import REQUEST_ID_HEADER
 from hostkit.server_contract import (
     HostRole,
     ReloadableServer,
@@ -98,11 +112,11 @@ from hostkit.status_lines import STANDARD_STATUS_LINES, status_line
 from hostkit.tls import TLSConnection, server_context, tls_extension, tls_extension_of
 
 __all__ = [
-    "ASGIApp", "AuthenticateResult", "AuthenticationScheme", "Authenticator", "BACKLOG",
+    "ASGIApp", "AccessEntry", "AccessLog", "AuthenticateResult", "AuthenticationScheme", "Authenticator", "BACKLOG",
     "Boolean", "CHILD_VARIABLES", "ContentRootRules", "ContentRootWatch", "CLIENT_CERT_HEADER", "ChildContract", "Choice", "Exhausted",
-    "FORWARDED_RESULT_KEY", "HostRole", "IDENTITY_HEADER", "ListenAddress", "ManagedProcess",
+    "CHILD_PROCESS", "FORWARDED_RESULT_KEY", "ForwardedHeaders", "ForwardedView", "Gateway", "HostRole", "IDENTITY_HEADER", "ListenAddress", "ManagedProcess", "Metrics", "exit_reason",
     "Message", "Number", "OUTPUT_TAIL_BYTES", "ProcessSpec", "RESERVED_HEADER_PREFIX", "STANDARD_STATUS_LINES",
-    "MEMORY_CHECK_INTERVAL", "RapidFailBudget", "RecyclePolicy", "Receive", "ReloadableServer", "reload_configuration", "Scope", "Send", "Server", "ServerInfo", "ServerRequest",
+    "MEMORY_CHECK_INTERVAL", "REQUEST_ID", "REQUEST_ID_HEADER", "RETRY_AFTER_HEADER", "RapidFailBudget", "Readiness", "RequestLimit", "RecyclePolicy", "Receive", "ReloadableServer", "reload_configuration", "Scope", "Send", "Server", "ServerInfo", "ServerRequest",
     "SettingsTable", "TLSConnection", "TOKEN_HEADER", "TOKEN_VARIABLE", "Text", "TextList",
     "TextTable", "bind_all", "check_server_choice", "close_all", "configuration_files",
     "free_loopback_port", "hookimpl", "render_error_page", "resolve_path", "send_refusal",

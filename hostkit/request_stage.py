@@ -253,7 +253,9 @@ async def _answer(send: Send, status: int, body: bytes = b"",
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-async def _answer_lifespan(receive: Receive, send: Send) -> None:
+async def answer_lifespan(receive: Receive, send: Send) -> None:
+    """Complete a server's lifespan at once: the host runs the app's own
+    (``hostkit/lifespan.py``)."""
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
@@ -318,7 +320,7 @@ class RequestStage:
         inline and the rare paths (failures, 413, lifespan, websockets) are methods."""
         kind = scope["type"]
         if kind == "lifespan":
-            await _answer_lifespan(receive, send)
+            await answer_lifespan(receive, send)
             return
         scope["hostkit"] = self.features
         scope["user"] = new_anonymous_principal()
@@ -350,7 +352,10 @@ class RequestStage:
                 logger.exception("unhandled exception while serving %s %s",
                                  scope.get("method"), scope.get("path"))
                 if exchange.response_started:
-                    raise  # the server aborts the connection: no made-up end of body
+                    # Returned, not raised, so the server does not log it a second time:
+                    # an unfinished response still makes it close the connection (no
+                    # made-up end of body), and a finished one (a framework's 500) stands.
+                    return
                 await _answer(send, 500)
         else:
             if not exchange.response_started:

@@ -43,6 +43,7 @@ from hostkit.configuration.tables import HostingModel
 if TYPE_CHECKING:
     from hostkit.authentication import Authenticator
     from hostkit.configuration import Configuration
+    from hostkit.gateway import Gateway
     from hostkit.plugin_manager import Plugins
 
 
@@ -184,7 +185,11 @@ class ServerRequest:
     the configured server authentication, ``None`` when ``[authentication] schemes`` is empty;
     an embedded server ignores it (the pipeline runs it), a front must run it on every
     request. ``declared``: every declared server, by name (a front checks what its children
-    will run against it with :func:`check_server_choice`).
+    will run against it with :func:`check_server_choice`). ``gateway``: the per-request duties
+    of the process that owns the public listener (:class:`hostkit.gateway.Gateway`: forwarded
+    headers, request ids, health paths, the limit, the access log, metrics); a ``FRONT`` does
+    them on every request; an embedded server ignores it (the host puts them in front of the
+    app it serves). None only where no host built it (a test).
     """
 
     role: HostRole
@@ -193,6 +198,7 @@ class ServerRequest:
     configuration: Configuration
     authenticator: Authenticator | None = None
     declared: Mapping[str, ServerInfo] = dataclasses.field(default_factory=dict)
+    gateway: Gateway | None = None
 
 
 def declared_servers(plugins: Plugins) -> dict[str, ServerInfo]:

@@ -5,10 +5,16 @@ Sources, later ones winning (SPEC §3):
 1. ``hostkit.toml`` in the content root;
 2. ``hostkit.{environment}.toml``;
 3. environment variables ``HOSTKIT_*`` (prefix stripped, ``__`` separates tables);
-4. command-line arguments ``--key=value`` / ``--table:key=value``.
+4. command-line arguments ``--key=value`` / ``--table:key=value``, and the shorthands
+   ``--host``/``--port`` (``urls``), ``--workers``, ``--reload``, ``--log-level``.
+
+With systemd socket activation (:mod:`hostkit.systemd`) and no source setting ``urls``,
+``urls`` is the activated sockets, ``fd://3`` …
 
 Keys are case-insensitive. Every value of a table the schema knows is validated as it is
-merged, so an error names the source it came from. Until the plugins are known the schema is
+merged, so an error names the source it came from. A ``HOSTKIT_*`` variable that names no
+setting is ignored with a warning (:attr:`Configuration.warnings`), not refused: a container
+platform sets variables of its own with that prefix. Until the plugins are known the schema is
 hostkit's own tables (:data:`HOST_SCHEMA`): other top-level tables pass through as the app's.
 :meth:`Configuration.with_tables` merges the same values again against a schema that also has
 the plugins' tables (``HostBuilder.build`` does it with every contributed table), and
@@ -20,18 +26,21 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import logging
 import os
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from hostkit import child_contract, worker_contract
+from hostkit import child_contract, systemd, worker_contract
 from hostkit._compat import tomllib
 from hostkit.configuration.key_lines import KeyPath, key_lines
 from hostkit.configuration.schema import HOST_SCHEMA, Schema, UnknownKey
 from hostkit.configuration.tables import HostOptions, InvalidValue, SettingsTable, field_default
 from hostkit.errors import ConfigurationError
+from hostkit.listeners import parse_url
 
 logger = logging.getLogger("hostkit.configuration")
 
@@ -80,6 +89,8 @@ class Source:
 
 DEFAULT_SOURCE = Source("default")
 CODE_SOURCE = Source("code", "set in code")
+#: ``urls`` when systemd activated sockets for this process and no source sets it.
+SOCKET_ACTIVATION_SOURCE = Source("systemd", "systemd socket activation (LISTEN_FDS)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,13 +184,28 @@ class Configuration(Mapping[str, Any]):
         self._schema = schema
         merged = [raw for document in documents for raw in document.raws(schema)]
         merged += raws
-        self._entries = _merge(merged, schema)
+        self._entries, self._ignored_variables = _merge(merged, schema)
         values = {path: entry.value for path, entry in self._entries.items()}
         self.options: HostOptions = schema.host_options(values)
         _https_check(self.options, self._entries, content_root)
+        _health_paths_check(self.options, self._entries)
         self._plugin_options = {table.name.lower(): schema.options(table, values)
                                 for table in schema.plugin_tables if table.name is not None}
         self._app_tables = _app_tables(merged, schema)
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """What the host logs as it starts about this configuration: the ``HOSTKIT_*``
+        environment variables that name no setting and were ignored (SPEC §9: a warning,
+        not an error, since Kubernetes sets such variables for a service named hostkit)."""
+        return _ignored_variables_warning(self._ignored_variables)
+
+    def log_warnings(self) -> None:
+        """Log :attr:`warnings` on logger ``hostkit.configuration``: called once, by the
+        host of the process that the environment was given to (not a supervisor's worker
+        or a front's child, which inherit the same variables)."""
+        for warning in self.warnings:
+            logger.warning("%s", warning)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -367,46 +393,107 @@ def _read_environment(environ: Mapping[str, str]) -> list[_Raw]:
 
 
 #: Conventional command-line names (uvicorn's, gunicorn's) for keys: ``--workers 4``.
-SHORTHANDS = {"workers": "workers.processes", "reload": "workers.reload"}
+SHORTHANDS = {"workers": "workers.processes", "reload": "workers.reload",
+              "log_level": "logging.level"}
 #: Shorthands that may stand alone as a switch: ``--reload`` is ``--reload=true``.
 FLAGS = frozenset({"reload"})
+#: ``--host`` and ``--port``, with what each is when only the other is given: together
+#: they are ``urls = ["http://HOST:PORT"]``.
+ADDRESS_SHORTHANDS = {"host": "127.0.0.1", "port": "5000"}
+_HOST_NAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?")
 
 
 def split_arguments(args: Sequence[str]) -> tuple[dict[str, str], list[_Raw]]:
-    """Parse ``--key=value``, ``--key value`` and ``--table:key=value`` arguments.
+    """Parse ``--key=value``, ``--key value`` and ``--table:key=value`` arguments, and the
+    shorthands (:data:`SHORTHANDS`, ``--host``/``--port``).
 
     Returns the host arguments (``content_root``, ``environment``) and the configuration
     values. Anything else is a :class:`ConfigurationError` naming the argument.
     """
     host: dict[str, str] = {}
     raws: list[_Raw] = []
-    items = list(args)
-    index = 0
-    while index < len(items):
-        argument = items[index]
-        index += 1
-        if not argument.startswith("--") or len(argument) <= 2:
-            raise ConfigurationError(
-                f"command-line argument {argument!r}: expected --key=value or --table:key=value")
-        body = argument[2:]
-        if "=" in body:
-            name, value = body.split("=", 1)
-        elif body.replace("-", "_").lower() in FLAGS:
-            name, value = body, "true"
-        elif index < len(items) and not items[index].startswith("--"):
-            name, value = body, items[index]
-            argument = f"{argument} {value}"
-            index += 1
-        else:
+    address: dict[str, tuple[str, str]] = {}  # host/port: (value, the argument as written)
+    for written, name, value in _options(args):
+        argument = " ".join(written)
+        if name is None:
             raise ConfigurationError(
                 f"command-line argument {argument!r}: expected --key=value or --table:key=value")
         normalized = name.replace("-", "_").lower()
         if normalized in HOST_ARGUMENTS:
             host[normalized] = value
-            continue
-        key = SHORTHANDS.get(normalized) or ".".join(name.replace("__", ":").split(":"))
-        raws.append(_Raw(key, value, Source("argument", argument), is_text=True))
+        elif normalized in ADDRESS_SHORTHANDS:
+            address[normalized] = (value, argument)
+        else:
+            key = SHORTHANDS.get(normalized) or ".".join(name.replace("__", ":").split(":"))
+            raws.append(_Raw(key, value, Source("argument", argument), is_text=True))
+    if address:
+        raws.append(_address_argument(address, raws))
     return host, raws
+
+
+def split_target(args: Sequence[str]) -> tuple[str | None, list[str]]:
+    """The first argument that is neither an option nor an option's value (``hostkit run``'s
+    ``MODULE:ATTR``, wherever it is among the options), and the other arguments in order;
+    ``None`` when there is none."""
+    target: str | None = None
+    rest: list[str] = []
+    for written, name, _ in _options(args):
+        if name is None and target is None:
+            target = written[0]
+        else:
+            rest += written
+    return target, rest
+
+
+def _options(args: Sequence[str]) -> Iterator[tuple[tuple[str, ...], str | None, str]]:
+    """Each option as ``(the arguments it takes, name, value)``: ``--name=value``,
+    ``--name value`` (two arguments), a switch of :data:`FLAGS` (value ``"true"``); any
+    other argument as ``((argument,), None, "")``."""
+    items = list(args)
+    index = 0
+    while index < len(items):
+        argument = items[index]
+        index += 1
+        body = argument[2:]
+        if not argument.startswith("--") or not body:
+            yield (argument,), None, ""
+        elif "=" in body:
+            name, value = body.split("=", 1)
+            yield (argument,), name, value
+        elif body.replace("-", "_").lower() in FLAGS:
+            yield (argument,), body, "true"
+        elif index < len(items) and not items[index].startswith("--"):
+            index += 1
+            yield (argument, items[index - 1]), body, items[index - 1]
+        else:
+            yield (argument,), None, ""
+
+
+def _address_argument(address: Mapping[str, tuple[str, str]], raws: Sequence[_Raw]) -> _Raw:
+    """``urls`` from ``--host`` and ``--port`` (``address``: each one's value and the
+    argument as written), refused beside a ``--urls`` in ``raws``."""
+    written = " ".join(argument for _, argument in address.values())
+    urls = next((raw for raw in raws if raw.key.strip().lower() == "urls"), None)
+    if urls is not None:
+        raise ConfigurationError(
+            f"command-line arguments {written} and {urls.source.name}: both set urls "
+            "(--host and --port are a shorthand for urls = [\"http://HOST:PORT\"]); "
+            "give one or the other")
+    port = address.get("port", (ADDRESS_SHORTHANDS["port"], ""))[0].strip()
+    if not port.isdigit() or int(port) > 65535:
+        raise ConfigurationError(f"command-line argument {address['port'][1]}: invalid port "
+                                 f"{port!r}; allowed: a whole number from 0 to 65535")
+    name = address.get("host", (ADDRESS_SHORTHANDS["host"], ""))[0].strip().strip("[]")
+    url = f"http://[{name}]:{int(port)}" if ":" in name else f"http://{name}:{int(port)}"
+    try:
+        if not _HOST_NAME.fullmatch(name):
+            ipaddress.ip_address(name)
+        parse_url(url)
+    except (ValueError, ConfigurationError):
+        raise ConfigurationError(
+            f"command-line argument {address['host'][1]}: invalid host {name!r}; allowed: "
+            "a host name or an IP address (0.0.0.0 or :: for every interface)") from None
+    return _Raw("urls", [url], Source("argument", written), is_text=False)
 
 
 def configuration_files(content_root: Path, environment: str) -> tuple[Path, Path]:
@@ -433,13 +520,24 @@ def configuration_files(content_root: Path, environment: str) -> tuple[Path, Pat
 # -- merging --------------------------------------------------------------------------------
 
 
-def _merge(raws: Iterable[_Raw], schema: Schema) -> dict[KeyPath, Entry]:
-    """Validate ``raws`` in order against ``schema``, later ones winning."""
+def _merge(raws: Iterable[_Raw], schema: Schema
+           ) -> tuple[dict[KeyPath, Entry], tuple[tuple[str, str], ...]]:
+    """Validate ``raws`` in order against ``schema``, later ones winning.
+
+    Returns the entries, and the environment variables that name no setting, ignored: each
+    with the schema's suggestion (``"did you mean 'urls'?"``, or ``""``). An unknown key
+    from a file or an argument is a :class:`ConfigurationError`.
+    """
     entries: dict[KeyPath, Entry] = {}
+    ignored: dict[str, str] = {}
     for raw in raws:
         try:
             path, field = schema.resolve(raw.key)
         except UnknownKey as error:
+            if raw.source.kind == "environment":
+                suggestion = _SUGGESTION.search(str(error))
+                ignored[raw.source.name] = suggestion.group(0) if suggestion else ""
+                continue
             raise ConfigurationError(f"{raw.source}: {error}") from None
         value = raw.value
         if field is not None:
@@ -450,7 +548,36 @@ def _merge(raws: Iterable[_Raw], schema: Schema) -> dict[KeyPath, Entry]:
                 del entries[existing]
         display = ".".join(path) if field is not None else raw.key
         entries[path] = Entry(display, value, raw.source, _is_secret(path, field))
-    return entries
+    return entries, tuple(sorted(ignored.items()))
+
+
+# What schema.did_you_mean puts in an UnknownKey's message.
+_SUGGESTION = re.compile(r"did you mean \S+\?")
+# The variables Kubernetes sets for every Service in the namespace (enableServiceLinks):
+# {NAME}_SERVICE_HOST, {NAME}_SERVICE_PORT[_{PORT NAME}], {NAME}_PORT[_{N}_{PROTO}[_…]].
+_SERVICE_LINK = re.compile(
+    r"_(SERVICE_HOST|SERVICE_PORT(_\w+)?|PORT(_\d+_(TCP|UDP|SCTP)(_\w+)?)?)$")
+
+
+def _ignored_variables_warning(ignored: Sequence[tuple[str, str]]) -> tuple[str, ...]:
+    """One warning naming every ignored ``HOSTKIT_*`` variable (with a suggestion when one
+    is close to a setting), and saying where Kubernetes' come from; ``()`` for none."""
+    if not ignored:
+        return ()
+    links = {name: match for name, _ in ignored if (match := _SERVICE_LINK.search(name))}
+    names = ", ".join(f"{name} ({suggestion})" if suggestion and name not in links else name
+                      for name, suggestion in ignored)
+    plural = len(ignored) > 1
+    warning = (f"ignored environment variable{'s' if plural else ''} {names}: "
+               f"{'they name' if plural else 'it names'} no hostkit setting "
+               "(HOSTKIT_KEY and HOSTKIT_TABLE__KEY set settings)")
+    services = sorted({name[:match.start()].lower().replace("_", "-")
+                       for name, match in links.items()})
+    if services:
+        warning += (f"; Kubernetes sets such variables for every Service in the namespace, "
+                    f"these for one named {', '.join(services)}: enableServiceLinks: false "
+                    "in the pod spec turns them off")
+    return (warning,)
 
 
 def _app_tables(raws: Iterable[_Raw], schema: Schema) -> dict[str, _AppTable]:
@@ -474,6 +601,25 @@ def _is_secret(path: KeyPath, field: dataclasses.Field[Any] | None) -> bool:
 def _default_entry(path: KeyPath, field: dataclasses.Field[Any]) -> Entry:
     return Entry(".".join(path), field_default(field), DEFAULT_SOURCE,
                  bool(field.metadata.get("secret")))
+
+
+def _health_paths_check(options: HostOptions, entries: Mapping[KeyPath, Entry]) -> None:
+    """Each health path has one purpose: ``liveness_path``, ``readiness_path`` and
+    ``app_path`` differ (hostkit answers the first two itself, so an app_path equal to one
+    would never reach the app)."""
+    seen: dict[str, str] = {}
+    for key, path in options.health.paths().items():
+        other = seen.get(path)
+        if other is not None:
+            entry = entries.get(("health", key))
+            where = f"{entry.source}: " if entry is not None else ""
+            other_entry = entries.get(("health", other))
+            other_where = f" (set by {other_entry.source})" if other_entry is not None else ""
+            raise ConfigurationError(
+                f"{where}health.{key} = {path!r} is also health.{other}{other_where}; each "
+                "health path must be different: liveness_path and readiness_path are "
+                "answered by hostkit itself, app_path by the app")
+        seen[path] = key
 
 
 def _https_check(options: HostOptions, entries: Mapping[KeyPath, Entry],
@@ -541,6 +687,9 @@ def load_configuration(
     every other source. Raises :class:`ConfigurationError` for any bad file, key or value.
     """
     environ = os.environ if environ is None else environ
+    # Taken before any worker or child can start: they must not take systemd's for theirs.
+    inherited = systemd.inherited()
+    activated = inherited.listen_fds if environ is os.environ else systemd.listen_fds(environ)
     host_arguments, argument_raws = split_arguments(args)
 
     root = Path(host_arguments.get("content_root")
@@ -556,4 +705,10 @@ def load_configuration(
     raws = [*_read_environment(environ), *argument_raws]
     raws += [_Raw(key, value, CODE_SOURCE, is_text=False)
              for key, value in (overrides or {}).items()]
-    return Configuration(root, environment, documents, raws)
+    configuration = Configuration(root, environment, documents, raws)
+    if activated and configuration.source_of("urls") is None:
+        # As gunicorn does: the activated sockets are what to serve, unless a source says
+        # otherwise (fd://N entries, or other addresses).
+        configuration = configuration.with_values(
+            {"urls": [f"fd://{fd}" for fd in activated]}, SOCKET_ACTIVATION_SOURCE)
+    return configuration

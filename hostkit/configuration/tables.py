@@ -224,6 +224,11 @@ def _is_url(value: str) -> bool:
     return True
 
 
+def _is_plain_url(value: str) -> bool:
+    """A listen address without TLS (``[metrics] urls``)."""
+    return _is_url(value) and not parse_url(value).is_secure
+
+
 def _is_path_or_empty(value: str) -> bool:
     return not value or value.startswith("/")
 
@@ -448,7 +453,8 @@ class MetricsOptions:
     """The Prometheus metrics listener (SPEC §9)."""
 
     urls: tuple[str, ...] = setting(
-        (), TextList("a list of http://HOST:PORT or unix:/PATH", item_check=_is_url),
+        (), TextList("a list of http://HOST:PORT, unix:/PATH or fd://N",
+                     item_check=_is_plain_url),
         "a separate listener serving Prometheus text format at /metrics, summed over all "
         "workers (empty: no metrics)")
 
@@ -462,9 +468,11 @@ class HostOptions:
         "InProcess or OutOfProcess (case-insensitive)")
     urls: tuple[str, ...] = setting(
         ("http://127.0.0.1:5000",),
-        TextList("a non-empty list of http://HOST:PORT, https://HOST:PORT or unix:/PATH",
+        TextList("a non-empty list of http://HOST:PORT, https://HOST:PORT or unix:/PATH, "
+                 "or fd://N (a listening socket inherited on descriptor N)",
                  non_empty=True, item_check=_is_url),
-        "public listen addresses; https:// needs [tls]; unix:/path allowed")
+        "public listen addresses; https:// needs [tls]; unix:/path allowed; fd://N serves an "
+        "inherited socket (systemd socket activation: the activated sockets when not set)")
     async_backend: str = setting("asyncio", Choice("asyncio", "trio"),
                                  "the event loop: asyncio or trio")
     server: str = setting("hypercorn", Text("a server plugin name", non_empty=True),

@@ -14,7 +14,9 @@ Small modules, one job each, shared by whoever starts programs (plugins reach th
 - :mod:`~hostkit.processes.rapid_fail`: the rolling-window failure budget
   (``rapid_fails_per_minute``);
 - :mod:`~hostkit.processes.recycling`: when a process that runs the app is recycled
-  (``max_requests``, ``max_lifetime``, ``max_memory``).
+  (``max_requests``, ``max_lifetime``, ``max_memory``);
+- :mod:`~hostkit.processes.output_relay`: a process's output, line by line and prefixed with
+  its pid, to the owner's stderr, never blocking the process.
 
 What a process is *for* (a child's port and token, app_offline, a worker's sockets) is its
 owner's business: nothing here knows it.

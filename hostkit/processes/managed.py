@@ -6,8 +6,9 @@ Each managed process
   with its owner, even one killed with SIGKILL;
 - leads a process group of its own (a new session), so a Ctrl+C in a terminal reaches the
   owner only, and stopping the process reaches whatever it started too;
-- has its output (stdout and stderr together) read into a bounded tail, or written by the
-  process itself straight to a file;
+- has its output (stdout and stderr together) read into a bounded tail, and when asked also
+  copied line by line to the owner's stderr (:mod:`hostkit.processes.output_relay`); or
+  written by the process itself straight to a file;
 - is forked, read and reaped by a **thread of its own that lives exactly as long as it**.
   The kernel's parent-death signal follows the *thread* that forked, not the owner process:
   a process forked from a pooled worker thread (anyio's, trio's) would be killed when that
@@ -37,6 +38,7 @@ from anyio.lowlevel import EventLoopToken, current_token
 
 from hostkit.processes import launcher
 from hostkit.processes.exits import describe_exit
+from hostkit.processes.output_relay import stderr_relay
 
 #: How much of a process's latest output :meth:`ManagedProcess.output` keeps.
 OUTPUT_TAIL_BYTES = 16 * 1024
@@ -49,9 +51,11 @@ class ProcessSpec:
 
     ``output`` is a file the process writes its stdout and stderr to directly (the owner
     copies nothing; close it once the process started); ``None`` reads them through a pipe
-    and keeps the latest :data:`OUTPUT_TAIL_BYTES` in memory. ``inherit_output`` gives the
-    process the owner's own stdout and stderr instead (a supervisor's workers log where the
-    supervisor does); ``output`` must then be ``None``.
+    and keeps the latest :data:`OUTPUT_TAIL_BYTES` in memory; with ``relay_output`` it also
+    copies each line to the owner's stderr, after ``child: [PID] ``, never making the process
+    wait (:mod:`hostkit.processes.output_relay`). ``inherit_output`` gives the process the
+    owner's own stdout and stderr instead (a supervisor's workers log where the supervisor
+    does); ``output`` must then be ``None``.
 
     ``pass_fds`` are descriptors the process inherits under the same numbers (a worker's
     listening sockets); every other descriptor of the owner is closed in it.
@@ -63,6 +67,7 @@ class ProcessSpec:
     output: IO[bytes] | None = None
     inherit_output: bool = False
     pass_fds: Sequence[int] = ()
+    relay_output: bool = False
 
 
 class ManagedProcess:
@@ -217,9 +222,14 @@ class ManagedProcess:
             return
         anyio.from_thread.run_sync(self._forked, popen, token=token)
         if popen.stdout is not None:
+            relayed = stderr_relay().output_of(popen.pid) if spec.relay_output else None
             with popen.stdout:
                 while chunk := os.read(popen.stdout.fileno(), _READ_SIZE):
                     self._keep(chunk)
+                    if relayed is not None:
+                        relayed.feed(chunk)
+            if relayed is not None:
+                relayed.finish()
         anyio.from_thread.run_sync(self.output_done.set, token=token)
         returncode = popen.wait()
         anyio.from_thread.run_sync(self._reaped, returncode, token=token)

@@ -22,11 +22,13 @@ import socket
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from hostkit.configuration.tables import HealthOptions, WorkersOptions
+from hostkit.metrics import WORKER_PROCESS, exit_reason
 from hostkit.processes import ManagedProcess, ProcessSpec, RapidFailBudget
 from hostkit.processes.rapid_fail import MINUTE
 from hostkit.processes.recycling import MEMORY_CHECK_INTERVAL, RecyclePolicy
@@ -37,6 +39,9 @@ from hostkit.worker_contract import (
     SupervisorChannel,
     WorkerContract,
 )
+
+if TYPE_CHECKING:
+    from hostkit.metrics import Metrics
 
 logger = logging.getLogger("hostkit.supervisor")
 
@@ -54,6 +59,8 @@ class Worker:
     ready: bool = False
     #: its failure was counted already (a failed start), so its exit is not counted again.
     failure_counted: bool = False
+    #: stopped because a new worker replaced it.
+    recycled: bool = False
 
     @property
     def pid(self) -> int:
@@ -87,10 +94,13 @@ class WorkerPool:
 
     def __init__(self, *, command: Sequence[str], cwd: Path, environment: Mapping[str, str],
                  listeners: Sequence[tuple[socket.socket, str]], options: WorkersOptions,
-                 health: HealthOptions, stop_limit: float, rapid_fail_window: float = MINUTE):
+                 health: HealthOptions, stop_limit: float, rapid_fail_window: float = MINUTE,
+                 metrics: Metrics | None = None):
         """``listeners`` are the bound sockets with the URL each serves; ``health`` says how
         workers report their probes of the app (only InProcess workers probe); ``stop_limit``
-        is how long a worker asked to stop (SIGTERM) may drain before it is killed."""
+        is how long a worker asked to stop (SIGTERM) may drain before it is killed;
+        ``metrics`` (None: none) counts the workers' starts, exits and recycles."""
+        self.metrics = metrics
         self.command = list(command)
         self.cwd = cwd
         self.environment = dict(environment)
@@ -221,6 +231,9 @@ class WorkerPool:
                                  "keeps serving", old.pid)
                 return
             slot.worker = new
+        old.recycled = True
+        if self.metrics is not None:
+            self.metrics.process_recycled(WORKER_PROCESS, reason)
         await self._stop(old)
 
     # -- one slot -------------------------------------------------------------------------
@@ -268,6 +281,8 @@ class WorkerPool:
             return None
         finally:
             theirs.close()  # the worker has its own descriptor now
+        if self.metrics is not None:
+            self.metrics.process_started(WORKER_PROCESS)
         ready = False
         try:
             with anyio.move_on_after(self.options.startup_time_limit) as deadline:
@@ -362,6 +377,10 @@ class WorkerPool:
         stop, or its failed start was counted already."""
         self._live.discard(worker)
         worker.channel.close()
+        if self.metrics is not None:
+            self.metrics.process_exited(WORKER_PROCESS, exit_reason(
+                served=worker.ready, asked_to_stop=worker.process.stopping,
+                replaced=worker.recycled, owner_stopping=self._draining), worker.pid)
         if worker.ready and not worker.process.stopping:
             logger.error("worker pid %d %s; starting another", worker.pid,
                          worker.process.describe_exit())

@@ -14,6 +14,7 @@ second signal and are killed after a short grace.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -22,6 +23,7 @@ import signal
 import socket
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 from anyio.abc import TaskStatus
@@ -30,12 +32,16 @@ from hostkit.asgi import ASGIApp
 from hostkit.configuration import Configuration
 from hostkit.configuration.sources import reload_configuration
 from hostkit.content_root import ContentRootRules, ContentRootWatch
+from hostkit.gateway import Gateway
 from hostkit.listeners import ListenAddress, bind_all, close_all
 from hostkit.processes import this_program
 from hostkit.server_contract import HostRole
-from hostkit.supervisor.answers import answer_while_unavailable
+from hostkit.supervisor.answers import answer_while_unavailable, unavailable_reason
 from hostkit.supervisor.pool import STOP_NOW_GRACE, WorkerPool
 from hostkit.tls import server_context
+
+if TYPE_CHECKING:
+    from hostkit.metrics import Metrics
 
 logger = logging.getLogger("hostkit.supervisor")
 
@@ -43,10 +49,11 @@ logger = logging.getLogger("hostkit.supervisor")
 _EXIT_GRACE = 2.0
 
 
-def worker_stop_limit(shutdown_timeout: float) -> float:
-    """Seconds a worker asked to stop may take before it is killed: its drain and then its
-    app's shutdown, each under ``shutdown_timeout``."""
-    return 2 * shutdown_timeout + _EXIT_GRACE
+def worker_stop_limit(shutdown_timeout: float, shutdown_delay: float = 0) -> float:
+    """Seconds a worker asked to stop may take before it is killed: its ``shutdown_delay``
+    (it still serves, readiness 503), then its drain and its app's shutdown, each under
+    ``shutdown_timeout``."""
+    return shutdown_delay + 2 * shutdown_timeout + _EXIT_GRACE
 
 
 class Supervisor:
@@ -56,11 +63,17 @@ class Supervisor:
 
     def __init__(self, configuration: Configuration, *, worker_role: HostRole,
                  rules: ContentRootRules, command: Sequence[str] | None = None,
-                 rapid_fail_window: float | None = None):
+                 rapid_fail_window: float | None = None, metrics: Metrics | None = None,
+                 gateway: Gateway | None = None):
         """``worker_role`` is what each worker will be (``SERVE`` or ``FRONT``); the content
         root ``rules`` apply when it runs the pipeline (a ``FRONT`` applies them itself).
         ``command`` is what a worker runs (default: this program again); tests shorten the
-        rapid-fail budget's minute with ``rapid_fail_window``."""
+        rapid-fail budget's minute with ``rapid_fail_window``. ``metrics`` (None: none) counts
+        the workers and, while it runs, sums their values (:meth:`Metrics.collecting_workers`).
+        ``gateway`` (the host's): its health paths and request ids for the supervisor's own
+        answers, and its readiness, not ready while no worker is up."""
+        self.metrics = metrics
+        self.gateway = gateway
         self.configuration = configuration
         self.options = configuration.options
         self.worker_role = worker_role
@@ -76,25 +89,34 @@ class Supervisor:
                     task_status: TaskStatus[list[str]] = anyio.TASK_STATUS_IGNORED) -> None:
         bound = bind_all(self.options.urls)
         try:
-            await self._serve(bound, stopping, task_status)
+            collecting: contextlib.AbstractContextManager[dict[str, str]] = (
+                contextlib.nullcontext({}) if self.metrics is None
+                else self.metrics.collecting_workers())
+            with collecting as metrics_variables:
+                await self._serve(bound, stopping, task_status, metrics_variables)
         finally:
             close_all(bound)
 
     async def _serve(self, bound: list[tuple[ListenAddress, socket.socket]],
-                     stopping: anyio.Event, task_status: TaskStatus[list[str]]) -> None:
+                     stopping: anyio.Event, task_status: TaskStatus[list[str]],
+                     metrics_variables: dict[str, str]) -> None:
         options = self.options
         urls = [address.display(sock) for address, sock in bound]
         tls = server_context(self.configuration) if any(a.is_secure for a, _ in bound) else None
         window = {} if self.rapid_fail_window is None else {
             "rapid_fail_window": self.rapid_fail_window}
         pool = self.pool = WorkerPool(
-            command=self.command, cwd=Path.cwd(), environment=os.environ,
+            command=self.command, cwd=Path.cwd(),
+            environment={**os.environ, **metrics_variables}, metrics=self.metrics,
             listeners=[(sock, url) for (_, sock), url in zip(bound, urls)],
             options=options.workers, health=options.health,
-            stop_limit=worker_stop_limit(options.shutdown_timeout), **window)
+            stop_limit=worker_stop_limit(options.shutdown_timeout, options.shutdown_delay),
+            **window)
         watch = ContentRootWatch(self.configuration.content_root,
                                  self.configuration.environment_name, self.rules)
         head_timeout = options.server_options.next_request_head_timeout
+        if self.gateway is not None:
+            self.gateway.readiness.add_check(functools.partial(unavailable_reason, pool))
         async with anyio.create_task_group() as services:
             if self.rules != ContentRootRules():
                 await services.start(functools.partial(
@@ -109,7 +131,7 @@ class Supervisor:
             async with anyio.create_task_group() as answering:
                 answering.start_soon(answer_while_unavailable, pool, [
                     (sock, tls if address.is_secure else None) for address, sock in bound],
-                    answering, head_timeout)
+                    answering, head_timeout, self.gateway)
                 task_status.started(urls)
                 await stopping.wait()
                 answering.cancel_scope.cancel()

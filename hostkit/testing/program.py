@@ -26,7 +26,7 @@ from types import TracebackType
 
 #: The line a host logs once it listens and the app's lifespan has started.
 STARTED = "Application started."
-_LISTENING = re.compile(r"Now listening on: (\S+)")
+_LISTENING = re.compile(r"Now listening on: ([^\s\"]+)")
 # What the OutOfProcess module logs when it has started a child, and when that child listens.
 _STARTED_CHILD = re.compile(r"started child pid (\d+) on 127\.0\.0\.1:(\d+)")
 _CHILD_LISTENING = re.compile(r"child pid (\d+) listening after (\d+) ms")

@@ -50,7 +50,7 @@ class HypercornServer:
     async def serve(self, app: ASGIApp, stopping: anyio.Event, *,
                     task_status: TaskStatus[list[str]] = anyio.TASK_STATUS_IGNORED) -> None:
         config = self.hypercorn_config()
-        bound = bind_all(self.options.urls)
+        bound = bind_all(self.options.urls, source=self.configuration.source_of("urls"))
         secure = [sock for address, sock in bound if address.is_secure]
         insecure = [sock for address, sock in bound if not address.is_secure]
         tls = server_context(self.configuration, config.alpn_protocols) if secure else None

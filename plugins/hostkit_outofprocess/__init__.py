@@ -9,7 +9,10 @@ Its hooks, in the order ``HostBuilder.build()`` calls them:
 - ``hostkit_configure_builder``: a ``CHILD`` listens on ``127.0.0.1:$HOSTKIT_PORT`` only, with
   the integration middleware outermost in its pipeline;
 - ``hostkit_create_server``: a ``FRONT`` is served by the :class:`ModuleServer`, once the
-  server its children will run has been checked against its declaration.
+  server its children will run has been checked against its declaration; it does the
+  gateway's duties (``ServerRequest.gateway``) for every request, as the owner of the public
+  listener (a ``CHILD`` has no gateway: its front did them, and the child's access log and
+  health paths are its front's).
 
 Registered through the ``hostkit`` entry-point group like any third-party plugin, and imports
 only ``hostkit`` and ``hostkit.plugin``.
@@ -128,4 +131,4 @@ def hostkit_create_server(request: ServerRequest) -> Server | None:
     children = child_configuration(request.configuration, module_options(request.configuration))
     if children is not None:
         check_server_choice(children, request.declared, role=HostRole.CHILD)
-    return ModuleServer(request.configuration, request.authenticator)
+    return ModuleServer(request.configuration, request.authenticator, request.gateway)

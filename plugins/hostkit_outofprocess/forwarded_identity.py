@@ -1,10 +1,13 @@
-"""The identity the module forwards to its child: ``Hostkit-Identity`` and ``Hostkit-Client-Cert``.
+"""What the module forwards to its child about the client, besides ``X-Forwarded-For`` and
+``-Proto``: ``Hostkit-Identity``, ``Hostkit-Client-Cert`` and ``Hostkit-Client-Port``.
 
 ``Hostkit-Identity`` is ``PAYLOAD.MAC``: the principal as JSON (base64url), and an
 HMAC-SHA256 of it keyed by the child's token. Only the module and that child start know the
 token, so a value cannot be forged, and one made for an earlier child start does not verify
 (every start has a new token). ``Hostkit-Client-Cert`` is the client's certificate, base64
-DER; clients cannot send either header (the module strips the whole ``hostkit-`` namespace).
+DER. ``Hostkit-Client-Port`` is the client's port (after trusted forwarding), in decimal, sent
+whenever it is known. Clients cannot send any of them (the module strips the whole
+``hostkit-`` namespace).
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ from typing import Any
 
 from hostkit import Claim, ClaimsIdentity, ClaimsPrincipal
 from hostkit.plugin import AuthenticateResult
+
+#: The client's port, from the module to its child (lower case, as ASGI has it).
+CLIENT_PORT_HEADER = b"hostkit-client-port"
 
 # Keeps a MAC over an identity from ever being valid for another use of the same token.
 _PURPOSE = b"hostkit-identity\n"
@@ -65,6 +71,14 @@ def decode_client_certificate(value: bytes) -> bytes | None:
         return base64.b64decode(value, validate=True) or None
     except binascii.Error:
         return None
+
+
+def decode_client_port(value: bytes) -> int | None:
+    """The port a ``Hostkit-Client-Port`` value names, or ``None`` when it names none."""
+    if not value.isdigit() or len(value) > 5:
+        return None
+    port = int(value)
+    return port if 0 < port < 65536 else None
 
 
 def _mac(payload: bytes, token: bytes) -> bytes:

@@ -5,9 +5,9 @@ CI runs the reload suites on fewer model and backend pairs); with it, at full si
 generated smuggling vectors per backend, 10,000 direct requests per backend, the child killed
 every 2 s for 60 s, the front killed 20 times, one of two workers killed every 2 s for 60 s
 per backend, the supervisor killed 20 times, 500 slow heads and 100 slow bodies at 1 byte /
-5 s with 500 silent TLS connections, 2x100 MB of output per logging mode, the rapid-fail
-recovery waited out over the real minute, and per backend SIGHUP every 5 s for 60 s under 64
-clients per model, 6 configuration changes (OutOfProcess) and 60 s of ``max_requests = 1000``
+5 s with 500 silent TLS connections, 2x100 MB of output in each of the 4 logging modes, the
+rapid-fail recovery waited out over the real minute, and per backend SIGHUP every 5 s for 60 s
+under 64 clients per model, 6 configuration changes (OutOfProcess) and 60 s of ``max_requests = 1000``
 recycling per model. Each suite prints its figures as it finishes; the summary says which
 targets were met. Results also go to ``bench/results/hardening.json``.
 
@@ -67,6 +67,7 @@ def security_spoof(full: bool) -> Iterator[Reported]:
             yield spoof.run_recorded(recording)
         with Front(backend) as front:
             yield spoof.run_app(backend, front.url)
+        yield from spoof.run_forwarding(backend)
 
 
 def security_direct(full: bool) -> Iterator[Reported]:
@@ -118,9 +119,9 @@ def reliability_slow_clients(full: bool) -> Iterator[Reported]:
 def reliability_logging(full: bool) -> Iterator[Reported]:
     settings = logging_stall.FULL if full else logging_stall.QUICK
     for backend in BACKENDS:
-        for file_log in (False, True):
-            with logging_stall.front_for(backend, file_log) as front:
-                yield anyio.run(logging_stall.run, front, file_log, settings, backend=backend)
+        for mode in logging_stall.MODES:
+            with logging_stall.front_for(backend, mode) as front:
+                yield anyio.run(logging_stall.run, front, mode, settings, backend=backend)
 
 
 def reliability_startup(full: bool) -> Iterator[Reported]:
@@ -169,7 +170,7 @@ SUITES: dict[str, Suite] = {
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tests.hardening",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("--full", action="store_true", help="the full-size runs (about 23 min)")
+    parser.add_argument("--full", action="store_true", help="the full-size runs (about 26 min)")
     parser.add_argument("--only", nargs="+", choices=sorted(SUITES), metavar="SUITE",
                         help=f"run only these suites: {', '.join(SUITES)}")
     parser.add_argument("--output", type=Path, default=RESULTS, help="where the JSON goes")

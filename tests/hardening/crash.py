@@ -1,6 +1,6 @@
 """The child killed under load: SIGKILL every ``interval`` s while keep-alive clients run.
 
-Half the requests are ``GET /``, half ``POST /apply`` with a unique ``x-request-id``; the app
+Half the requests are ``GET /``, half ``POST /apply`` with a unique ``x-apply-tag``; the app
 appends every applied id to a ledger file. A request is **in flight** at a kill when it was
 sent before the kill and answered after it; it **arrived while the child was down** when it
 was sent after a kill and before the next child was listening. Figures: every failure (no
@@ -112,7 +112,7 @@ async def run(front: Front, ledger: Path, settings: Settings) -> Figures:
     def next_request(client: int, n: int) -> Request:
         if n % 2:
             tag = f"{client}-{n}"
-            return "POST", build("POST", "/apply", [("x-request-id", tag)], b"x"), tag
+            return "POST", build("POST", "/apply", [("x-apply-tag", tag)], b"x"), tag
         return "GET", build("GET", "/"), ""
 
     samples: list[Sample] = []

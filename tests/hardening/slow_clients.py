@@ -167,7 +167,7 @@ async def run(front: Front, settings: Settings) -> Figures:
     answers: list[bytes] = []
     limit = header_timeout + 10
     endless_head = b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: " + b"s" * 10000
-    body_head = build("POST", "/apply", [("x-request-id", "slow")], None)[:-2] + \
+    body_head = build("POST", "/apply", [("x-apply-tag", "slow")], None)[:-2] + \
         b"Content-Length: 10000\r\n\r\n"
     stop = anyio.Event()
     async with anyio.create_task_group() as task_group:

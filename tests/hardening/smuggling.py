@@ -45,7 +45,7 @@ from tests.support.processes import LOOPBACK
 #: Headers the module itself puts on a forwarded request.
 MODULE_HEADERS = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"hostkit-token",
                             b"content-length", b"transfer-encoding", b"connection", b"upgrade",
-                            b"host"})
+                            b"host", b"x-request-id", b"hostkit-client-port"})
 _EXCHANGE_TIMEOUT = 3.0
 _TAIL_WAIT = 0.1      # after the last expected answer, when the client's bytes end mid-request
 _ABORT_WAIT = 2.0     # for the module to close a child connection it left mid-request

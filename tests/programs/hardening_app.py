@@ -4,7 +4,7 @@ Routes (all answers are small, so the suites measure the module, not the app):
 
 - ``/``: ``hello``;
 - ``/slow?SECONDS``: answers after sleeping;
-- ``POST /apply`` with ``x-request-id``: appends the id to ``$LEDGER_FILE`` (one line, one
+- ``POST /apply`` with ``x-apply-tag``: appends the id to ``$LEDGER_FILE`` (one line, one
   ``write`` on an ``O_APPEND`` descriptor, so lines never mix) and answers ``applied ID``;
   the crash suite counts how often each POST was applied;
 - ``/log?BYTES&SINK``: writes BYTES bytes of output in 16 KB lines to stdout (``SINK`` =
@@ -66,7 +66,7 @@ async def app(context: hostkit.HttpContext) -> None:
         await response.write("slow done")
     elif path == "/apply":
         await request.body()
-        request_id = request.headers.get("x-request-id", "")
+        request_id = request.headers.get("x-apply-tag", "")
         _apply(request_id)
         await response.write(f"applied {request_id}")
     elif path == "/log":
@@ -79,7 +79,8 @@ async def app(context: hostkit.HttpContext) -> None:
         await request.body()
         response.headers["content-type"] = "application/json"
         await response.write(json.dumps({
-            "remote_ip": context.connection.remote_ip, "scheme": request.scheme,
+            "remote_ip": context.connection.remote_ip,
+            "remote_port": context.connection.remote_port, "scheme": request.scheme,
             "host": request.host, "path_base": request.path_base,
             "headers": request.headers.items_all()}))
     else:

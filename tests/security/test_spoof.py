@@ -3,7 +3,9 @@
 Every name in ``tests.hardening.spoof.RESERVED`` × every variant (case, ``_`` for ``-``,
 duplicated, named in ``Connection``, as a trailer, …) with a unique marker value. None may be
 accepted: the child (its exact bytes, and a hostkit app behind the integration layer) sees
-only the module's own values.
+only the module's own values. With ``[forwarded_headers]`` believing proxies that are not the
+client, none is accepted either, in both models; from a known proxy (the controls) forwarded
+values are.
 """
 
 from __future__ import annotations
@@ -56,3 +58,29 @@ def test_the_app_sees_only_the_modules_values(app_front: Front) -> None:
     figures = spoof.run_app(app_front.backend, app_front.url)
     assert figures.problems() == []
     assert all(r.status == 200 for r in figures.results)
+
+
+#: The model and backend of each server with [forwarded_headers]: one backend per model here
+#: (the rules are the same on both); the full run has all four (``spoof.run_forwarding``).
+FORWARDING_SERVERS = [("InProcess", "asyncio"), ("OutOfProcess", "trio")]
+
+
+@pytest.fixture(scope="module", params=FORWARDING_SERVERS, ids="-".join)
+def forwarding(request: pytest.FixtureRequest) -> Iterator[tuple[str, str, str]]:
+    """``(model, backend, url)``: a server with
+    :data:`tests.hardening.spoof.FORWARDED_HEADERS`."""
+    model, backend = request.param
+    with spoof.serving(model, backend) as url:
+        yield model, backend, url
+
+
+def test_known_proxies_that_are_not_the_client_change_nothing(
+        forwarding: tuple[str, str, str]) -> None:
+    figures = spoof.run_app_forwarding(*forwarding)
+    assert figures.problems() == []
+    assert all(r.status == 200 for r in figures.results)
+
+
+def test_a_known_proxys_forwarded_values_are_believed(
+        forwarding: tuple[str, str, str]) -> None:
+    assert spoof.run_controls(*forwarding).problems() == []

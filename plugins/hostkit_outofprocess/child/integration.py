@@ -5,12 +5,21 @@ For every HTTP and WebSocket request (SPEC §4):
 1. exactly one ``Hostkit-Token`` header equal to the module's token (constant-time compare),
    at most one ``Hostkit-Identity`` whose MAC verifies with that token, and at most one
    ``Hostkit-Client-Cert``, or 400 with an empty body and the app is not called;
-2. those headers are removed from what the app sees;
-3. ``X-Forwarded-For`` (last hop) becomes the client address, ``X-Forwarded-Proto`` the
-   scheme, and the module's path base the ``root_path``;
-4. the forwarded identity is left for the authentication layer, and the client certificate
+2. those headers are removed from what the app sees, and so are ``Hostkit-Client-Port`` and
+   ``X-Request-Id``, which only the module sends (it strips a client's);
+3. ``X-Forwarded-For`` (last hop) becomes the client address and ``Hostkit-Client-Port`` its
+   port (``context.connection.remote_port``; 0 when the module does not know it),
+   ``X-Forwarded-Proto`` the scheme, and the module's path base the ``root_path``;
+4. ``X-Request-Id`` becomes the request's id while the app serves it
+   (``context.trace_identifier``, and the ``request_id`` of the child's log lines:
+   ``hostkit.plugin.REQUEST_ID``), so the front's access log, the client and the child's
+   logs name the same id;
+5. the forwarded identity is left for the authentication layer, and the client certificate
    becomes the ASGI ``tls`` extension (``context.connection.client_certificate``) when
    ``integration.forward_client_certificate`` is true.
+
+The child writes no access log line and answers no health path: its front does both (a
+``CHILD`` host has no gateway).
 
 The token is never logged: nothing here logs, and the contract's repr hides it.
 """
@@ -23,6 +32,8 @@ from hostkit.plugin import (
     CLIENT_CERT_HEADER,
     FORWARDED_RESULT_KEY,
     IDENTITY_HEADER,
+    REQUEST_ID,
+    REQUEST_ID_HEADER,
     TOKEN_HEADER,
     ASGIApp,
     ChildContract,
@@ -33,7 +44,12 @@ from hostkit.plugin import (
     tls_extension_of,
 )
 
-from hostkit_outofprocess.forwarded_identity import decode_client_certificate, decode_identity
+from hostkit_outofprocess.forwarded_identity import (
+    CLIENT_PORT_HEADER,
+    decode_client_certificate,
+    decode_client_port,
+    decode_identity,
+)
 
 _FORWARDED_FOR = b"x-forwarded-for"
 _FORWARDED_PROTO = b"x-forwarded-proto"
@@ -61,7 +77,7 @@ class IntegrationMiddleware:
         count = 0
         module_headers: dict[bytes, list[bytes]] = {}
         kept = []
-        forwarded_for = forwarded_proto = None
+        forwarded_for = forwarded_proto = client_port = request_id = None
         for name, value in scope["headers"]:
             lowered = name.lower()
             if lowered == TOKEN_HEADER:
@@ -70,6 +86,12 @@ class IntegrationMiddleware:
                 continue
             if lowered == IDENTITY_HEADER or lowered == CLIENT_CERT_HEADER:
                 module_headers.setdefault(lowered, []).append(value)
+                continue
+            if lowered == REQUEST_ID_HEADER:
+                request_id = value
+                continue
+            if lowered == CLIENT_PORT_HEADER:
+                client_port = value
                 continue
             if lowered == _FORWARDED_FOR:
                 forwarded_for = value
@@ -88,7 +110,8 @@ class IntegrationMiddleware:
         if forwarded_for:
             last_hop = forwarded_for.split(b",")[-1].strip().decode("latin-1")
             if last_hop:
-                scope["client"] = (last_hop, 0)
+                port = decode_client_port(client_port) if client_port is not None else None
+                scope["client"] = (last_hop, port or 0)
         if forwarded_proto:
             scheme = _SCHEMES[kind].get(forwarded_proto.strip().lower())
             if scheme is not None:
@@ -97,6 +120,11 @@ class IntegrationMiddleware:
             path: str = scope["path"]
             if path == self.path_base or path.startswith(self.path_base + "/"):
                 scope["root_path"] = self.path_base
+        if request_id is not None:
+            # Not reset when the app returns: the request stage, outside this layer, logs an
+            # exception of the app's after it, and that line carries the id too. The server
+            # runs each request in a task of its own, which the value goes with.
+            REQUEST_ID.set(request_id.decode("latin-1"))
         await self.app(scope, receive, send)
 
     def _apply_identity(self, scope: Scope, headers: dict[bytes, list[bytes]]) -> bool:

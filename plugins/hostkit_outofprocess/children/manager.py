@@ -26,12 +26,15 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from hostkit.plugin import (
+    CHILD_PROCESS,
     MEMORY_CHECK_INTERVAL,
     ChildContract,
     ManagedProcess,
+    Metrics,
     ProcessSpec,
     RapidFailBudget,
     RecyclePolicy,
+    exit_reason,
     free_loopback_port,
 )
 
@@ -88,8 +91,13 @@ class ChildManager:
     """
 
     def __init__(self, settings: ChildSettings, processes: int, *, eager_start: bool = False,
-                 rapid_fail_window: float | None = None, drain: Drain | None = None):
-        """``rapid_fail_window`` replaces the budget's rolling minute (tests shorten it)."""
+                 rapid_fail_window: float | None = None, drain: Drain | None = None,
+                 metrics: Metrics | None = None):
+        """``rapid_fail_window`` replaces the budget's rolling minute (tests shorten it);
+        ``metrics`` (None: none) counts the children's starts, exits and recycles."""
+        self.metrics = metrics
+        #: children that got a slot (served), until reaped: what their exit is counted as.
+        self._served: set[Child] = set()
         self.settings = settings
         self.eager_start = eager_start
         self._drain = drain
@@ -101,6 +109,8 @@ class ChildManager:
         self._task_group: TaskGroup | None = None
         self._offline: bytes | None = None
         self._closing = False
+        #: whether the last child start failed (until one succeeds): a reason not to be ready.
+        self._start_failed = False
         #: replaced children not reaped yet: draining, then stopping.
         self._retiring: set[Child] = set()
 
@@ -157,6 +167,20 @@ class ChildManager:
     @property
     def offline(self) -> bool:
         return self._offline is not None
+
+    def unready_reason(self) -> str | None:
+        """Why requests cannot all be served now, for the front's readiness: ``"offline"``
+        (``app_offline_file`` exists), or, while a slot has no running child,
+        ``"rapid-failed"`` (the rapid-fail budget allows no start) or ``"start-failed"``
+        (the last start failed). None: every slot has a child, or the next request starts
+        one (before the first start too: the child starts on the first request)."""
+        if self._offline is not None:
+            return "offline"
+        if all(slot.child is not None and slot.child.running for slot in self._slots):
+            return None
+        if self._budget.exhausted() is not None:
+            return "rapid-failed"
+        return "start-failed" if self._start_failed else None
 
     async def set_offline(self, content: bytes | None) -> None:
         """With ``content``: stop the children and answer 503 with it. ``None``: online again."""
@@ -222,6 +246,8 @@ class ChildManager:
                 return False
             logger.info("child pid %d replaces child pid %d (slot %d); stopping the old one",
                         new.pid, old.pid, index)
+            if self.metrics is not None:
+                self.metrics.process_recycled(CHILD_PROCESS, reason)
         await self._retire(old)
         return True
 
@@ -305,10 +331,14 @@ class ChildManager:
                 self._spawn(self._stop_child, child)
                 raise AppOffline(self._offline)
             slot.child = child
+            self._served.add(child)
             self._watch(slot, child)
+            self._start_failed = False
             return child
         except ChildUnavailable as error:
             slot.start_error = error
+            if isinstance(error, ChildStartupFailure):
+                self._start_failed = True
             raise
         finally:
             slot.starting = None
@@ -325,7 +355,7 @@ class ChildManager:
             raise ChildStartupFailure(f"cannot prepare a child's start: {error}") from None
         process = ManagedProcess(ProcessSpec(
             settings.command, settings.cwd, {**settings.environment, **contract.to_environ()},
-            output=log.file if log is not None else None))
+            output=log.file if log is not None else None, relay_output=settings.relay_output))
         child = Child(process, contract, log.path if log is not None else None)
         try:
             await self._task_group.start(functools.partial(
@@ -336,6 +366,8 @@ class ChildManager:
         finally:
             if log is not None:
                 log.file.close()  # the child has its own descriptor now
+        if self.metrics is not None:
+            self.metrics.process_started(CHILD_PROCESS)
         if log is not None:
             child.log_path = log.name_for(child.pid)
         logger.info("started child pid %d on 127.0.0.1:%d (slot %d)", child.pid, child.port,
@@ -490,9 +522,15 @@ class ChildManager:
 
     def _report_exit(self, slot: _Slot, child: Child) -> None:
         """Called in the loop once ``child`` is reaped: a failure unless it was asked to stop."""
+        if self.metrics is not None:
+            self.metrics.process_exited(CHILD_PROCESS, exit_reason(
+                served=child in self._served, asked_to_stop=child.process.stopping,
+                replaced=child in self._retiring, owner_stopping=self._closing))
+        self._served.discard(child)
         if not child.process.stopping:
             self._record_failure(child)
-            tail = child.output().strip()
+            # Relayed output is already in the front's stderr, line by line.
+            tail = "" if child.process.spec.relay_output else child.output().strip()
             logger.error("child pid %d %s%s", child.pid, child.describe_exit(),
                          f"; its last output:\n{tail[-2000:]}" if tail else "")
         else:

@@ -21,8 +21,10 @@ class ChildSettings:
 
     ``environment`` is the whole environment a child starts with, before its contract
     (``HOSTKIT_PORT`` …); ``log_prefix`` is where ``stdout_log_enabled`` writes its output
-    (``None``: kept in memory); ``recycle`` is ``[workers]``' recycle limits and ``health``
-    the ``[health]`` probe (``None``: no probe).
+    (``None``: read through a pipe, its tail kept in memory); ``relay_output`` copies what is
+    read through the pipe to the front's stderr too (``relay_child_output``; never with a log
+    file, which the child writes itself); ``recycle`` is ``[workers]``' recycle limits and
+    ``health`` the ``[health]`` probe (``None``: no probe).
     """
 
     command: Sequence[str]
@@ -35,6 +37,7 @@ class ChildSettings:
     log_prefix: Path | None
     recycle: RecyclePolicy = RecyclePolicy()
     health: HealthCheck | None = None
+    relay_output: bool = False
 
     @classmethod
     def from_configuration(cls, configuration: hostkit.Configuration) -> ChildSettings:
@@ -50,15 +53,24 @@ class ChildSettings:
     def from_options(cls, options: ModuleOptions, content_root: Path,
                      environ: Mapping[str, str] | None = None) -> ChildSettings:
         """From the ``[module]`` table; the inherited environment is ``environ`` (default:
-        this process's)."""
+        this process's).
+
+        A relayed child gets ``PYTHONUNBUFFERED=1`` unless its environment sets that variable
+        (non-empty): its stdout is a pipe, where Python would hold a ``print`` back until 8 KB
+        gathered.
+        """
         command = ([options.process_path or sys.executable, *options.arguments]
                    if options.process_path or options.arguments else this_program())
         inherited = os.environ if environ is None else environ
         log_prefix = (resolve_path(content_root, options.stdout_log_file)
                       if options.stdout_log_enabled else None)
-        return cls(command, content_root, {**inherited, **options.environment_variables},
-                   options.path_base, options.startup_time_limit, options.shutdown_time_limit,
-                   options.rapid_fails_per_minute, log_prefix)
+        relay = options.relay_child_output and log_prefix is None
+        environment = {**inherited, **options.environment_variables}
+        if relay and not environment.get("PYTHONUNBUFFERED"):  # empty is unset for Python
+            environment["PYTHONUNBUFFERED"] = "1"
+        return cls(command, content_root, environment, options.path_base,
+                   options.startup_time_limit, options.shutdown_time_limit,
+                   options.rapid_fails_per_minute, log_prefix, relay_output=relay)
 
 
 def child_configuration(configuration: hostkit.Configuration,

@@ -5,7 +5,10 @@
 - :mod:`~hostkit_outofprocess.front.connection`: one client connection and its request loop;
 - :mod:`~hostkit_outofprocess.front.client_input`: how a connection's bytes reach its parser;
 - :mod:`~hostkit_outofprocess.front.exchange`: one request and its response (and
-  :mod:`~hostkit_outofprocess.front.tunnel`, after a WebSocket handshake);
+  :mod:`~hostkit_outofprocess.front.tunnel`, after a WebSocket handshake), with the gateway's
+  duties (forwarded headers, request id, health paths, the limit);
+- :mod:`~hostkit_outofprocess.front.records`: a request's access log line and metrics, once
+  it is over;
 - :mod:`~hostkit_outofprocess.front.deadlines`: the heartbeat's deadlines, a body's pace;
 - :mod:`~hostkit_outofprocess.front.request_rules` and
   :mod:`~hostkit_outofprocess.front.header_rules`: what is refused, what crosses;

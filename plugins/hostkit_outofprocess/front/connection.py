@@ -4,8 +4,10 @@ The connection reads request heads and hands each request to an
 :class:`~hostkit_outofprocess.front.exchange.Exchange`, which forwards it and relays the
 answer; what lives longer than one request is here: the stream and its input
 (:mod:`~hostkit_outofprocess.front.client_input`), who the client is
-(:class:`~hostkit_outofprocess.front.identity.ConnectionIdentity`), whether it is idle, and
-its deadline (:mod:`~hostkit_outofprocess.front.deadlines`).
+(:class:`~hostkit_outofprocess.front.identity.ConnectionIdentity`), whether it is idle, its
+deadline (:mod:`~hostkit_outofprocess.front.deadlines`), and the parts of the gateway its
+exchanges use (``hostkit.plugin.Gateway``: the access log, the metrics, the limit, the health
+paths), read once per connection.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import time
 import anyio
 import h11
 
-from hostkit_outofprocess.front import request_rules
+from hostkit.plugin import REQUEST_ID_HEADER, Gateway
+
+from hostkit_outofprocess.front import records, request_rules
 from hostkit_outofprocess.front.client_input import STREAM_ERRORS, ClientGone, client_input
 from hostkit_outofprocess.front.deadlines import Wait
 from hostkit_outofprocess.front.exchange import Aborted, BodyTimeout, Exchange
@@ -35,11 +39,21 @@ class ClientConnection:
     """Serves one accepted client connection until it closes, times out or the front stops."""
 
     def __init__(self, stream: Stream, upstream: Upstream, pages: ErrorPages, *,
-                 identity: ConnectionIdentity, head_timeout: float, stopping: anyio.Event):
+                 identity: ConnectionIdentity, gateway: Gateway, head_timeout: float,
+                 stopping: anyio.Event):
         self.stream = stream
         self.upstream = upstream
         self.pages = pages
         self.identity = identity
+        self.gateway = gateway
+        #: a new request id (for a request whose peer is no known proxy).
+        self.new_request_id = gateway.request_ids.new
+        self.access_log = gateway.access_log
+        self.metrics = gateway.metrics
+        self.limit = gateway.limit
+        self.health_paths = gateway.has_health_paths
+        #: whether an exchange's end is recorded (:mod:`~hostkit_outofprocess.front.records`).
+        self.records = self.access_log is not None or self.metrics is not None
         self.head_timeout = head_timeout
         self.stopping = stopping
         self.input = client_input(stream)
@@ -60,6 +74,8 @@ class ClientConnection:
         #: When the wait for the first head began (``None`` once it is over): at accept, so
         #: the TLS handshake counts against that deadline as well.
         self._first_wait_began: float | None = stream.opened_at
+        #: When the wait for the head being read began (``time.monotonic``).
+        self._head_wait_began = stream.opened_at
 
     def check_deadline(self, now: float) -> None:
         """Called by the server's heartbeat every ``HEARTBEAT`` seconds: past its deadline,
@@ -83,7 +99,9 @@ class ClientConnection:
                 finally:
                     task_group.cancel_scope.cancel()
         finally:
-            self.exchange = None  # it refers to the connection: no cycle left to collect
+            if self.exchange is not None:
+                self.exchange.finish()
+                self.exchange = None  # it refers to the connection: no cycle left to collect
             with anyio.CancelScope(shield=True):
                 await self.stream.aclose()
 
@@ -92,7 +110,9 @@ class ClientConnection:
         with self.cancel_scope:
             while not self.stopping.is_set():
                 self.idle = True
-                self.exchange = None  # the last one's state goes with it
+                if self.exchange is not None:
+                    self.exchange.finish()
+                    self.exchange = None  # the last one's state goes with it
                 self.waiting_for = _WAIT_HEAD
                 self.deadline = self._next_head_deadline()
                 try:
@@ -128,6 +148,7 @@ class ClientConnection:
         began = self._first_wait_began if self._first_wait_began is not None \
             else time.monotonic()
         self._first_wait_began = None
+        self._head_wait_began = began
         return began + self.head_timeout
 
     async def _answer_deadline(self) -> None:
@@ -144,11 +165,20 @@ class ClientConnection:
 
     async def _answer_without_request(self, status: int) -> None:
         """Answer ``status`` to a head that was malformed or did not arrive in time, and
-        close: nothing is known of a request, so nothing of HTTP/1.1 is assumed either.
-        :class:`ClientGone` if the client cannot be written to."""
-        out, _ = own_response(status, b"", content_type=b"", extra=[], method=b"",
-                              http_11=False, close=True)
+        close: nothing is known of a request, so nothing of HTTP/1.1 is assumed either (the
+        answer still has its request id, and is recorded). :class:`ClientGone` if the
+        client cannot be written to."""
+        request_id = self.new_request_id()
+        out, _ = own_response(status, b"", content_type=b"",
+                              extra=[(REQUEST_ID_HEADER, request_id.encode("ascii"))],
+                              method=b"", http_11=False, close=True)
         try:
             await self.stream.send(out)
         except STREAM_ERRORS:
             raise ClientGone() from None
+        finally:
+            if self.records:
+                records.unparsed_head(
+                    self.access_log, self.metrics, client_ip=self.identity.client_ip,
+                    status=status, request_id=request_id,
+                    waited=time.monotonic() - self._head_wait_began)

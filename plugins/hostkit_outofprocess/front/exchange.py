@@ -10,6 +10,15 @@ and is checked here (:mod:`~hostkit_outofprocess.front.request_rules`), the chil
 is parsed by llhttp (:mod:`~hostkit_outofprocess.front.upstream`), and both are written
 again (:mod:`~hostkit_outofprocess.front.wire`). Bodies stream in both directions, a chunk
 at a time.
+
+The front owns the public listener, so an exchange does the gateway's duties (SPEC §9,
+``hostkit.plugin.Gateway``) in the gateway's order: the client's origin after trusted
+forwarding and the request id, once the head is read; the health paths, answered here before
+authentication and without a child; the limit (``max_concurrent_requests``), entered before
+the request is forwarded and left when the exchange ends (:meth:`Exchange.finish`, which
+also writes the access log line and the metrics, :mod:`~hostkit_outofprocess.front.records`).
+A WebSocket counts against the limit while its tunnel is open, as in IIS and ASP.NET Core's
+concurrency limiter. Every response the front writes carries the request's ``X-Request-Id``.
 """
 
 from __future__ import annotations
@@ -23,10 +32,10 @@ from typing import TYPE_CHECKING
 import anyio
 import h11
 
-from hostkit.plugin import AuthenticateResult
+from hostkit.plugin import REQUEST_ID_HEADER, RETRY_AFTER_HEADER, AuthenticateResult
 
 from hostkit_outofprocess.children.errors import ChildUnavailable
-from hostkit_outofprocess.front import header_rules, request_rules, tunnel
+from hostkit_outofprocess.front import header_rules, records, request_rules, tunnel
 from hostkit_outofprocess.front.client_input import STREAM_ERRORS, ClientGone, ClientInput
 from hostkit_outofprocess.front.deadlines import BodyPace, Wait
 from hostkit_outofprocess.front.streams import READ_SIZE
@@ -55,6 +64,7 @@ _MAX_ATTEMPTS = 3
 _REQUEST_READ = (h11.DONE, h11.MIGHT_SWITCH_PROTOCOL)
 # The body start of a request without a body: shared, not a new list per request.
 _NOTHING: tuple[()] = ()
+_TEXT = b"text/plain; charset=utf-8"
 
 
 class Aborted(Exception):
@@ -96,7 +106,8 @@ class Exchange:
     __slots__ = ("connection", "input", "request", "method", "http_11", "keep_alive",
                  "headers", "connection_tokens", "forwarded_as", "framing", "has_body",
                  "websocket", "authenticated", "body_start", "pace", "response_started",
-                 "must_close")
+                 "must_close", "origin", "request_id", "request_id_header", "started",
+                 "clock", "status", "bytes_sent", "counted", "holds_slot", "finished")
 
     def __init__(self, connection: ClientConnection, request: h11.Request):
         self.connection = connection
@@ -107,6 +118,29 @@ class Exchange:
         self.http_11 = http_11 = request.http_version >= b"1.1"
         # h11's Headers is a Sequence read through __getitem__: read it once, as a list.
         self.headers = headers = list(request.headers)
+        #: where the request comes from, after trusted forwarding.
+        identity = connection.identity
+        self.origin = origin = identity.direct or identity.origin(headers)
+        #: the request's id, and as the ``X-Request-Id`` the child and the client get.
+        self.request_id = request_id = (
+            connection.new_request_id() if origin.view is None
+            else connection.gateway.request_id(origin.view, headers))
+        self.request_id_header = (REQUEST_ID_HEADER, request_id.encode("ascii"))
+        #: ``time.time()`` and ``time.perf_counter()`` as the head arrived (for the access
+        #: log and the metrics; 0 when neither is on).
+        if connection.records:
+            self.started = time.time()
+            self.clock = time.perf_counter()
+        else:
+            self.started = self.clock = 0.0
+        #: the status of the response written to the client (0: none yet), and its body's
+        #: bytes (a tunnel's: what the child sent through it).
+        self.status = 0
+        self.bytes_sent = 0
+        #: whether the metrics count the request in flight, and the limit gave it a slot.
+        self.counted = False
+        self.holds_slot = False
+        self.finished = False
         #: the header names the request's ``Connection`` header lists.
         self.connection_tokens = tokens = header_rules.connection_tokens(headers)
         self.keep_alive = http_11 and b"close" not in tokens
@@ -133,19 +167,35 @@ class Exchange:
         whether the response keeps the connection alive; it can carry the next request if,
         also, not :attr:`must_close` and :meth:`request_read`."""
         request, headers, connection = self.request, self.headers, self.connection
+        metrics = connection.metrics
         checked = request_rules.check(request, headers, raw_head)
         if isinstance(checked, request_rules.Refusal):
+            if metrics is not None:
+                metrics.request_started()
+                self.counted = True
             await self.answer(checked.status, close=True)
             return False
         self.forwarded_as = checked
         self.framing, has_body = _framing(headers)
         self.has_body = has_body
+        if connection.health_paths and await self._answer_health(checked.target):
+            return not has_body
+        if metrics is not None:
+            metrics.request_started()
+            self.counted = True
         identity = connection.identity
-        self.authenticated = authenticated = await identity.authenticate(request)
+        self.authenticated = authenticated = await identity.authenticate(request, self.origin)
         if authenticated is not None and authenticated.failure is not None:
             await self.answer(401, extra=identity.challenge_headers(), close=has_body)
             return not has_body
         self.websocket = header_rules.is_websocket_upgrade(headers, self.connection_tokens)
+        limit = connection.limit
+        if limit is not None:
+            if not await limit.enter():
+                await self.answer(503, connection.pages.for_status(503),
+                                  extra=[RETRY_AFTER_HEADER], close=has_body)
+                return not has_body
+            self.holds_slot = True
         if has_body:
             if self.input.parser.they_are_waiting_for_100_continue:
                 await self.send(CONTINUE)
@@ -179,6 +229,34 @@ class Exchange:
         """Whether the whole request was read (so the next one can be), after :meth:`run`."""
         return not self.has_body or self.input.parser.their_state in _REQUEST_READ
 
+    async def _answer_health(self, target: bytes) -> bool:
+        """Answer a request for a health path (``target`` as forwarded) and return True;
+        False for any other path. Answered here, before authentication and the limit,
+        whether or not a child runs."""
+        path = target.partition(b"?")[0].decode("latin-1")
+        answer = self.connection.gateway.health_answer(path)
+        if answer is None:
+            return False
+        status, body = answer
+        await self.answer(status, body, content_type=_TEXT,
+                          extra=[RETRY_AFTER_HEADER] if status == 503 else None,
+                          close=self.has_body)
+        return True
+
+    def finish(self) -> None:
+        """Called by the connection once the exchange is over, whatever ended it (its last
+        answer written, the client gone, the front stopping): leave the limit, write the
+        access log line and the metrics. Once; later calls do nothing."""
+        if self.finished:
+            return
+        self.finished = True
+        if self.holds_slot:
+            limit = self.connection.limit
+            assert limit is not None
+            limit.leave()
+        if self.connection.records:
+            records.exchange_ended(self)
+
     async def _forward(self, target: Target, child: ChildConnection,
                        first_attempt: bool) -> Outcome:
         """Send the request on ``child`` and relay the answer.
@@ -188,17 +266,18 @@ class Exchange:
         request without a body) the child closed without a byte of answer.
         """
         request, connection, client = self.request, self.connection, self.input
-        identity = connection.identity
+        identity, origin = connection.identity, self.origin
         stale_retry = first_attempt and child.reused
         framing, websocket = self.framing, self.websocket
         forwarded_as = self.forwarded_as
         assert forwarded_as is not None
         forwarded = header_rules.request_headers(
-            self.headers, self.connection_tokens, client_ip=identity.client_ip,
-            scheme=identity.scheme, token=target.token, framing=framing, websocket=websocket,
+            self.headers, self.connection_tokens, client_ip=origin.client_ip,
+            scheme=origin.scheme, token=target.token, framing=framing, websocket=websocket,
+            request_id=self.request_id_header, client_port=origin.port_header,
             identity=identity.forwarded_headers(self.authenticated, target.token))
-        head = request_head(request.method, forwarded_as.target,
-                            [(b"host", forwarded_as.host), *forwarded])
+        host = forwarded_as.host if origin.host is None else origin.host
+        head = request_head(request.method, forwarded_as.target, [(b"host", host), *forwarded])
         if self.body_start:
             head += _frame_body(self.body_start, framing)
         head_request = request.method == b"HEAD"
@@ -327,17 +406,20 @@ class Exchange:
     async def _relay(self, response: ChildResponse, child: ChildConnection,
                      head_request: bool) -> bool:
         """Send the child's response to the client, a chunk at a time. Returns keep-alive."""
+        self.status = status = response.status_code
         out, body, self.must_close = response_head(
-            response.status_code, response.reason,
-            header_rules.response_headers(response.headers), method=self.method,
-            http_11=self.http_11, close=self._ends_after())
+            status, response.reason,
+            header_rules.response_headers(response.headers, self.request_id_header),
+            method=self.method, http_11=self.http_11, close=self._ends_after())
         self.response_started = True
         while True:
             for data in child.take_body():
                 if body == BODY_AS_IS:
                     out += data
+                    self.bytes_sent += len(data)
                 elif body == BODY_CHUNKED:
                     out += chunk(data)
+                    self.bytes_sent += len(data)
                 if len(out) >= _FLUSH_SIZE:
                     await self.send(out)
                     out = b""
@@ -362,18 +444,26 @@ class Exchange:
         client = self.input
         await client.stop()
         self.response_started = True
-        await self.send(informational_head(response.status_code, response.reason,
-                                           response.headers))
+        self.status = response.status_code
+        headers = [(name, value) for name, value in response.headers
+                   if name != REQUEST_ID_HEADER]
+        headers.append(self.request_id_header)
+        await self.send(informational_head(response.status_code, response.reason, headers))
         client_rest = client.parser.trailing_data[0]
         child_rest = child.upgraded_data
         try:
             if child_rest:
                 await self.send(child_rest)
+                self.bytes_sent += len(child_rest)
             if client_rest:
                 await child.stream.send(client_rest)
-            await tunnel.carry(self.connection.stream, child.stream)
+            await tunnel.carry(self.connection.stream, child.stream, self._count_sent)
         finally:
             await child.aclose()
+
+    def _count_sent(self, size: int) -> None:
+        """``size`` more bytes of a tunnel reached the client."""
+        self.bytes_sent += size
 
     # -- answers of the front's own ---------------------------------------------------------
 
@@ -392,10 +482,14 @@ class Exchange:
         response has started, :class:`ClientGone` if the client cannot be written to."""
         if self.response_started:
             raise Aborted()
+        headers = [*extra, self.request_id_header] if extra else [self.request_id_header]
         out, self.must_close = own_response(
-            status, body, content_type=content_type, extra=extra or [], method=self.method,
+            status, body, content_type=content_type, extra=headers, method=self.method,
             http_11=self.http_11, close=self._ends_after(close))
         self.response_started = True
+        self.status = status
+        if self.method != b"HEAD":
+            self.bytes_sent = len(body)
         await self.send(out)
 
     async def refuse(self, status: int, body: bytes = b"") -> None:

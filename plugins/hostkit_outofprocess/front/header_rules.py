@@ -2,13 +2,16 @@
 
 Request (client → child): every header in the reserved ``hostkit-`` namespace, every
 forwarding header (``X-Forwarded-*``, ``Forwarded``, ``X-Real-IP``) and every hop-by-hop header
-(including those named in ``Connection``) is dropped, matching names case-insensitively and with
-``_`` read as ``-``, so no spelling of them reaches the child. Then the module adds its own
-``X-Forwarded-For``, ``X-Forwarded-Proto`` and ``Hostkit-Token``. ``Host`` is the client's
-(or the absolute-form target's authority, see :mod:`.request_rules`), written by the caller
-first, so naming it in ``Connection`` cannot remove it.
+(including those named in ``Connection``) is dropped, and so is the client's ``X-Request-Id``,
+matching names case-insensitively and with ``_`` read as ``-``, so no spelling of them reaches
+the child. Then the module adds its own ``X-Forwarded-For`` and ``X-Forwarded-Proto`` (the
+client's address and scheme after trusted forwarding), ``X-Request-Id`` (the id it chose),
+``Hostkit-Client-Port`` and ``Hostkit-Token``. ``Host`` is the client's (or the absolute-form
+target's authority, see :mod:`.request_rules`, or the Host a known proxy forwarded), written by
+the caller first, so naming it in ``Connection`` cannot remove it.
 
-Response (child → client): hop-by-hop headers are dropped; the framing is the module's own
+Response (child → client): hop-by-hop headers are dropped, and so is a child's
+``X-Request-Id``: the module's id is the one the client gets; the framing is the module's own
 (:mod:`~hostkit_outofprocess.front.wire`).
 
 Hop-by-hop are the fields RFC 9110 §7.6.1 names (``Connection`` and what it lists,
@@ -24,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from hostkit.plugin import RESERVED_HEADER_PREFIX, TOKEN_HEADER
+from hostkit.plugin import REQUEST_ID_HEADER, RESERVED_HEADER_PREFIX, TOKEN_HEADER
 
 Header = tuple[bytes, bytes]
 
@@ -35,8 +38,12 @@ HOP_BY_HOP = frozenset({
 _FORWARDING = frozenset({b"forwarded", b"x-real-ip"})
 _FORWARDING_PREFIX = b"x-forwarded-"
 _RESERVED_PREFIX = RESERVED_HEADER_PREFIX.encode("ascii")
-# The module answers "Expect: 100-continue" itself, frames the body itself, and writes Host.
-_HANDLED_BY_MODULE = frozenset({b"expect", b"content-length", b"host"})
+# The module answers "Expect: 100-continue" itself, frames the body itself, and writes Host
+# and the request id.
+_HANDLED_BY_MODULE = frozenset({b"expect", b"content-length", b"host", REQUEST_ID_HEADER})
+# What the client never gets of a child's response headers: the module frames the response,
+# and its request id is the one the client gets.
+_NOT_RELAYED = HOP_BY_HOP | {REQUEST_ID_HEADER}
 IDEMPOTENT_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 
 
@@ -71,13 +78,16 @@ def is_websocket_upgrade(headers: Sequence[Header], named: frozenset[bytes]) -> 
 
 def request_headers(headers: Sequence[Header], named: frozenset[bytes], *,
                     client_ip: str | None, scheme: str, token: bytes, framing: Header | None,
-                    websocket: bool, identity: Sequence[Header] = ()) -> list[Header]:
+                    websocket: bool, request_id: Header, client_port: Header | None = None,
+                    identity: Sequence[Header] = ()) -> list[Header]:
     """The headers of the request the module sends to the child.
 
     ``named`` are the request's :func:`connection_tokens`; ``framing`` is the body framing
     header to send (Content-Length or Transfer-Encoding), or ``None`` for no body;
     ``websocket`` keeps the handshake's ``Upgrade``/``Connection``;
     ``client_ip`` is ``None`` on a unix socket, where there is no client address to forward;
+    ``request_id`` is the module's ``X-Request-Id`` header for the request; ``client_port``
+    its ``Hostkit-Client-Port`` header (``None``: the port is not known);
     ``identity`` are the module's ``Hostkit-Client-Cert`` / ``Hostkit-Identity`` headers.
     """
     result: list[Header] = []
@@ -95,14 +105,20 @@ def request_headers(headers: Sequence[Header], named: frozenset[bytes], *,
     if client_ip is not None:
         result.append((b"x-forwarded-for", client_ip.encode("ascii")))
     result.append((b"x-forwarded-proto", scheme.encode("ascii")))
+    result.append(request_id)
+    if client_port is not None:
+        result.append(client_port)
     result.extend(identity)
     result.append((TOKEN_HEADER, token))
     return result
 
 
-def response_headers(headers: Sequence[Header]) -> list[Header]:
-    """The child's response headers the client gets: hop-by-hop ones removed."""
+def response_headers(headers: Sequence[Header], request_id: Header) -> list[Header]:
+    """The child's response headers the client gets: hop-by-hop ones and the child's
+    ``X-Request-Id`` removed, the module's (``request_id``, the header) added."""
     named = connection_tokens(headers)
-    return [(name, value) for name, value in headers
-            if (key := canonical(name)) not in HOP_BY_HOP and key not in named]
+    result = [(name, value) for name, value in headers
+              if (key := canonical(name)) not in _NOT_RELAYED and key not in named]
+    result.append(request_id)
+    return result
 

@@ -8,6 +8,14 @@ a change to ``hostkit.toml`` / ``hostkit.{environment}.toml`` (``restart_on_conf
 reloads, as SIGHUP does (:meth:`ModuleServer.reload`): the configuration is read again and
 every child is replaced by rolling replacement, so no request waits for a cold start.
 
+The front owns the public listener, so it does the gateway's duties for every request
+(``ServerRequest.gateway``, :class:`hostkit.plugin.Gateway`: forwarded headers, request ids,
+health paths, the limit, the access log, metrics; see
+:mod:`~hostkit_outofprocess.front.exchange`). Its readiness adds the children's reasons not to
+be ready (:meth:`~hostkit_outofprocess.children.ChildManager.unready_reason`: offline,
+rapid-failed, the last start failed); before the first child starts, the front is ready, as
+ANCM is: the child starts on the first request.
+
 Stopping: stop accepting, close idle connections, let requests in flight finish within
 ``shutdown_timeout``, then stop the children (SIGTERM, SIGKILL after
 ``shutdown_time_limit``) and reap them.
@@ -29,6 +37,7 @@ from hostkit.plugin import (
     ASGIApp,
     Authenticator,
     ContentRootWatch,
+    Gateway,
     ListenAddress,
     bind_all,
     close_all,
@@ -36,7 +45,7 @@ from hostkit.plugin import (
     server_context,
 )
 
-from hostkit_outofprocess.children import Child, ChildManager, ChildSettings
+from hostkit_outofprocess.children import Child, ChildManager, ChildSettings, ChildUnavailable
 from hostkit_outofprocess.front.connection import ClientConnection
 from hostkit_outofprocess.front.deadlines import HEARTBEAT
 from hostkit_outofprocess.front.identity import ConnectionIdentity
@@ -71,18 +80,23 @@ class _Target:
 class ModuleServer:
     """A :class:`hostkit.Server` that fronts child processes instead of running the pipeline;
     a :class:`hostkit.plugin.ReloadableServer`: :meth:`reload` replaces its children without
-    a gap."""
+    a gap.
+
+    ``gateway`` is the host's (``ServerRequest.gateway``); :meth:`serve` needs it (``None``
+    only for a server made to be inspected, not served).
+    """
 
     name = "module"
 
     def __init__(self, configuration: hostkit.Configuration,
-                 authenticator: Authenticator | None = None):
+                 authenticator: Authenticator | None = None, gateway: Gateway | None = None):
         options = configuration.options
         module = module_options(configuration)
         self.configuration = configuration
         self.options = options
         self.module = module
         self.authenticator = authenticator
+        self.gateway = gateway
         self.content_root = configuration.content_root
         self.environment_name = configuration.environment_name
         self.request_timeout = module.request_timeout
@@ -94,7 +108,11 @@ class ModuleServer:
         self.manager = ChildManager(
             ChildSettings.from_configuration(configuration),
             module.processes_per_application, eager_start=module.eager_start,
-            drain=self._drain)
+            drain=self._drain, metrics=gateway.metrics if gateway is not None else None)
+        if gateway is not None:
+            gateway.readiness.add_check(self.manager.unready_reason)
+        #: a child could not be had since the readiness was last refreshed.
+        self._unavailable_seen = False
         self._targets: dict[Child, _Target] = {}
         self._connections: set[ClientConnection] = set()
 
@@ -151,13 +169,31 @@ class ModuleServer:
     # -- what an exchange asks for (Upstream) -----------------------------------------------
 
     async def acquire(self) -> _Target:
-        child = await self.manager.acquire()
+        try:
+            child = await self.manager.acquire()
+        except ChildUnavailable:
+            self._unavailable_seen = True
+            self._refresh_readiness()
+            raise
+        if self._unavailable_seen:  # perhaps ready again
+            self._unavailable_seen = False
+            self._refresh_readiness()
         target = self._targets.get(child)
         if target is None:
             self._forget_exited()
             target = self._targets[child] = _Target(
                 child, ConnectionPool(child.port, self.pool_idle))
         return target
+
+    def _refresh_readiness(self) -> None:
+        """One of the manager's reasons not to be ready may have changed: tell the gateway's
+        readiness (its ``ready`` metric)."""
+        if self.gateway is not None:
+            self.gateway.readiness.refresh()
+
+    async def _set_offline(self, content: bytes | None) -> None:
+        await self.manager.set_offline(content)
+        self._refresh_readiness()
 
     def _forget_exited(self) -> None:
         for child, target in list(self._targets.items()):
@@ -169,6 +205,9 @@ class ModuleServer:
 
     async def serve(self, app: ASGIApp, stopping: anyio.Event, *,
                     task_status: TaskStatus[list[str]] = anyio.TASK_STATUS_IGNORED) -> None:
+        if self.gateway is None:
+            raise hostkit.InvalidOperationError(
+                "the module serves only with the host's gateway (ServerRequest.gateway)")
         bound = bind_all(self.options.urls)
         try:
             await self._serve(bound, stopping, task_status)
@@ -181,10 +220,11 @@ class ModuleServer:
         tls = server_context(self.configuration) if any(a.is_secure for a, _ in bound) else None
         async with anyio.create_task_group() as services:
             await services.start(self.manager.run)
+            self._refresh_readiness()  # after an eager start
             watch = ContentRootWatch(self.content_root, self.environment_name,
                                      content_root_rules(self.module))
             await services.start(functools.partial(
-                watch.run, stopping, on_offline=self.manager.set_offline,
+                watch.run, stopping, on_offline=self._set_offline,
                 on_config_change=self._configuration_changed))
             services.start_soon(self._heartbeat)
             async with anyio.create_task_group() as connections:
@@ -207,13 +247,18 @@ class ModuleServer:
     async def _accept(self, sock: socket.socket, tls: ssl.SSLContext | None, scheme: str,
                       connections: anyio.abc.TaskGroup, accepting: anyio.CancelScope,
                       stopping: anyio.Event) -> None:
+        gateway = self.gateway
+        assert gateway is not None  # serve() checked
+
         async def handle(stream: Stream) -> None:
             identity = ConnectionIdentity(
                 ssl_object=stream.ssl_object(), scheme=scheme, client_ip=stream.client_ip(),
+                client_port=stream.client_port(), forwarded=gateway.forwarded,
                 authenticator=self.authenticator,
                 forward_identity=self.module.forward_identity)
             connection = ClientConnection(stream, self, self.pages, identity=identity,
-                                          head_timeout=self.head_timeout, stopping=stopping)
+                                          gateway=gateway, head_timeout=self.head_timeout,
+                                          stopping=stopping)
             self._connections.add(connection)
             try:
                 await connection.serve()

@@ -81,6 +81,9 @@ class Stream(Protocol):
     def client_ip(self) -> str | None:
         """The peer's IP address; ``None`` on a unix socket."""
 
+    def client_port(self) -> int | None:
+        """The peer's port; ``None`` on a unix socket."""
+
 
 #: What :func:`serve_listener` calls with each accepted connection (in a task of its own).
 Handler = Callable[[Stream], Coroutine[Any, Any, None]]
@@ -238,6 +241,9 @@ class ProtocolStream:
     def client_ip(self) -> str | None:
         return _ip_of(self.transport.get_extra_info("peername"))
 
+    def client_port(self) -> int | None:
+        return _port_of(self.transport.get_extra_info("peername"))
+
 
 class _AnyioStream:
     """An anyio byte stream (a socket, perhaps under TLS) as a :class:`Stream`.
@@ -280,11 +286,21 @@ class _AnyioStream:
     def client_ip(self) -> str | None:
         return _ip_of(self._stream.extra(SocketAttribute.remote_address, None))
 
+    def client_port(self) -> int | None:
+        return _port_of(self._stream.extra(SocketAttribute.remote_address, None))
+
 
 def _ip_of(address: object) -> str | None:
     """The IP of a peer address: a tuple for TCP; a unix socket's is a path (or empty)."""
     if isinstance(address, tuple):
         return str(address[0])
+    return None
+
+
+def _port_of(address: object) -> int | None:
+    """The port of a peer address (see :func:`_ip_of`)."""
+    if isinstance(address, tuple):
+        return int(address[1])
     return None
 
 

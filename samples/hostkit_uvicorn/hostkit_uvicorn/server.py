@@ -47,6 +47,7 @@ class UvicornServer:
     name = "uvicorn"
 
     def __init__(self, configuration: hostkit.Configuration):
+        self.configuration = configuration
         self.options = configuration.options
 
     def uvicorn_config(self, app: ASGIApp) -> uvicorn.Config:
@@ -78,7 +79,7 @@ class UvicornServer:
                 f"server {self.name!r} runs on asyncio only, and this host runs on "
                 f"{library!r}: run it on asyncio (async_backend = \"asyncio\") or choose "
                 "another server")
-        bound = bind_all(self.options.urls)
+        bound = bind_all(self.options.urls, source=self.configuration.source_of("urls"))
         sockets = [sock for _, sock in bound]
         try:
             started = anyio.Event()
