@@ -16,7 +16,7 @@ done with as few calls and objects as the request needs (one :class:`_Response` 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable
 
 import anyio
 from anyio.abc import TaskGroup
@@ -60,8 +60,14 @@ class _Response:
             self.bytes_sent += len(message.get("body", b""))
         elif kind == "http.response.start":
             self.status = message["status"]
-            message = dict(message, headers=[*message.get("headers", ()), self._id_header])
+            message = dict(message, headers=self._with_id(message.get("headers", ())))
         return self._send(message)
+
+    def _with_id(self, headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """``headers`` with the request's ``X-Request-Id``, replacing one the app set (as
+        the front replaces a child's), so a response carries exactly one."""
+        return [*(header for header in headers if header[0].lower() != REQUEST_ID_HEADER),
+                self._id_header]
 
     def send_websocket(self, message: Message) -> Awaitable[None]:
         """:meth:`send` for a WebSocket: the id on the handshake's answer (an accept, or a
@@ -74,7 +80,7 @@ class _Response:
             self.bytes_sent += len(data)
         elif kind == "websocket.accept" or kind == "websocket.http.response.start":
             self.status = 101 if kind == "websocket.accept" else message["status"]
-            message = {**message, "headers": [*message.get("headers", ()), self._id_header]}
+            message = {**message, "headers": self._with_id(message.get("headers", ()))}
         elif kind == "websocket.close" and not self.status:
             self.status = 403  # closed before the handshake: the server refuses it
         elif kind == "websocket.http.response.body":

@@ -159,6 +159,18 @@ async def test_every_answer_carries_the_request_id_the_access_log_and_the_app_se
     assert access_lines.lines[0].startswith("10.0.0.7 - - [")
 
 
+async def test_an_id_the_app_sets_is_replaced_so_a_response_carries_one(
+        tmp_path: Path) -> None:
+    async def app(context: HttpContext) -> None:
+        context.response.headers["X-Request-Id"] = "the-apps-own"
+        await context.response.write("hello")
+
+    answered = await call(layer(tmp_path, app, "--logging:access_log=false"))
+    start = next(m for m in answered.sent if m["type"] == "http.response.start")
+    ids = [value for name, value in start["headers"] if name.lower() == b"x-request-id"]
+    assert len(ids) == 1 and re.fullmatch(ID, ids[0])
+
+
 async def test_the_id_reaches_the_log_lines_written_while_the_request_is_served(
         tmp_path: Path) -> None:
     from hostkit.logs import REQUEST_ID
