@@ -29,7 +29,7 @@ from hostkit.testing import Program, python, write_settings
 from tests.hardening.corpus import Vector
 from tests.hardening.fronts import APP, START_TIMEOUT, Front
 from tests.hardening.smuggling import RecordingFront, exchange
-from tests.hardening.wire import read_h11, read_llhttp, split_responses
+from tests.hardening.wire import Answer, read_h11, read_llhttp, split_responses
 from tests.support.processes import LOOPBACK, free_port
 
 RESERVED = (b"Hostkit-Token", b"Hostkit-Identity", b"Hostkit-Client-Cert", b"Hostkit-Anything",
@@ -144,13 +144,18 @@ def check_recorded(front: RecordingFront, case: Case) -> Result:
     return Result(case, status, problems)
 
 
-def check_app(url: str, case: Case) -> Result:
-    """The case through a front whose child is the hostkit app (``/whoami``)."""
+def _first_answer(url: str, case: Case) -> Answer | None:
+    """The server's answer to the case's request, or None when it gave none."""
     sent = read_h11(case.data)
     answers, _ = split_responses(exchange(url, case.data, sent), [b"GET"])
-    if not answers:
+    return answers[0] if answers else None
+
+
+def check_app(url: str, case: Case) -> Result:
+    """The case through a front whose child is the hostkit app (``/whoami``)."""
+    answer = _first_answer(url, case)
+    if answer is None:
         return Result(case, 0, ["no answer"])
-    answer = answers[0]
     problems = []
     if answer.status == 200:
         seen = json.loads(answer.body)
@@ -228,11 +233,9 @@ def check_app_in_process(url: str, case: Case) -> Result:
     """The case sent straight to an InProcess hostkit app (``/whoami``): the headers reach
     the app as they came (as with Kestrel), but the client address, scheme and host the app
     is given must be the connection's own."""
-    sent = read_h11(case.data)
-    answers, _ = split_responses(exchange(url, case.data, sent), [b"GET"])
-    if not answers:
+    answer = _first_answer(url, case)
+    if answer is None:
         return Result(case, 0, ["no answer"])
-    answer = answers[0]
     problems = []
     if answer.status == 200:
         problems += _origin_problems(json.loads(answer.body), CLIENT, "http", "a")
