@@ -465,6 +465,8 @@ async def test_a_supervisor_serves_its_workers_requests(anyio_backend: str,
         assert value(samples, "hostkit_requests_in_flight") == 0
         assert value(samples, "hostkit_ready") == 1
         assert (await get(port, "/nothing-here")).status == 404
+        # Counted before a worker is killed: it may be the one that answered the 404.
+        await _scrape_counted(metrics_port, len(seen) + 1)
 
         directory = Path(_environment_of(seen[0])[MULTIPROCESS_DIRECTORY_VARIABLE])
         assert directory.is_dir()

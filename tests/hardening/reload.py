@@ -102,8 +102,11 @@ class Served:
             self.program = Supervised(backend, recycling=recycling)
             self.kind = "worker"
         else:
-            self.program = Front(backend, program=PROBE,
-                                 tables={"workers": recycling} if recycling else None,
+            # No access log, as for Supervised: its lines would load the measuring side.
+            tables: dict[str, dict[str, object]] = {"logging": {"access_log": False}}
+            if recycling:
+                tables["workers"] = recycling
+            self.program = Front(backend, program=PROBE, tables=tables,
                                  module={"processes_per_application": 1,
                                          "eager_start": not lazy, **(module or {})})
             self.kind = "child"

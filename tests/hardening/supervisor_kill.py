@@ -55,6 +55,9 @@ class Supervised(Program):
         else:
             settings = front_settings(module={**child_program(PROBE), "eager_start": True,
                                               "processes_per_application": 1})
+        # This process reads every line the program writes, in the process that runs the
+        # load: an access line per request would load the measuring side, not the program.
+        settings["logging"] = {"access_log": False}
         settings["workers"] = {"processes": workers,
                                "rapid_fails_per_minute": rapid_fails_per_minute,
                                **(recycling or {})}
