@@ -489,18 +489,25 @@ def _environment_of(pid: int) -> dict[str, str]:
     return dict(item.partition("=")[::2] for item in items if item)
 
 
+async def _three_requests_scraped(root: Path, backend: str, metrics_port: int) -> Samples:
+    """The probe run with ``root``'s settings, three requests to it, then its metrics once
+    they count them (scraped while it still runs)."""
+    with Program(python(str(PROGRAMS / "probe.py"), f"--urls=http://{LOOPBACK}:0",
+                        f"--async_backend={backend}"), cwd=root) as program:
+        program.wait_started()
+        port = port_of(program)
+        for _ in range(3):
+            assert (await get(port)).status == 200
+        return await _scrape_counted(metrics_port, 3)
+
+
 async def test_a_single_host_serves_its_own(anyio_backend: str, tmp_path: Path) -> None:
     metrics_port = free_port()
     write_settings(tmp_path, {"metrics": {"urls": [f"http://{LOOPBACK}:{metrics_port}"]}})
-    with Program(python(str(PROGRAMS / "probe.py"), f"--urls=http://{LOOPBACK}:0",
-                        f"--async_backend={anyio_backend}"), cwd=tmp_path) as program:
-        port = int(program.wait_started()[0].rpartition(":")[2])
-        for _ in range(3):
-            assert (await get(port)).status == 200
-        samples = await _scrape_counted(metrics_port, 3)
-        assert value(samples, "hostkit_requests_total", method="GET", status_class="2xx") == 3
-        assert value(samples, "hostkit_ready") == 1
-        assert total(samples, "hostkit_process_starts_total") == 0
+    samples = await _three_requests_scraped(tmp_path, anyio_backend, metrics_port)
+    assert value(samples, "hostkit_requests_total", method="GET", status_class="2xx") == 3
+    assert value(samples, "hostkit_ready") == 1
+    assert total(samples, "hostkit_process_starts_total") == 0
 
 
 async def test_a_front_counts_the_requests_and_its_children(anyio_backend: str,
@@ -509,12 +516,7 @@ async def test_a_front_counts_the_requests_and_its_children(anyio_backend: str,
     write_settings(tmp_path, front_settings(
         module=child_program(PROGRAMS / "probe.py"),
         metrics={"urls": [f"http://{LOOPBACK}:{metrics_port}"]}))
-    with Program(python(str(PROGRAMS / "probe.py"), f"--urls=http://{LOOPBACK}:0",
-                        f"--async_backend={anyio_backend}"), cwd=tmp_path) as program:
-        port = int(program.wait_started()[0].rpartition(":")[2])
-        for _ in range(3):
-            assert (await get(port)).status == 200
-        samples = await _scrape_counted(metrics_port, 3)
-        assert value(samples, "hostkit_requests_total", method="GET", status_class="2xx") == 3
-        assert value(samples, "hostkit_process_starts_total", kind="child") == 1
-        assert value(samples, "hostkit_ready") == 1
+    samples = await _three_requests_scraped(tmp_path, anyio_backend, metrics_port)
+    assert value(samples, "hostkit_requests_total", method="GET", status_class="2xx") == 3
+    assert value(samples, "hostkit_process_starts_total", kind="child") == 1
+    assert value(samples, "hostkit_ready") == 1

@@ -47,15 +47,6 @@ class Site:
     client_context: ssl.SSLContext
 
 
-@pytest.fixture(scope="module")
-def authority(tmp_path_factory: pytest.TempPathFactory) -> tuple[trustme.CA, Path]:
-    """A CA and a PEM file of the key and certificate it issued for 127.0.0.1."""
-    authority = trustme.CA()
-    pem = tmp_path_factory.mktemp("tls") / "server.pem"
-    authority.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(pem))
-    return authority, pem
-
-
 @pytest.fixture(scope="module", params=["InProcess", "OutOfProcess"])
 def site(request: pytest.FixtureRequest, anyio_backend: str,
          authority: tuple[trustme.CA, Path],

@@ -27,14 +27,6 @@ CBC_ONLY = ":".join(("ECDHE-ECDSA-AES128-SHA256", "ECDHE-ECDSA-AES256-SHA384", "
                      "ECDHE-RSA-AES128-SHA256", "ECDHE-RSA-AES256-SHA384", "AES128-SHA"))
 
 
-@pytest.fixture(scope="module")
-def authority(tmp_path_factory: pytest.TempPathFactory) -> tuple[trustme.CA, Path]:
-    authority = trustme.CA()
-    pem = tmp_path_factory.mktemp("tls") / "server.pem"
-    authority.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(pem))
-    return authority, pem
-
-
 @pytest.fixture(scope="module", params=["InProcess", "OutOfProcess"])
 def address(request: pytest.FixtureRequest, authority: tuple[trustme.CA, Path],
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int, trustme.CA]]:
