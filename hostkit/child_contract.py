@@ -24,6 +24,9 @@ TOKEN_HEADER = b"hostkit-token"
 CLIENT_CERT_HEADER = b"hostkit-client-cert"
 #: The principal the module authenticated, integrity-protected with the token.
 IDENTITY_HEADER = b"hostkit-identity"
+#: The client's HTTP version as the front received it (``2`` for HTTP/2, ``1.1``, ``1.0``):
+#: the child serves ``scope["http_version"]`` from it, though the front speaks HTTP/1.1 to it.
+HTTP_VERSION_HEADER = b"hostkit-http-version"
 #: Every header the module itself sets on a forwarded request starts with this.
 RESERVED_HEADER_PREFIX = "hostkit-"
 

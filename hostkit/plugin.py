@@ -64,6 +64,7 @@ from hostkit.authentication import (
 )
 from hostkit.child_contract import (
     CLIENT_CERT_HEADER,
+    HTTP_VERSION_HEADER,
     IDENTITY_HEADER,
     RESERVED_HEADER_PREFIX,
     TOKEN_HEADER,
@@ -99,6 +100,7 @@ from hostkit.processes.managed import OUTPUT_TAIL_BYTES, ManagedProcess, Process
 from hostkit.processes.ports import free_loopback_port
 from hostkit.processes.rapid_fail import Exhausted, RapidFailBudget
 from hostkit.processes.recycling import MEMORY_CHECK_INTERVAL, RecyclePolicy
+from hostkit import request_rules
 from hostkit.request_ids import REQUEST_ID_HEADER
 from hostkit.server_contract import (
     HostRole,
@@ -114,12 +116,12 @@ from hostkit.tls import TLSConnection, server_context, tls_extension, tls_extens
 __all__ = [
     "ASGIApp", "AccessEntry", "AccessLog", "AuthenticateResult", "AuthenticationScheme", "Authenticator", "BACKLOG",
     "Boolean", "CHILD_VARIABLES", "ContentRootRules", "ContentRootWatch", "CLIENT_CERT_HEADER", "ChildContract", "Choice", "Exhausted",
-    "CHILD_PROCESS", "FORWARDED_RESULT_KEY", "ForwardedHeaders", "ForwardedView", "Gateway", "HostRole", "IDENTITY_HEADER", "ListenAddress", "ManagedProcess", "Metrics", "exit_reason",
+    "CHILD_PROCESS", "FORWARDED_RESULT_KEY", "ForwardedHeaders", "HTTP_VERSION_HEADER", "ForwardedView", "Gateway", "HostRole", "IDENTITY_HEADER", "ListenAddress", "ManagedProcess", "Metrics", "exit_reason",
     "Message", "Number", "OUTPUT_TAIL_BYTES", "ProcessSpec", "RESERVED_HEADER_PREFIX", "STANDARD_STATUS_LINES",
     "MEMORY_CHECK_INTERVAL", "REQUEST_ID", "REQUEST_ID_HEADER", "RETRY_AFTER_HEADER", "RapidFailBudget", "Readiness", "RequestLimit", "RecyclePolicy", "Receive", "ReloadableServer", "reload_configuration", "Scope", "Send", "Server", "ServerInfo", "ServerRequest",
     "SettingsTable", "TLSConnection", "TOKEN_HEADER", "TOKEN_VARIABLE", "Text", "TextList",
     "TextTable", "bind_all", "check_server_choice", "close_all", "configuration_files",
-    "free_loopback_port", "hookimpl", "render_error_page", "resolve_path", "send_refusal",
+    "free_loopback_port", "hookimpl", "render_error_page", "request_rules", "resolve_path", "send_refusal",
     "server_context", "setting", "status_line", "tls_extension", "tls_extension_of",
     "this_program",
 ]

@@ -312,6 +312,17 @@ class ServerOptions:
         1000, Number(0, integer=True),
         "requests that may wait for max_concurrent_requests (IIS queueLength); beyond it "
         "503 with Retry-After at once")
+    wsgi_threads: int = setting(
+        10, Number(1, integer=True),
+        "threads that run a WSGI app's requests (a request waits for a free one)")
+    http2_max_concurrent_streams: int = setting(
+        100, Number(1, integer=True),
+        "HTTP/2 streams a client may have open at once on one connection (more are refused "
+        "with REFUSED_STREAM; a client that keeps opening them gets GOAWAY)")
+    http2_max_header_list_size: int = setting(
+        65536, Number(1024, integer=True),
+        "bytes of HTTP/2 request headers (decoded, as RFC 9113 SETTINGS_MAX_HEADER_LIST_SIZE "
+        "counts them) a stream may send; more gets 431")
 
     @property
     def next_request_head_timeout(self) -> float:
@@ -479,6 +490,14 @@ class HostOptions:
                           "which server plugin serves the pipeline")
     shutdown_timeout: float = setting(30, Number(0),
                                       "seconds the host drains in-flight requests on stop")
+    capture_startup_errors: bool = setting(
+        True, Boolean(),
+        "InProcess: a start failure serves the 500.30 page (true) or prints the error and "
+        "exits with status 3 (false); a child always exits on a start failure")
+    startup_time_limit: float = setting(
+        120, Number(0.001),
+        "InProcess: seconds the app's lifespan startup may take before the host reports a "
+        "start failure (500.37)")
     shutdown_delay: float = setting(
         0, Number(0),
         "seconds between SIGTERM and the drain during which readiness answers 503 and "

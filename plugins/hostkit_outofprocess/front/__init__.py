@@ -10,7 +10,7 @@
 - :mod:`~hostkit_outofprocess.front.records`: a request's access log line and metrics, once
   it is over;
 - :mod:`~hostkit_outofprocess.front.deadlines`: the heartbeat's deadlines, a body's pace;
-- :mod:`~hostkit_outofprocess.front.request_rules` and
+- :mod:`hostkit.request_rules` (the core's, the same on every public listener) and
   :mod:`~hostkit_outofprocess.front.header_rules`: what is refused, what crosses;
 - :mod:`~hostkit_outofprocess.front.wire`: the bytes the front writes;
 - :mod:`~hostkit_outofprocess.front.upstream`: the children as an exchange reaches them, and

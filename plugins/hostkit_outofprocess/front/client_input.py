@@ -30,8 +30,11 @@ from collections.abc import Callable
 import anyio
 import h11
 
-from hostkit_outofprocess.front.request_rules import MAX_HEAD_SIZE
+from hostkit.plugin import request_rules
+
 from hostkit_outofprocess.front.streams import READ_SIZE, Stream
+
+MAX_HEAD_SIZE = request_rules.MAX_HEAD_SIZE
 
 #: What a failed read or write on a client's (or a child's) stream raises.
 STREAM_ERRORS = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError,

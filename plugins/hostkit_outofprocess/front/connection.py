@@ -20,7 +20,9 @@ import h11
 
 from hostkit.plugin import REQUEST_ID_HEADER, Gateway
 
-from hostkit_outofprocess.front import records, request_rules
+from hostkit.plugin import request_rules
+
+from hostkit_outofprocess.front import records
 from hostkit_outofprocess.front.client_input import STREAM_ERRORS, ClientGone, client_input
 from hostkit_outofprocess.front.deadlines import Wait
 from hostkit_outofprocess.front.exchange import Aborted, BodyTimeout, Exchange

@@ -6,7 +6,7 @@ one has started, the body's pace, what is forwarded) and goes with it; the conne
 only what outlives a request (:mod:`~hostkit_outofprocess.front.connection`).
 
 Nothing is relayed as raw bytes while HTTP is spoken (SPEC §4): the request was parsed by h11
-and is checked here (:mod:`~hostkit_outofprocess.front.request_rules`), the child's response
+and is checked here (:mod:`hostkit.request_rules`), the child's response
 is parsed by llhttp (:mod:`~hostkit_outofprocess.front.upstream`), and both are written
 again (:mod:`~hostkit_outofprocess.front.wire`). Bodies stream in both directions, a chunk
 at a time.
@@ -35,7 +35,9 @@ import h11
 from hostkit.plugin import REQUEST_ID_HEADER, RETRY_AFTER_HEADER, AuthenticateResult
 
 from hostkit_outofprocess.children.errors import ChildUnavailable
-from hostkit_outofprocess.front import header_rules, records, request_rules, tunnel
+from hostkit.plugin import request_rules
+
+from hostkit_outofprocess.front import header_rules, records, tunnel
 from hostkit_outofprocess.front.client_input import STREAM_ERRORS, ClientGone, ClientInput
 from hostkit_outofprocess.front.deadlines import BodyPace, Wait
 from hostkit_outofprocess.front.streams import READ_SIZE
@@ -163,7 +165,7 @@ class Exchange:
 
     async def run(self, raw_head: bytes | None) -> bool:
         """Forward the request and relay its response, or answer it (``raw_head`` is its head
-        as received, :func:`~hostkit_outofprocess.front.request_rules.head_of`). Returns
+        as received, :func:`hostkit.request_rules.head_of`). Returns
         whether the response keeps the connection alive; it can carry the next request if,
         also, not :attr:`must_close` and :meth:`request_read`."""
         request, headers, connection = self.request, self.headers, self.connection

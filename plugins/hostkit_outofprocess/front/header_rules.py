@@ -7,7 +7,7 @@ matching names case-insensitively and with ``_`` read as ``-``, so no spelling o
 the child. Then the module adds its own ``X-Forwarded-For`` and ``X-Forwarded-Proto`` (the
 client's address and scheme after trusted forwarding), ``X-Request-Id`` (the id it chose),
 ``Hostkit-Client-Port`` and ``Hostkit-Token``. ``Host`` is the client's (or the absolute-form
-target's authority, see :mod:`.request_rules`, or the Host a known proxy forwarded), written by
+target's authority, see :mod:`hostkit.request_rules`, or the Host a known proxy forwarded), written by
 the caller first, so naming it in ``Connection`` cannot remove it.
 
 Response (child → client): hop-by-hop headers are dropped, and so is a child's
