@@ -30,6 +30,7 @@ from hostkit.server_contract import (
 )
 from hostkit.supervisor import Supervisor
 from hostkit.worker_contract import current_worker
+from hostkit.wsgi import WsgiApp, is_wsgi_app
 
 if TYPE_CHECKING:
     from hostkit.host import Host
@@ -90,10 +91,27 @@ class HostBuilder:
         return self
 
     def use_app(self, app: Any) -> HostBuilder:
-        """Set the terminal app: an ASGI 3 app or ``async def handler(context)``."""
-        as_terminal_app(app)  # TypeError now, where the mistake is, not at build()
+        """Set the terminal app: an ASGI 3 app, ``async def handler(context)``, or a WSGI app
+        ``app(environ, start_response)`` (served in a thread pool by
+        :class:`hostkit.wsgi.WsgiApp`, docs/wsgi.md). Raises ``TypeError`` naming what was
+        given for anything else."""
+        if not is_wsgi_app(app):
+            as_terminal_app(app)  # TypeError now, where the mistake is, not at build()
         self._app = app
         return self
+
+    def _terminal_app(self) -> Any:
+        """The ASGI app ``use_app`` set (a WSGI app wrapped with this configuration's
+        ``[server] wsgi_threads``), or the 404 app when it was never called."""
+        if self._app is None:
+            return _not_found
+        if not is_wsgi_app(self._app):
+            return as_terminal_app(self._app)
+        options = self._configuration.options
+        processes = max(options.workers.processes,
+                        self._configuration.get("module.processes_per_application", 1) or 1)
+        return WsgiApp(self._app, threads=options.server_options.wsgi_threads,
+                       multiprocess=processes > 1)
 
     def use(self, middleware: Middleware) -> HostBuilder:
         """Append ``async def middleware(context, call_next)``; earlier calls are outer layers."""
@@ -157,8 +175,7 @@ class HostBuilder:
         if transform is not None:
             self.pipeline.use(transform, Stage.AUTHENTICATION)
 
-        terminal = as_terminal_app(self._app) if self._app is not None else _not_found
-        app = self.pipeline.build(terminal)
+        app = self.pipeline.build(self._terminal_app())
         # A child's front counts its requests and does its gateway's duties.
         metrics = metrics_for(self._configuration) if self.role is not HostRole.CHILD else None
         gateway = gateway_for(self._configuration, metrics)

@@ -32,14 +32,15 @@ from hostkit.host import Host, configure_default_logging
 from hostkit.pipeline import as_terminal_app
 from hostkit.plugin_manager import Plugins
 from hostkit.server_contract import declared_servers
+from hostkit.wsgi import is_wsgi_app
 from hostkit.configuration.tables import toml_literal
 
 REDACTED = "<redacted>"
 
 
 RUN_USAGE = "hostkit run MODULE:ATTR [OPTION ...]"
-RUN_DESCRIPTION = ("Run MODULE:ATTR (a HostBuilder, a function returning one, or an ASGI app "
-                   "or handler) with the configuration of hostkit.toml, "
+RUN_DESCRIPTION = ("Run MODULE:ATTR (a HostBuilder, a function returning one, or an ASGI app, "
+                   "handler or WSGI app) with the configuration of hostkit.toml, "
                    "hostkit.{environment}.toml, HOSTKIT_* variables and these options, later "
                    "ones winning.")
 # What the value of each shorthand and host argument is called in the help.
@@ -128,7 +129,7 @@ def _parser() -> argparse.ArgumentParser:
     # `hostkit run` reads its own arguments (main); this entry is for `hostkit --help`.
     commands.add_parser(
         "run", help="run MODULE:ATTR (a HostBuilder, a function returning one, or an ASGI "
-                    "app); `hostkit run --help` lists its options")
+                    "or WSGI app); `hostkit run --help` lists its options")
     commands.add_parser("plugins", help="list the installed plugins, their versions and hooks")
     commands.add_parser(
         "config", help="print the effective configuration with the source of every value")
@@ -189,7 +190,8 @@ def load_target(target: str, args: list[str]) -> HostBuilder:
     """Import ``MODULE:ATTR`` and turn it into a builder, as ``hostkit run`` does.
 
     ATTR may be a :class:`HostBuilder`, a function returning one (called with ``args`` when
-    it takes a parameter), or an ASGI app / handler (served by a default builder).
+    it takes a parameter), or an ASGI app / handler / WSGI app (served by a default builder;
+    a plain function of two positional parameters is a WSGI app).
     """
     module_name, _, attribute = target.partition(":")
     if not module_name or not attribute:
@@ -202,13 +204,19 @@ def load_target(target: str, args: list[str]) -> HostBuilder:
         value = getattr(value, part)
     if isinstance(value, HostBuilder):
         return value
+    if is_wsgi_app(value):  # `def app(environ, start_response)`, a Flask or Django app
+        return Host.create_default_builder(args).use_app(value)
     if inspect.isfunction(value) and not inspect.iscoroutinefunction(value):
         takes_args = len(inspect.signature(value).parameters) >= 1
         result = value(args) if takes_args else value()
         if isinstance(result, HostBuilder):
             return result
         raise HostkitError(f"run: {target} returned {type(result).__name__}, not a HostBuilder")
-    as_terminal_app(value)
+    try:
+        as_terminal_app(value)
+    except TypeError as error:  # not an app at all: say so, rather than serve 500.30
+        raise HostkitError(f"run: {target} is not a HostBuilder, a function returning one, "
+                           f"or an app: {error}") from None
     return Host.create_default_builder(args).use_app(value)
 
 
@@ -217,7 +225,9 @@ def run(target: str, args: list[str]) -> None:
 
     When importing or calling the target fails, the host still starts on the configured
     ``urls`` and answers "500.30 In-Process Start Failure", as ANCM does when an app's
-    startup throws, instead of leaving clients with a refused connection.
+    startup throws, instead of leaving clients with a refused connection. With
+    ``capture_startup_errors = false``, or as an OutOfProcess child, it logs the error and
+    the process exits with status 3 instead (``SystemExit`` from :meth:`Host.run`).
     """
     configure_default_logging()
     try:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import html
 
 START_FAILURE_TITLE = "500.30 In-Process Start Failure"
+START_FAILURE_SUMMARY = "The application failed to start."
+#: ANCM's 500.37: the app's startup outlasted ``startup_time_limit``.
+START_TIME_LIMIT_TITLE = "500.37 Failed to Start Within Startup Time Limit"
 
 
 def render(title: str, summary: str, detail: str | None = None) -> bytes:
@@ -21,11 +24,13 @@ def render(title: str, summary: str, detail: str | None = None) -> bytes:
     return page.encode("utf-8")
 
 
-def start_failure_page(detail: str | None) -> bytes:
-    """The "500.30 In-Process Start Failure" page; ``detail`` only in Development."""
+def start_failure_page(detail: str | None, title: str = START_FAILURE_TITLE,
+                       summary: str = START_FAILURE_SUMMARY) -> bytes:
+    """The "500.30 In-Process Start Failure" page (or another ``title``, the 500.37 one,
+    with its ``summary``); ``detail`` only in Development."""
     return render(
-        START_FAILURE_TITLE,
-        "The application failed to start. Its error was logged by the host"
+        title,
+        f"{summary} Its error was logged by the host"
         + ("." if detail is None else "; the details follow (shown in Development only)."),
         detail,
     )

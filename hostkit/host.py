@@ -2,7 +2,10 @@
 
 ``run_async`` is the whole life of a host::
 
-    lifespan startup (a failure switches every request to the 500.30 page)
+    lifespan startup, within startup_time_limit (a failure switches every request to the
+                    500.30 page, a startup over the limit to the 500.37 page; without
+                    capture_startup_errors, or in an OutOfProcess child, the host ends
+                    instead: AppStartError, exit status 3 from run())
     → server.serve started (every address bound)  → readiness 200, "started" hook
     → wait for SIGINT/SIGTERM or Host.stop()       → readiness 503, "stopping" hook
     → still serving for shutdown_delay (a second signal skips the rest of it)
@@ -23,7 +26,6 @@ import os
 import signal
 import sys
 import threading
-import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -42,10 +44,10 @@ from hostkit.environment import HostEnvironment
 from hostkit.errors import HostkitError, InvalidOperationError
 from hostkit.gateway import DRAINING, READY, START_FAILED, Gateway
 from hostkit.gateway_stage import GatewayStage
-from hostkit.lifespan import Lifespan, AppStartFailure
+from hostkit.lifespan import AppStartError, AppStartFailure, Lifespan
 from hostkit.logs import configure_logging
 from hostkit.plugin_manager import Plugins
-from hostkit.server_contract import HostRole, ReloadableServer, Server
+from hostkit.server_contract import HostRole, ReloadableServer, Server, StopNowServer
 from hostkit import systemd
 from hostkit.request_stage import RequestStage
 from hostkit.configuration.tables import HostingModel, LoggingOptions
@@ -61,6 +63,9 @@ logger = logging.getLogger("hostkit.host")
 
 # Extra seconds past shutdown_timeout before the host cancels a server that did not return.
 _DRAIN_GRACE = 2.0
+# Seconds the requests that waited for an app that failed to start have to get its page
+# before a host that does not capture start failures ends.
+_FAILED_START_DRAIN = 1.0
 
 
 def _process_name() -> str:
@@ -175,9 +180,10 @@ class Host:
 
         For a program whose own setup failed after ``build()``: the error is logged and the
         host still runs, so the failure is visible to clients instead of a silent exit.
+        With ``capture_startup_errors = false``, or in an OutOfProcess child, the host logs
+        it and ends instead, before it listens (:meth:`run`: exit status 3).
         """
-        detail = "".join(traceback.format_exception(error))
-        self._start_failure = AppStartFailure(f"{type(error).__name__}: {error}", detail)
+        self._start_failure = AppStartFailure.of(error)
 
     def stop(self) -> None:
         """Ask the running host to stop gracefully; :meth:`run_async` then drains and returns.
@@ -197,9 +203,17 @@ class Host:
         Raises :class:`hostkit.HostkitError` for a startup error the user must fix (an
         address in use, say); left uncaught in a program made with
         ``create_default_builder``, it prints as one line and the process exits with 1.
+        When the app fails to start and the host does not serve the failure
+        (``capture_startup_errors = false``, or an OutOfProcess child), the failure is
+        logged and this raises ``SystemExit(3)``, as uvicorn exits: the program's entry point
+        is where an exit status is chosen (:meth:`run_async` raises
+        :class:`~hostkit.lifespan.AppStartError` instead).
         """
         configure_default_logging(self.configuration.options.logging)
-        anyio.run(self.run_async, backend=self.configuration.options.async_backend)
+        try:
+            anyio.run(self.run_async, backend=self.configuration.options.async_backend)
+        except AppStartError as error:
+            raise SystemExit(error.exit_status) from None
 
     async def run_async(self) -> None:
         """:meth:`run` as a coroutine, on asyncio or trio; errors propagate as raised."""
@@ -250,30 +264,38 @@ class Host:
                 if self._delay_over is not None:
                     self._delay_over.set()
 
+        # A supervisor's workers load the app themselves, and report a failure themselves.
+        failure = self._start_failure if self.role is not HostRole.SUPERVISE else None
+        captures = self._captures_start_failure(worker)
+        if failure is not None and not captures:
+            self._end_on_start_failure(failure, worker)  # before it listens: nobody waits
         listens_first = gate is not None and worker is None
         if listens_first:
             self.urls = list(await task_group.start(serve, gate))
             self._log_urls()
 
         lifespan = Lifespan(self.app)
-        # A supervisor's workers load the app themselves, and report a failure themselves.
-        failure = self._start_failure if self.role is not HostRole.SUPERVISE else None
         if failure is None and self.role.runs_pipeline:
-            failure = await lifespan.startup(task_group)
+            failure = await lifespan.startup(task_group, options.startup_time_limit)
         # A worker that runs the app probes it and counts its requests; a FRONT's children
         # are its module's to probe and recycle.
         duties = (WorkerDuties(worker, options.health)
                   if worker is not None and self.role.runs_pipeline else None)
-        if failure is not None and worker is not None:
-            # A worker that serves only 500.30 must not look ready: its supervisor counts the
-            # failed start, and its rapid-fail protection answers once starts keep failing.
-            logger.error("the app failed to start: %s", failure.detail.rstrip())
-            raise HostkitError(f"the app failed to start ({failure.message}); this worker "
-                               "exits so that its supervisor counts a failed start")
-        if failure is not None:
-            logger.error("the app failed to start; every request gets 500.30: %s",
-                         failure.detail.rstrip())
+        if failure is not None and captures:
+            logger.error("the app failed to start; every request gets %s: %s",
+                         failure.title.partition(" ")[0], failure.detail.rstrip())
         stage = self._request_stage(task_group, lifespan.state, failure, duties)
+        if failure is not None and not captures:
+            if listens_first:
+                # The requests that waited for the app get its failure page, then the host
+                # stops listening and ends.
+                assert gate is not None
+                gate.open(stage)
+                self._set_readiness(START_FAILED)
+                stopping.set()
+                server_scope.deadline = anyio.current_time() + _FAILED_START_DRAIN
+                await server_done.wait()
+            self._end_on_start_failure(failure, worker)
         if duties is not None:
             await duties.wait_healthy(stage)  # no request before the app answers app_path
         if gate is not None:
@@ -318,6 +340,30 @@ class Host:
         logger.info("Application stopped.")
         self.plugins.hook.hostkit_host_stopped(host=self)
         task_group.cancel_scope.cancel()
+
+    def _captures_start_failure(self, worker: object | None) -> bool:
+        """Whether this host serves its app's start failure (the 500.30 / 500.37 page) rather
+        than ending: with ``capture_startup_errors`` (the default), unless it is a child or a
+        supervisor's worker. A child ends so that its front counts a failed start and answers
+        502.5; a worker so that its supervisor counts one."""
+        return (self.role is not HostRole.CHILD and worker is None
+                and self.configuration.options.capture_startup_errors)
+
+    def _end_on_start_failure(self, failure: AppStartFailure, worker: object | None) -> None:
+        """Log ``failure`` and raise what ends the host: :class:`AppStartError` (exit status
+        3 from :meth:`run`); in a supervisor's worker a :class:`HostkitError` (status 1)."""
+        if worker is not None:
+            # A worker that serves only 500.30 must not look ready: its supervisor counts the
+            # failed start, and its rapid-fail protection answers once starts keep failing.
+            logger.error("the app failed to start: %s", failure.detail.rstrip())
+            raise HostkitError(f"the app failed to start ({failure.message}); this worker "
+                               "exits so that its supervisor counts a failed start")
+        why = ("this child exits so that its front counts a failed start (502.5)"
+               if self.role is HostRole.CHILD
+               else f"exiting with status {AppStartError.exit_status} "
+                    "(capture_startup_errors = false)")
+        logger.error("the app failed to start; %s: %s", why, failure.detail.rstrip())
+        raise AppStartError(failure)
 
     async def _serve_metrics(self, task_group: TaskGroup) -> None:
         """Start the metrics listener (``[metrics] urls``) in ``task_group`` when this
@@ -418,6 +464,8 @@ class Host:
                     self._delay_over.set()
                 elif self._server_scope is not None:
                     logger.warning("%s received again: stopping now", name)
+                    if isinstance(self.server, StopNowServer):
+                        self.server.stop_now()  # a module's children stop at once too
                     self._server_scope.cancel()
                     if self._shutdown_scope is not None:
                         self._shutdown_scope.cancel()

@@ -63,9 +63,13 @@ def as_terminal_app(app: Any) -> ASGIApp:
         return app  # type: ignore[no-any-return]
     if count == 1 and _is_async(app):
         return handler_app(app)
+    kind = ("not callable" if not callable(app) else "no signature" if count is None else
+            f"{'an async' if _is_async(app) else 'a non-async'} callable of {count} positional "
+            "parameter(s)")
     raise TypeError(
         f"use_app() expected an ASGI 3 app `async def app(scope, receive, send)` or a handler "
-        f"`async def handler(context)`, got {app!r}")
+        f"`async def handler(context)`, or a WSGI app `def app(environ, start_response)`; got "
+        f"{app!r} ({kind})")
 
 
 def check_middleware(middleware: Any) -> Middleware:

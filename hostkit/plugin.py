@@ -40,6 +40,11 @@ not imported from the module that defines it.
   :class:`ForwardedView`, :class:`AccessLog` and :class:`AccessEntry`; :data:`REQUEST_ID`,
   the request id of the request being served (a child's integration sets it from its front's
   ``X-Request-Id``: it is ``context.trace_identifier``).
+- **HTTP/2**: :class:`FloodLimits` and :class:`FrameWatch` (the flood defences every
+  HTTP/2 listener applies to the bytes its client sends).
+- **Memory**: :class:`ConnectionMemory` (when a burst of connections is over) and
+  :func:`release_freed_memory` (the allocator's free memory back to the system, glibc's
+  ``malloc_trim``).
 - **Responses**: :func:`status_line` and :data:`STANDARD_STATUS_LINES` (the standard
   reason phrases), :func:`render_error_page`.
 - **Processes** a plugin starts and owns (a front's children; :mod:`hostkit.processes`):
@@ -92,8 +97,10 @@ from hostkit.error_pages import render as render_error_page
 from hostkit.forwarded_headers import ForwardedHeaders, ForwardedView
 from hostkit.gateway import RETRY_AFTER_HEADER, Gateway, Readiness, RequestLimit
 from hostkit.hookspecs import hookimpl
+from hostkit.http2_floods import FloodLimits, FrameWatch
 from hostkit.listeners import BACKLOG, ListenAddress, bind_all, close_all
 from hostkit.logs import REQUEST_ID
+from hostkit.memory import ConnectionMemory, release_freed_memory
 from hostkit.metrics import CHILD_PROCESS, Metrics, exit_reason
 from hostkit.processes.command import this_program
 from hostkit.processes.managed import OUTPUT_TAIL_BYTES, ManagedProcess, ProcessSpec
@@ -116,6 +123,7 @@ from hostkit.tls import TLSConnection, server_context, tls_extension, tls_extens
 __all__ = [
     "ASGIApp", "AccessEntry", "AccessLog", "AuthenticateResult", "AuthenticationScheme", "Authenticator", "BACKLOG",
     "Boolean", "CHILD_VARIABLES", "ContentRootRules", "ContentRootWatch", "CLIENT_CERT_HEADER", "ChildContract", "Choice", "Exhausted",
+    "FloodLimits", "FrameWatch", "ConnectionMemory", "release_freed_memory",
     "CHILD_PROCESS", "FORWARDED_RESULT_KEY", "ForwardedHeaders", "HTTP_VERSION_HEADER", "ForwardedView", "Gateway", "HostRole", "IDENTITY_HEADER", "ListenAddress", "ManagedProcess", "Metrics", "exit_reason",
     "Message", "Number", "OUTPUT_TAIL_BYTES", "ProcessSpec", "RESERVED_HEADER_PREFIX", "STANDARD_STATUS_LINES",
     "MEMORY_CHECK_INTERVAL", "REQUEST_ID", "REQUEST_ID_HEADER", "RETRY_AFTER_HEADER", "RapidFailBudget", "Readiness", "RequestLimit", "RecyclePolicy", "Receive", "ReloadableServer", "reload_configuration", "Scope", "Send", "Server", "ServerInfo", "ServerRequest",

@@ -11,7 +11,8 @@ A server plugin hands each ASGI call to :class:`RequestStage`, which
   bounded rest of the body so the client gets the 413 instead of a reset connection;
 - sets ``request_aborted`` when the client goes away;
 - turns an exception from the app into a logged 500 (or an aborted connection once the
-  response has started), so the server keeps serving.
+  response has started), so the server keeps serving; an asyncio-only library failing on
+  trio is named once per cause (:mod:`hostkit.backend_hints`).
 
 The stage runs for every request under every server, so its own cost is kept to what each
 request needs: a request that never reads its body never pays for the limit, and nothing is
@@ -30,6 +31,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from hostkit import error_pages
 from hostkit.asgi import ASGIApp, Message, Receive, Scope, Send
+from hostkit.backend_hints import BackendHints
 from hostkit.context import REQUEST_STATE_KEY, ClientDisconnected, Features, RequestState
 from hostkit.errors import RequestBodyTooLargeError
 from hostkit.identity import new_anonymous_principal
@@ -134,8 +136,16 @@ class _Exchange(RequestState):
     def send(self, message: Message) -> Awaitable[None]:
         """The server's ``send``, noting the response start (and, once the host stops,
         closing the connection after it). A plain function returning the server's awaitable:
-        no coroutine of its own on the path of every message."""
+        no coroutine of its own on the path of every message.
+
+        After the body limit's error, a 5xx response of the app's is dropped, with the rest
+        of its messages: it is a framework's page for the error it did not handle
+        (Starlette's ``ServerErrorMiddleware`` sends its 500, then raises the error again),
+        and the stage answers 413 instead, as Kestrel does for a request it rejected."""
         if message["type"] == "http.response.start":
+            if self.body_too_large and message.get("status", 200) >= 500:
+                self._send = _dropped
+                return _dropped(message)
             self.response_started = True
             if self._stage.closing_connections and not self.multiplexed:
                 message = _closing(message)
@@ -190,6 +200,10 @@ class _Exchange(RequestState):
         self._receive = _request_over
         self._send = _response_over
         self.authenticate = self.challenge = None
+
+
+async def _dropped(message: Message) -> None:
+    """A message of a response the stage replaced (``_Exchange.send``): not sent."""
 
 
 async def _request_over() -> Message:
@@ -296,6 +310,8 @@ class RequestStage:
         #: Once the host stops: every HTTP/1 response closes its connection
         #: (:meth:`close_connections`).
         self.closing_connections = False
+        #: Names, once per cause, an asyncio-only library failing on trio.
+        self.backend_hints = BackendHints()
         # Requests until ``on_request_limit`` is called; None: no limit.
         self._request_limit = request_limit
         self._requests_left = request_limit if on_request_limit is not None else None
@@ -345,12 +361,20 @@ class RequestStage:
         except RequestBodyTooLargeError:
             if not exchange.response_started:
                 await self._answer_unanswered(scope, exchange, receive, send)
-        except Exception:
+        except Exception as error:
             if exchange.body_too_large and not exchange.response_started:
                 await self._answer_unanswered(scope, exchange, receive, send)
+            elif exchange.disconnected:
+                # The app read the client's disconnect and raised its framework's way of
+                # saying so (Starlette's ClientDisconnect): the client left, not an error.
+                logger.debug("the client left during %s %s (%r)", scope.get("method"),
+                             scope.get("path"), error)
             else:
                 logger.exception("unhandled exception while serving %s %s",
                                  scope.get("method"), scope.get("path"))
+                hint = self.backend_hints.first_hint(error)
+                if hint is not None:  # once per cause, not once per request
+                    logger.warning("%s", hint)
                 if exchange.response_started:
                     # Returned, not raised, so the server does not log it a second time:
                     # an unfinished response still makes it close the connection (no
@@ -389,7 +413,8 @@ class RequestStage:
         if self.bare_error_pages or failure is None:
             await _answer(send, 500)
             return
-        page = error_pages.start_failure_page(failure.detail if self.show_details else None)
+        page = error_pages.start_failure_page(failure.detail if self.show_details else None,
+                                              failure.title, failure.summary)
         await _answer(send, 500, page, b"text/html; charset=utf-8")
 
 

@@ -111,6 +111,20 @@ class ReloadableServer(Protocol):
         ...
 
 
+@runtime_checkable
+class StopNowServer(Protocol):
+    """A server whose own processes must stop at once when its host does: the OutOfProcess
+    module (its children). The supervisor needs none: it stops its workers at once when its
+    serve is cancelled."""
+
+    def stop_now(self) -> None:
+        """Called by the host on a second SIGINT/SIGTERM, in its event loop, just before it
+        cancels :meth:`Server.serve`: end what the server's processes are doing (their drain
+        and their app's shutdown cut short), killing those that do not end within a few
+        seconds. Returns at once; the stop that follows in ``serve`` waits for them."""
+        ...
+
+
 #: Every async backend a host can run on (the ``async_backend`` setting).
 ASYNC_BACKENDS = ("asyncio", "trio")
 #: Every kind of listen address in ``urls``: ``http://``, ``https://`` and ``unix:``.

@@ -317,12 +317,14 @@ class ServerOptions:
         "threads that run a WSGI app's requests (a request waits for a free one)")
     http2_max_concurrent_streams: int = setting(
         100, Number(1, integer=True),
-        "HTTP/2 streams a client may have open at once on one connection (more are refused "
-        "with REFUSED_STREAM; a client that keeps opening them gets GOAWAY)")
+        "HTTP/2 streams a client may have open at once on one connection, announced in "
+        "SETTINGS (a stream past it: REFUSED_STREAM at the front, GOAWAY PROTOCOL_ERROR "
+        "InProcess)")
     http2_max_header_list_size: int = setting(
         65536, Number(1024, integer=True),
         "bytes of HTTP/2 request headers (decoded, as RFC 9113 SETTINGS_MAX_HEADER_LIST_SIZE "
-        "counts them) a stream may send; more gets 431")
+        "counts them) a stream may send; more ends the connection with GOAWAY "
+        "ENHANCE_YOUR_CALM")
 
     @property
     def next_request_head_timeout(self) -> float:

@@ -35,4 +35,4 @@ def hostkit_create_server(request: ServerRequest) -> Server | None:
     ``CHILD``); a ``FRONT`` is another plugin's (the module's)."""
     if request.server_name != SERVER_NAME or request.role is HostRole.FRONT:
         return None
-    return HypercornServer(request.configuration)
+    return HypercornServer(request.configuration, request.role)

@@ -14,6 +14,12 @@ the connection, after the handshake, so for a TLS connection hostkit also keeps 
 from accept (:func:`serve_asyncio`, :func:`serve_trio`) until the app is called with the
 first request.
 
+What a connection's writes may hold, and how it ends when its client has left, is
+``sending.py``'s; the connections are counted in a ``hostkit.plugin.ConnectionMemory``, which
+gives the memory of a burst of closed connections back to the system. A stop closes what is still open when
+``graceful_timeout`` is over, on trio too, where a write to a client that does not read is
+shielded from cancellation.
+
 The app's lifespan is not run here: the host runs it (``hostkit/lifespan.py``).
 """
 
@@ -32,7 +38,7 @@ import anyio
 from anyio.abc import TaskStatus
 from hypercorn.config import Config
 
-from hostkit.plugin import TLSConnection, tls_extension
+from hostkit.plugin import ConnectionMemory, TLSConnection, tls_extension
 
 from hostkit_inprocess.hypercorn_internals import (
     AppWrapper,
@@ -43,6 +49,7 @@ from hostkit_inprocess.hypercorn_internals import (
     trio_worker_context,
     with_extension,
 )
+from hostkit_inprocess.sending import limit_buffer
 
 
 #: Seconds a stopping server still serves the request a connection sends, before it closes
@@ -54,25 +61,32 @@ LAST_REQUEST_GRACE = 1.0
 
 
 class _OpenConnections:
-    """How many connections are open; :meth:`wait_none` returns once none is."""
+    """The open trio connections (their sockets); :meth:`wait_none` returns once none is."""
 
     def __init__(self) -> None:
-        self._count = 0
+        self._sockets: set[Any] = set()
         self._none = anyio.Event()
         self._none.set()
 
     @contextlib.contextmanager
-    def one(self) -> Iterator[None]:
-        """Count one connection while the block runs."""
-        if self._count == 0:
+    def one(self, sock: Any) -> Iterator[None]:
+        """Count the connection of trio socket ``sock`` while the block runs."""
+        if not self._sockets:
             self._none = anyio.Event()
-        self._count += 1
+        self._sockets.add(sock)
         try:
             yield
         finally:
-            self._count -= 1
-            if self._count == 0:
+            self._sockets.discard(sock)
+            if not self._sockets:
                 self._none.set()
+
+    def close_all(self) -> None:
+        """Close the socket of every open connection: a write blocked on a client that does
+        not read is shielded from cancellation (hypercorn's, so that no frame is cut
+        short), and ends only when its socket closes."""
+        for sock in list(self._sockets):
+            sock.close()
 
     async def wait_none(self) -> None:
         await self._none.wait()
@@ -84,18 +98,51 @@ _AsyncioHandler = Callable[[float, asyncio.StreamReader, asyncio.StreamWriter],
                            Coroutine[Any, Any, None]]
 
 
-def _accepting(on_connection: _AsyncioHandler) -> Callable[[], asyncio.StreamReaderProtocol]:
-    """The protocol factory of ``asyncio.start_server``, but ``on_connection`` also learns when
-    its connection was accepted: the factory runs then, before a TLS handshake."""
-    loop = asyncio.get_running_loop()
+class _AsyncioConnections:
+    """The task of each open asyncio connection, and its writer (to abort its transport).
 
-    def protocol() -> asyncio.StreamReaderProtocol:
-        accepted_at = loop.time()
-        return asyncio.StreamReaderProtocol(asyncio.StreamReader(loop=loop),
-                                            functools.partial(on_connection, accepted_at),
-                                            loop=loop)
+    The tasks are made here, not by ``asyncio.StreamReaderProtocol`` (given a coroutine
+    function, it makes one itself): on Python 3.11 its done-callback asks a cancelled task
+    for its exception and logs the ``CancelledError`` that raises, a traceback for every
+    connection the end of a drain cancels."""
 
-    return protocol
+    def __init__(self, on_connection: _AsyncioHandler):
+        self.on_connection = on_connection
+        self.tasks: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+
+    def protocol_factory(self) -> Callable[[], asyncio.StreamReaderProtocol]:
+        """The protocol factory of ``loop.create_server``; the factory runs when a connection
+        is accepted, before a TLS handshake, so its handler also learns when that was."""
+        loop = asyncio.get_running_loop()
+
+        def protocol() -> asyncio.StreamReaderProtocol:
+            connected = functools.partial(self._start, loop.time())
+            return asyncio.StreamReaderProtocol(asyncio.StreamReader(loop=loop), connected,
+                                                loop=loop)
+
+        return protocol
+
+    def _start(self, accepted_at: float, reader: asyncio.StreamReader,
+               writer: asyncio.StreamWriter) -> None:
+        """A connection is made (its TLS handshake done): serve it in a task of its own."""
+        limit_buffer(writer)
+        task = asyncio.get_running_loop().create_task(
+            self.on_connection(accepted_at, reader, writer))
+        self.tasks[task] = writer
+        task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """A connection's task is done: forget it; an error hypercorn let out is logged, as
+        asyncio would, and its transport closed."""
+        writer = self.tasks.pop(task)
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:
+            asyncio.get_running_loop().call_exception_handler({
+                "message": "error while serving a connection", "exception": error,
+                "transport": writer.transport})
+            writer.transport.close()
 
 
 async def serve_asyncio(app: AppWrapper, config: Config, secure: list[socket.socket],
@@ -110,15 +157,15 @@ async def serve_asyncio(app: AppWrapper, config: Config, secure: list[socket.soc
     (handshake included) is aborted: nothing was asked of it, so nothing is owed."""
     loop = asyncio.get_running_loop()
     context = asyncio_worker_context()
-    #: each connection's task, and its writer (to abort its transport)
-    connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+    memory = ConnectionMemory()
 
     async def on_connection(accepted_at: float, reader: asyncio.StreamReader,
                             writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        connections[task] = writer
-        task.add_done_callback(connections.pop)
+        async with memory.connection():
+            await serve_one(accepted_at, reader, writer)
+
+    async def serve_one(accepted_at: float, reader: asyncio.StreamReader,
+                        writer: asyncio.StreamWriter) -> None:
         ssl_object = writer.get_extra_info("ssl_object")
         if ssl_object is None:
             await serve_asyncio_connection(app, config, context, reader, writer)
@@ -131,10 +178,12 @@ async def serve_asyncio(app: AppWrapper, config: Config, secure: list[socket.soc
         finally:
             overdue.cancel()
 
-    servers = [await loop.create_server(_accepting(on_connection), sock=sock, ssl=tls,
+    open_connections = _AsyncioConnections(on_connection)
+    connections = open_connections.tasks
+    servers = [await loop.create_server(open_connections.protocol_factory(), sock=sock, ssl=tls,
                                         ssl_handshake_timeout=config.ssl_handshake_timeout)
                for sock in secure]
-    servers += [await loop.create_server(_accepting(on_connection), sock=sock)
+    servers += [await loop.create_server(open_connections.protocol_factory(), sock=sock)
                 for sock in insecure]
     task_status.started()
     try:
@@ -198,9 +247,15 @@ async def serve_trio(app: AppWrapper, config: Config, secure: list[socket.socket
             await trio.aclose_forcefully(stream)  # at once, if hypercorn has not closed it
 
     open_connections = _OpenConnections()
+    memory = ConnectionMemory()
 
     async def on_connection(stream: Any) -> None:
-        with open_connections.one():
+        transport = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
+        async with memory.connection():
+            await serve_one(stream, transport)
+
+    async def serve_one(stream: Any, transport: Any) -> None:
+        with open_connections.one(transport.socket):
             if isinstance(stream, trio.SSLStream):
                 await on_secure_connection(stream)
             else:
@@ -215,14 +270,21 @@ async def serve_trio(app: AppWrapper, config: Config, secure: list[socket.socket
         listeners.append(trio.SocketListener(trio.socket.from_stdlib_socket(sock)))
 
     async with trio.open_nursery() as connections:
-        async with trio.open_nursery() as accepting:
-            accepting.start_soon(functools.partial(trio.serve_listeners, on_connection, listeners,
-                                                   handler_nursery=connections))
-            task_status.started()
-            await stopping.wait()
-            accepting.cancel_scope.cancel()
-        drained_by = trio.current_time() + config.graceful_timeout
-        with anyio.move_on_after(min(LAST_REQUEST_GRACE, config.graceful_timeout)):
-            await open_connections.wait_none()  # each closes after its next response
-        await terminate(context)
-        connections.cancel_scope.deadline = drained_by
+        try:
+            async with trio.open_nursery() as accepting:
+                accepting.start_soon(functools.partial(trio.serve_listeners, on_connection,
+                                                       listeners, handler_nursery=connections))
+                task_status.started()
+                await stopping.wait()
+                accepting.cancel_scope.cancel()
+            drained_by = trio.current_time() + config.graceful_timeout
+            with anyio.move_on_after(min(LAST_REQUEST_GRACE, config.graceful_timeout)):
+                await open_connections.wait_none()  # each closes after its next response
+            await terminate(context)
+            with trio.move_on_at(drained_by):
+                await open_connections.wait_none()
+        finally:
+            # However serving ends (the drain's deadline, or cancelled: the host's second
+            # signal), what is still open is closed, then cancelled.
+            open_connections.close_all()
+            connections.cancel_scope.cancel()

@@ -23,7 +23,32 @@ what ``serve()`` uses inside:
   HTTP/2. That protocol's ``h11.Connection`` (its ``connection``) writes every HTTP/1.1
   response head, from ``h11.Response`` events hypercorn makes without a reason phrase (ASGI
   has no field for one), so h11 writes ``HTTP/1.1 200 ``. The connections served here write
-  the standard phrase instead, as uvicorn, nginx and IIS do (:class:`_ReasonPhrases`).
+  the standard phrase instead, as uvicorn, nginx and IIS do (:class:`_ReasonPhrases`). The
+  same ``h11.Connection`` reads the connection's requests: :func:`guard_http11` hands it to
+  hostkit's request guard (``request_guard.py``) first, and can skip the protocol's
+  ``_check_protocol`` (its switch to HTTP/2 by ``Upgrade: h2c`` or by the preface).
+- ``hypercorn.protocol.h2.H2Protocol``, the switch to it and ``hypercorn.events``: the
+  wrapper's ``protocol`` is an ``H2Protocol`` from the start under ALPN ``h2``; an
+  ``H11Protocol`` raises ``H2ProtocolAssumedError`` (the prior-knowledge preface) or
+  ``H2CProtocolRequiredError`` (an ``h2c`` upgrade) from its ``handle``, with the bytes that
+  follow (``data``) for the wrapper to give the new ``H2Protocol``. The wrapper's ``handle``
+  gets every ``RawData`` event the ``TCPServer`` reads, and its ``send`` (the
+  ``TCPServer``'s) writes ``RawData`` and closes on ``Closed``; an ``H2Protocol``'s
+  ``connection`` is its ``h2.connection.H2Connection``. :func:`guard_http2` puts a flood guard
+  (``http2.py``) between the ``TCPServer`` and every ``H2Protocol`` through them.
+- the ``TCPServer``'s ``protocol_send`` (called with every event a protocol sends: the
+  ``RawData`` it writes under the ``TCPServer``'s ``send_lock``, to its asyncio ``writer`` or
+  trio ``stream``), and its read loop ``_read_data``: :class:`_EndsWithItsClient` writes
+  through a bounded buffer and ends the connection at once when its client has gone
+  (``sending.py``). An app is called in a task of its own (``hypercorn.asyncio.task_group``
+  and its trio twin), in which :class:`_AppTask` marks it as an app's.
+- ``H11Protocol._create_stream`` (makes the ``stream`` of each request: a
+  ``hypercorn.protocol.ws_stream.WSStream`` for a WebSocket handshake), and of a ``WSStream``
+  its ``handle`` (given the client's bytes as ``Data`` events), ``state``, ``closed``,
+  ``connection`` (wsproto's ``Connection``, whose ``events`` and ``_state`` are used),
+  ``_send_wsproto_event`` and ``send``: :func:`_watch_websocket` closes a WebSocket with a
+  Close frame on a protocol violation, and with 1009 at the header of a frame that takes a
+  message past ``websocket_max_message_size``.
 
 Checked against hypercorn 0.17.3 and 0.18.0 (the same signatures and behaviour in both).
 """
@@ -31,32 +56,75 @@ Checked against hypercorn 0.17.3 and 0.18.0 (the same signatures and behaviour i
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+import logging
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
+import anyio
+import h2.errors
+import h2.exceptions
 import h11
 from hypercorn.asyncio.tcp_server import TCPServer as AsyncioTCPServer
 from hypercorn.asyncio.worker_context import WorkerContext as AsyncioWorkerContext
 from hypercorn.config import Config
+from hypercorn.events import Closed, RawData
 from hypercorn.protocol import ProtocolWrapper
-from hypercorn.protocol.h11 import H11Protocol
+from hypercorn.protocol.events import Data, StreamClosed
+from hypercorn.protocol.h2 import H2Protocol
+from hypercorn.protocol.h11 import H2CProtocolRequiredError, H2ProtocolAssumedError, H11Protocol
+from hypercorn.protocol.ws_stream import ASGIWebsocketState, WSStream
 from hypercorn.typing import AppWrapper
 from hypercorn.utils import wrap_app
+from wsproto.connection import Connection as WSConnection
+from wsproto.connection import ConnectionState as WSState
+from wsproto.events import CloseConnection
+from wsproto.events import Event as WSEvent
+from wsproto.frame_protocol import CloseReason
 
 from hostkit.plugin import STANDARD_STATUS_LINES, ASGIApp
+
+from hostkit_inprocess.sending import IN_APP, ClientGone, client_gone, write_bounded
+from hostkit_inprocess.websocket_frames import MessageLengths
 
 if TYPE_CHECKING:
     from hypercorn.trio.tcp_server import TCPServer as TrioTCPServer
     from hypercorn.trio.worker_context import WorkerContext as TrioWorkerContext
 
-__all__ = ["AppWrapper", "asgi_app_wrapper", "asyncio_worker_context", "serve_asyncio_connection",
+__all__ = ["AppWrapper", "Http2Guard", "asgi_app_wrapper", "asyncio_worker_context",
+           "guard_http11", "guard_http2",
+           "serve_asyncio_connection",
            "serve_trio_connection", "terminate", "trio_worker_context", "with_extension"]
 
 
 def asgi_app_wrapper(app: ASGIApp, config: Config) -> AppWrapper:
-    """``app`` in hypercorn's calling convention, as ``serve()`` wraps an ASGI app."""
-    return wrap_app(cast(Any, app), config.wsgi_max_body_size, "asgi")
+    """``app`` in hypercorn's calling convention, as ``serve()`` wraps an ASGI app, called in
+    an app's task (:class:`_AppTask`)."""
+    return _AppTask(wrap_app(cast(Any, app), config.wsgi_max_body_size, "asgi"))
+
+
+class _AppTask:
+    """hypercorn's app: marks the task it runs in as an app's (``sending.IN_APP``: a send
+    there raises ``ClientGone`` once the client has left), and ends quietly when the app lets
+    that ``ClientGone`` escape (a WebSocket app: the request stage catches it for HTTP)."""
+
+    __slots__ = ("app",)
+
+    def __init__(self, app: AppWrapper):
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any, sync_spawn: Any,
+                       call_soon: Any) -> None:
+        # hypercorn runs each app call in a task (and context) of its own; what it sends
+        # after the app returned (its own 500 for an unanswered request) is not the app's.
+        marked = IN_APP.set(True)
+        try:
+            await self.app(scope, receive, send, sync_spawn, call_soon)
+        except ClientGone:
+            pass
+        finally:
+            IN_APP.reset(marked)
 
 
 class _WithExtension:
@@ -131,22 +199,220 @@ def _with_reason_phrases(send: Callable[[Any], bytes | None]) -> Callable[[Any],
     return send_with_reason_phrase
 
 
-def _give_reason_phrases(wrapper: ProtocolWrapper) -> None:
+#: The attribute of hypercorn's ``Config`` under which :func:`guard_http11` keeps its guard.
+_GUARD = "hostkit_http11_guard"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Http11Guard:
+    """What :func:`guard_http11` was given."""
+
+    prepare: Callable[[h11.Connection], None]
+    http2: bool
+
+
+def guard_http11(config: Config, prepare: Callable[[h11.Connection], None], *,
+                 http2: bool) -> None:
+    """Make every HTTP/1.1 connection served here with ``config`` call ``prepare`` with its
+    ``h11.Connection`` (the parser of its requests, hypercorn's ``H11Protocol.connection``)
+    before its first byte is received (``request_guard.py`` wraps its methods).
+
+    Without ``http2``, no request switches a connection to HTTP/2: hypercorn's
+    ``H11Protocol._check_protocol``, which answers ``Upgrade: h2c`` with 101 and takes
+    ``PRI * HTTP/2.0`` as the HTTP/2 preface, is skipped (an ``Upgrade: h2c`` request is
+    then served as HTTP/1.1, as RFC 9110 §7.8 allows)."""
+    setattr(config, _GUARD, _Http11Guard(prepare, http2))
+
+
+async def _no_protocol_switch(event: h11.Request) -> None:
+    """hypercorn's ``H11Protocol._check_protocol`` on a connection that stays HTTP/1.1."""
+
+
+def _prepare_http11(wrapper: ProtocolWrapper, guard: _Http11Guard | None) -> None:
     """Make the HTTP/1.1 protocol of a new connection's ``wrapper`` (none under HTTP/2)
-    write the standard reason phrases; called before the connection's first byte is read."""
+    write the standard reason phrases, and give it ``guard`` (:func:`guard_http11`); called
+    before the connection's first byte is read."""
     protocol = wrapper.protocol
     if isinstance(protocol, H11Protocol) and isinstance(protocol.connection, h11.Connection):
         connection = protocol.connection
         send = _with_reason_phrases(connection.send)
         connection.send = send  # type: ignore[method-assign,assignment]
+        if guard is not None:
+            guard.prepare(connection)
+            if not guard.http2:
+                protocol._check_protocol = _no_protocol_switch  # type: ignore[method-assign]
+
+
+class Http2Guard(Protocol):
+    """The flood guard of one connection (``http2.FloodGuard``), as :func:`guard_http2` uses
+    it."""
+
+    def start(self) -> None:
+        """The connection speaks HTTP/2 from its next byte, the client's preface."""
+
+    def admit(self, data: bytes) -> bool:
+        """Whether ``data`` from the client may go to ``h2`` (False: GOAWAY and close)."""
+
+
+#: The attribute of hypercorn's ``Config`` under which :func:`guard_http2` keeps its factory.
+_HTTP2_GUARD = "hostkit_http2_guard"
+
+
+def guard_http2(config: Config, new_guard: Callable[[tuple[str, int] | None], Http2Guard]
+                ) -> None:
+    """Give every connection served here with ``config`` a flood guard, ``new_guard(client)``,
+    through which every byte its client sends passes on its way to ``h2`` once the connection
+    speaks HTTP/2 (ALPN, the prior-knowledge preface or an ``h2c`` upgrade). When the guard
+    refuses bytes, they never reach ``h2``: the connection gets GOAWAY with
+    ``ENHANCE_YOUR_CALM`` and is closed, and what the client sends after is dropped."""
+    setattr(config, _HTTP2_GUARD, new_guard)
+
+
+def _prepare_http2(wrapper: ProtocolWrapper,
+                   new_guard: Callable[[tuple[str, int] | None], Http2Guard] | None) -> None:
+    """Put ``new_guard``'s guard between a new connection's ``TCPServer`` and its protocol
+    (:func:`guard_http2`); called before the connection's first byte is read."""
+    if new_guard is None:
+        return
+    guard = new_guard(wrapper.client)
+    protocol = wrapper.protocol
+    if isinstance(protocol, H2Protocol):
+        guard.start()
+    elif isinstance(protocol, H11Protocol):
+        read_http11 = protocol.handle
+
+        async def read_until_switch(event: Any) -> None:
+            try:
+                await read_http11(event)
+            except (H2ProtocolAssumedError, H2CProtocolRequiredError) as switch:
+                guard.start()
+                if not guard.admit(switch.data):
+                    switch.data = b""  # the new H2Protocol gets none of it
+                raise
+
+        protocol.handle = read_until_switch  # type: ignore[method-assign]
+    handle = wrapper.handle
+    refused = False
+
+    async def guarded_handle(event: Any) -> None:
+        nonlocal refused
+        if type(event) is RawData and not guard.admit(event.data):
+            admitted = False
+        else:
+            await handle(event)
+            admitted = type(event) is not RawData or guard.admit(b"")
+            if type(event) is Closed:
+                await _release_streams(wrapper)
+        if not admitted and not refused:
+            refused = True
+            await _refuse_http2(wrapper)
+
+    wrapper.handle = guarded_handle  # type: ignore[method-assign]
+
+
+async def _release_streams(wrapper: ProtocolWrapper) -> None:
+    """Once an HTTP/2 connection has closed: wake every stream still waiting to hand its
+    response to the connection. ``H2Protocol`` keeps a ``StreamBuffer`` per stream, which
+    its sending task empties; a closed connection's sending task has ended, so a stream that
+    was waiting on its buffer (``push`` past the high-water mark, ``drain`` at the end of the
+    body) would wait for ever, and with it the connection's task group: the socket stays
+    open (CLOSE-WAIT) until the server stops. Closing the buffers ends those waits."""
+    protocol = wrapper.protocol
+    if isinstance(protocol, H2Protocol):
+        for buffer in list(protocol.stream_buffers.values()):
+            await buffer.close()
+
+
+async def _refuse_http2(wrapper: ProtocolWrapper) -> None:
+    """Send GOAWAY ENHANCE_YOUR_CALM on an HTTP/2 connection and close it."""
+    protocol = wrapper.protocol
+    if isinstance(protocol, H2Protocol):
+        try:
+            protocol.connection.close_connection(error_code=h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
+        except h2.exceptions.ProtocolError:
+            pass  # h2 has closed the connection already
+        data = protocol.connection.data_to_send()
+        if data:
+            await wrapper.send(RawData(data=data))
+    await wrapper.send(Closed())
+
+
+def _prepare_websockets(wrapper: ProtocolWrapper, limit: int) -> None:
+    """Make every WebSocket of a new HTTP/1.1 connection's ``wrapper`` (:func:`_watch_websocket`)
+    close with a Close frame on a protocol violation, and with 1009 as soon as a frame header
+    takes a message past ``limit`` bytes; called before the connection's first byte is read."""
+    protocol = wrapper.protocol
+    if not isinstance(protocol, H11Protocol):
+        return
+    create_stream = protocol._create_stream
+
+    async def create_watched_stream(request: h11.Request) -> None:
+        await create_stream(request)
+        if isinstance(protocol.stream, WSStream):
+            _watch_websocket(protocol.stream, limit)
+
+    protocol._create_stream = create_watched_stream  # type: ignore[method-assign]
+
+
+def _watch_websocket(stream: WSStream, limit: int) -> None:
+    """Watch what the client of an accepted WebSocket sends, on its way to wsproto.
+
+    On a protocol violation (an unmasked frame, a reserved opcode or bits, invalid UTF-8 in
+    a text message...) wsproto's ``Connection.events()`` yields a ``CloseConnection`` with
+    the code (1002, 1007) but stays ``OPEN``, and hypercorn's ``WSStream`` then closes the
+    connection without a Close frame (it answers a close only in ``REMOTE_CLOSING``). Here
+    the connection is put in ``REMOTE_CLOSING`` (wsproto's ``_state``) when that happens, so
+    hypercorn answers with a Close frame of that code before it closes.
+
+    A frame header that takes its message past ``limit`` bytes
+    (``websocket_frames.MessageLengths``) is refused at once: the bytes before it are
+    parsed, then a Close frame with 1009, and the stream closes, without the payload."""
+    lengths = MessageLengths(limit)
+    handle = stream.handle
+    watching = False
+
+    async def handle_watched(event: Any) -> None:
+        nonlocal watching
+        if type(event) is Data and stream.state is ASGIWebsocketState.CONNECTED:
+            if not watching:
+                watching = True
+                _close_on_violations(stream.connection)
+            over = lengths.feed(event.data)
+            if over is not None:
+                if over:
+                    await handle(Data(stream_id=event.stream_id, data=event.data[:over]))
+                if not stream.closed:
+                    await stream._send_wsproto_event(
+                        CloseConnection(code=CloseReason.MESSAGE_TOO_BIG))
+                    await stream.send(StreamClosed(stream_id=stream.stream_id))
+                return
+        await handle(event)
+
+    stream.handle = handle_watched  # type: ignore[method-assign]
+
+
+def _close_on_violations(connection: WSConnection) -> None:
+    """Make the ``CloseConnection`` wsproto yields for a protocol violation put ``connection``
+    in ``REMOTE_CLOSING`` (:func:`_watch_websocket`)."""
+    events = connection.events
+
+    def events_closing_on_violations() -> Iterator[WSEvent]:
+        for event in events():
+            if type(event) is CloseConnection and connection.state is WSState.OPEN:
+                connection._state = WSState.REMOTE_CLOSING
+            yield event
+
+    connection.events = events_closing_on_violations  # type: ignore[method-assign,assignment]
 
 
 class _ReasonPhrases:
     """hypercorn's ``TCPServer`` (asyncio or trio) of one connection, whose HTTP/1.1 responses
-    carry the standard reason phrase: ``TCPServer.run`` sets ``protocol`` once, before it
-    reads (:func:`_give_reason_phrases`)."""
+    carry the standard reason phrase and whose requests pass its config's guard
+    (:func:`guard_http11`): ``TCPServer.run`` sets ``protocol`` once, before it reads
+    (:func:`_prepare_http11`)."""
 
     _protocol: ProtocolWrapper
+    config: Config
 
     @property
     def protocol(self) -> ProtocolWrapper:
@@ -154,12 +420,67 @@ class _ReasonPhrases:
 
     @protocol.setter
     def protocol(self, wrapper: ProtocolWrapper) -> None:
-        _give_reason_phrases(wrapper)
+        _prepare_http11(wrapper, getattr(self.config, _GUARD, None))
+        _prepare_http2(wrapper, getattr(self.config, _HTTP2_GUARD, None))
+        _prepare_websockets(wrapper, self.config.websocket_max_message_size)
         self._protocol = wrapper
 
 
-class _AsyncioTCPServer(_ReasonPhrases, AsyncioTCPServer):
-    """One asyncio connection (:class:`_ReasonPhrases`)."""
+class _EndsWithItsClient:
+    """hypercorn's ``TCPServer`` (asyncio or trio) of one connection that ends at once when its
+    client has gone (``sending.py``). hypercorn's own goes on: its ``protocol_send`` tells the
+    protocol ``Closed`` and returns, so the app's next sends "succeed" (on asyncio each
+    logging ``socket.send() raised exception`` and re-raising the reader's error, whose
+    traceback pins every chunk), the response "ends", and the next pipelined request is
+    served into the void.
+
+    Here ``protocol_send`` writes ``RawData`` through ``_write`` (asyncio: a bounded buffer,
+    ``sending.write_bounded``) under the ``TCPServer``'s ``send_lock``; the first write that
+    finds the client gone stops ``_read_data`` (the ``TCPServer``'s read loop, which waits on
+    the protocol while a request is answered and so never sees the client leave), tells the
+    protocol ``Closed`` (its streams close; the apps get ``http.disconnect``), and every
+    write from then on is refused (``sending.client_gone``). Other events go to hypercorn's
+    ``protocol_send``."""
+
+    departed = False
+    _reading: anyio.CancelScope | None = None
+    protocol: ProtocolWrapper
+    send_lock: Any
+
+    async def _write(self, data: bytes) -> bool:
+        """Write ``data``; False when the client has gone."""
+        raise NotImplementedError
+
+    async def protocol_send(self, event: Any) -> None:
+        if type(event) is not RawData:
+            await super().protocol_send(event)  # type: ignore[misc]
+            return
+        async with self.send_lock:
+            if not self.departed and await self._write(event.data):
+                return
+            leaving = not self.departed
+            self.departed = True
+        if leaving:
+            if self._reading is not None:
+                self._reading.cancel()
+            await self.protocol.handle(Closed())
+        client_gone()
+
+    async def _read_data(self) -> None:
+        self._reading = reading = anyio.CancelScope()
+        if self.departed:
+            reading.cancel()
+        with reading:
+            await super()._read_data()  # type: ignore[misc]
+        if reading.cancelled_caught:
+            await self.protocol.handle(Closed())
+
+
+class _AsyncioTCPServer(_EndsWithItsClient, _ReasonPhrases, AsyncioTCPServer):
+    """One asyncio connection (:class:`_EndsWithItsClient`, :class:`_ReasonPhrases`)."""
+
+    async def _write(self, data: bytes) -> bool:
+        return await write_bounded(self.writer, data)
 
 
 @functools.cache
@@ -168,8 +489,17 @@ def _trio_tcp_server() -> type[TrioTCPServer]:
     asyncio host does not load trio."""
     from hypercorn.trio.tcp_server import TCPServer as TrioTCPServer
 
-    class _TrioTCPServer(_ReasonPhrases, TrioTCPServer):
-        pass
+    import trio
+
+    class _TrioTCPServer(_EndsWithItsClient, _ReasonPhrases, TrioTCPServer):
+        async def _write(self, data: bytes) -> bool:
+            try:
+                # Shielded, as hypercorn's: a cancelled app does not cut a frame short.
+                with trio.CancelScope(shield=True):
+                    await self.stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return False
+            return True
 
     return _TrioTCPServer
 
@@ -178,17 +508,32 @@ async def serve_asyncio_connection(app: AppWrapper, config: Config,
                                    context: AsyncioWorkerContext,
                                    reader: asyncio.StreamReader,
                                    writer: asyncio.StreamWriter) -> None:
-    """Serve one accepted asyncio connection until it closes."""
-    await _AsyncioTCPServer(app, asyncio.get_running_loop(), config, context, {}, reader,
-                            writer)
+    """Serve one accepted asyncio connection until it closes (an error hypercorn lets
+    escape ends this connection only: :func:`_connection_failed`)."""
+    try:
+        await _AsyncioTCPServer(app, asyncio.get_running_loop(), config, context, {}, reader,
+                                writer)
+    except Exception:
+        _connection_failed()
 
 
 async def serve_trio_connection(app: AppWrapper, config: Config, context: TrioWorkerContext,
                                 stream: Any) -> None:
     """Serve one accepted trio stream (a ``trio.SocketStream`` or ``trio.SSLStream``) until
     it closes. hypercorn's trio ``TCPServer`` begins with the TLS handshake, which returns at
-    once when the caller has done it already."""
-    await _trio_tcp_server()(app, config, context, {}, stream)
+    once when the caller has done it already. An error hypercorn lets escape ends this
+    connection only (:func:`_connection_failed`): on trio it would end the server."""
+    try:
+        await _trio_tcp_server()(app, config, context, {}, stream)
+    except Exception:
+        _connection_failed()
+
+
+def _connection_failed() -> None:
+    """Log the error that ended a connection inside hypercorn. hypercorn lets some escape: a
+    WebSocket handshake followed by bytes that are not WebSocket frames has its 400 written
+    through an ``h11.Connection`` already in ``ERROR`` (``h11.LocalProtocolError``)."""
+    logging.getLogger("hypercorn.error").exception("a connection ended with an error")
 
 
 async def terminate(context: AsyncioWorkerContext | TrioWorkerContext) -> None:

@@ -7,6 +7,7 @@ listening before it reports started), builds the TLS context with the rest of ho
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import anyio
@@ -15,10 +16,12 @@ from anyio.abc import TaskStatus
 from hypercorn.config import Config
 
 import hostkit
-from hostkit.plugin import ASGIApp, bind_all, close_all, server_context
+from hostkit.plugin import ASGIApp, HostRole, bind_all, close_all, server_context
 
 from hostkit_inprocess.connections import serve_asyncio, serve_trio
-from hostkit_inprocess.hypercorn_internals import asgi_app_wrapper
+from hostkit_inprocess.http2 import FloodGuard, flood_limits
+from hostkit_inprocess.hypercorn_internals import asgi_app_wrapper, guard_http2, guard_http11
+from hostkit_inprocess.request_guard import gateway_rules, http11_only
 
 
 class HypercornServer:
@@ -26,12 +29,16 @@ class HypercornServer:
 
     name = "hypercorn"
 
-    def __init__(self, configuration: hostkit.Configuration):
+    def __init__(self, configuration: hostkit.Configuration, role: HostRole = HostRole.SERVE):
         self.configuration = configuration
         self.options = configuration.options
+        #: ``SERVE`` (the public listener) or ``CHILD`` (a front's child, on its token port).
+        self.role = role
 
     def hypercorn_config(self) -> Config:
-        """hypercorn's Config from hostkit's settings (timeouts, logging)."""
+        """hypercorn's Config from hostkit's settings (timeouts, logging, HTTP/2), with the request
+        rules of the role (``request_guard.py``): the gateway's on a public listener; HTTP/1.1
+        only in a child, whose only client is the module (SPEC §10)."""
         options = self.options
         config = Config()
         limits = options.server_options
@@ -45,6 +52,16 @@ class HypercornServer:
         config.accesslog = None
         config.errorlog = logging.getLogger("hypercorn.error")
         config.include_server_header = False
+        # HTTP/2 (docs/protocols.md): the limits hypercorn's h2 connections advertise and
+        # enforce, and the flood guard in front of each (http2.py).
+        config.h2_max_concurrent_streams = limits.http2_max_concurrent_streams
+        config.h2_max_header_list_size = limits.http2_max_header_list_size
+        guard_http2(config, functools.partial(FloodGuard, flood_limits(config)))
+        if self.role is HostRole.CHILD:
+            config.alpn_protocols = ["http/1.1"]
+            guard_http11(config, http11_only, http2=False)
+        else:
+            guard_http11(config, gateway_rules, http2=True)
         return config
 
     async def serve(self, app: ASGIApp, stopping: anyio.Event, *,

@@ -8,8 +8,10 @@ per backend, the supervisor killed 20 times, 500 slow heads and 100 slow bodies 
 5 s with 500 silent TLS connections, 2x100 MB of output in each of the 4 logging modes, the
 rapid-fail recovery waited out over the real minute, and per backend SIGHUP every 5 s for 60 s
 under 64 clients per model, 6 configuration changes (OutOfProcess) and 60 s of ``max_requests = 1000``
-recycling per model. Each suite prints its figures as it finishes; the summary says which
-targets were met. Results also go to ``bench/results/hardening.json``.
+recycling per model, and the external tools (``external_tools``: slowhttptest's four modes at
+1000 connections for 20 s, its ``-X`` run as issue 17's, then sslscan and 20,000-request
+h2load runs, against both models). Each suite prints its figures as it finishes; the summary
+says which targets were met. Results also go to ``bench/results/hardening.json``.
 
 Exit status: 0 when every target was met, 1 otherwise.
 """
@@ -30,6 +32,7 @@ from tests.hardening import (
     corpus,
     crash,
     direct,
+    external_tools,
     front_kill,
     graceful,
     logging_stall,
@@ -59,6 +62,10 @@ def security_smuggling(full: bool) -> Iterator[Reported]:
             yield smuggling.run_corpus(front, corpus.vectors())
             yield smuggling.run_mutations(
                 front, smuggling.FULL_MUTATIONS if full else smuggling.QUICK_MUTATIONS)
+        with smuggling.RecordingServer(backend) as in_process:
+            yield smuggling.run_corpus(in_process, corpus.vectors())
+            yield smuggling.run_mutations(
+                in_process, smuggling.FULL_MUTATIONS if full else smuggling.QUICK_MUTATIONS)
 
 
 def security_spoof(full: bool) -> Iterator[Reported]:
@@ -116,6 +123,14 @@ def reliability_slow_clients(full: bool) -> Iterator[Reported]:
             yield anyio.run(slow_clients.run, front, settings, backend=backend)
 
 
+def reliability_slowhttptest(full: bool) -> Iterator[Reported]:
+    yield from external_tools.slow_suite(full, BACKENDS)
+
+
+def security_tls_tools(full: bool) -> Iterator[Reported]:
+    yield from external_tools.tls_suite(full, BACKENDS)
+
+
 def reliability_logging(full: bool) -> Iterator[Reported]:
     settings = logging_stall.FULL if full else logging_stall.QUICK
     for backend in BACKENDS:
@@ -161,6 +176,7 @@ SUITES: dict[str, Suite] = {
     "crash": reliability_crash, "front-kill": reliability_front_kill,
     "worker-kill": reliability_worker_kill, "supervisor-kill": reliability_supervisor_kill,
     "graceful": reliability_graceful, "slow-clients": reliability_slow_clients,
+    "slowhttptest": reliability_slowhttptest, "tls-tools": security_tls_tools,
     "logging": reliability_logging, "startup": reliability_startup,
     "reload": reliability_reload, "config-change": reliability_config_change,
     "recycle": reliability_recycle,
@@ -170,7 +186,7 @@ SUITES: dict[str, Suite] = {
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tests.hardening",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("--full", action="store_true", help="the full-size runs (about 26 min)")
+    parser.add_argument("--full", action="store_true", help="the full-size runs (about 42 min)")
     parser.add_argument("--only", nargs="+", choices=sorted(SUITES), metavar="SUITE",
                         help=f"run only these suites: {', '.join(SUITES)}")
     parser.add_argument("--output", type=Path, default=RESULTS, help="where the JSON goes")

@@ -1,6 +1,14 @@
-"""The smuggling suite: raw-byte vectors against a front whose child records what it receives.
+"""The smuggling suite: raw-byte vectors against both hosting models, each recording what
+reached the app.
 
-For every vector (one fresh client connection, one write) the suite compares three readings:
+- **OutOfProcess** (:class:`RecordingFront`): a front whose child is the recorder
+  (``tests/programs/recorder.py``), which logs the bytes the front sent it;
+- **InProcess** (:class:`RecordingServer`): hostkit InProcess (hypercorn behind the gateway's
+  request rules) serving ``tests/programs/recording_app.py``, whose app logs every request it
+  received (method, target, headers, body): what the app got, after every parser and rule.
+
+For every vector (one fresh client connection, one write) the OutOfProcess suite compares
+three readings:
 
 - the client's bytes, read by h11 (the module's parser): the requests the module parsed;
 - the bytes the child received on its connections (from the recorder's log), read by h11
@@ -13,6 +21,15 @@ request reached the child different from how the module parsed it (method, targe
 header the client did not send and the module does not add); bytes of a request the module
 refused reached the child; anything was forwarded after a refusal; a refusal that is not an
 error status; or a vector whose ``expect`` was not met.
+
+InProcess there is no second hop: the suite compares what the app received with the client's
+bytes read by h11 (the server's parser) **and** by llhttp (a strict parser, reading as a proxy
+in front of the server might). A divergence is any of: a request the app got differs from
+either reading of the client's bytes (method, target after the absolute-form rewrite, body,
+headers, Host), or the app got a request llhttp reads as not yet complete (llhttp refusing
+the bytes is no divergence: a strict proxy would not forward them); the app got a different
+number of requests than the client got answers from it; the app got a request after a
+refusal; a refusal that is not an error status; or a vector whose ``expect`` was not met.
 """
 
 from __future__ import annotations
@@ -39,13 +56,16 @@ from tests.hardening.wire import (
     split_responses,
     with_stand_in_methods,
 )
+from hostkit.testing import Program, python, write_settings
 from tests.support.fronts import child_program
-from tests.support.processes import LOOPBACK
+from tests.support.paths import PROGRAMS
+from tests.support.processes import LOOPBACK, free_port
 
 #: Headers the module itself puts on a forwarded request.
 MODULE_HEADERS = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"hostkit-token",
                             b"content-length", b"transfer-encoding", b"connection", b"upgrade",
-                            b"host", b"x-request-id", b"hostkit-client-port"})
+                            b"host", b"x-request-id", b"hostkit-client-port",
+                            b"hostkit-http-version"})
 _EXCHANGE_TIMEOUT = 3.0
 _TAIL_WAIT = 0.1      # after the last expected answer, when the client's bytes end mid-request
 _ABORT_WAIT = 2.0     # for the module to close a child connection it left mid-request
@@ -139,6 +159,11 @@ class RecordingFront(Front):
             self.stop()
             raise
 
+    @property
+    def label(self) -> str:
+        """What the figures call this model and backend."""
+        return f"OutOfProcess {self.backend}"
+
     def stop(self, timeout: float = STOP_TIMEOUT) -> int:
         code = super().stop(timeout)
         self._recorder_root.cleanup()
@@ -162,6 +187,13 @@ class RecordingFront(Front):
         answers_raw = exchange(self.url, vector.data, sent)
         self.fence()
         records = self.log.read()
+        if vector.data.startswith(HTTP2_PREFACE) and not answers_raw.startswith(b"HTTP/"):
+            # The front speaks HTTP/2 by prior knowledge (tests/hardening/h2_smuggling.py
+            # has its vectors): here only that nothing reached a child.
+            sent_bytes = sum(len(data) for _, data in records if data)
+            return Outcome(vector, [], 0, sent_bytes,
+                           [f"{sent_bytes} bytes reached the child"] if sent_bytes else [],
+                           _differ(sent, read_llhttp(vector.data)))
         touched = list(dict.fromkeys(connection for connection, _ in records))
         window_bytes = sum(len(data) for _, data in records if data)
         divergences: list[str] = []
@@ -223,6 +255,128 @@ class RecordingFront(Front):
             self.log.read()
 
 
+RECORDING_APP = PROGRAMS / "recording_app.py"
+
+
+class RecordingServer(Program):
+    """hostkit InProcess serving the recording app, listening once constructed; sends vectors
+    and checks each one (see the module docstring)."""
+
+    def __init__(self, backend: str):
+        self.backend = backend
+        self.port = free_port()
+        self.url = f"http://{LOOPBACK}:{self.port}"
+        self._root = tempfile.TemporaryDirectory(prefix="hostkit-recording-app-")
+        root = Path(self._root.name)
+        self.log_path = root / "recorder.jsonl"
+        self._offset = 0
+        write_settings(root, {"hosting_model": "InProcess", "shutdown_timeout": 5,
+                              "server": {"request_header_timeout": 2},
+                              "logging": {"access_log": False}})
+        super().__init__(python(str(RECORDING_APP), f"--urls={self.url}",
+                                f"--async_backend={backend}"), root,
+                         {"RECORDER_LOG": str(self.log_path)},
+                         name=f"InProcess recording app ({backend})")
+        try:
+            self.wait_started(30)
+        except BaseException:
+            self.stop()
+            raise
+
+    @property
+    def label(self) -> str:
+        """What the figures call this model and backend."""
+        return f"InProcess {self.backend}"
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> int:
+        code = super().stop(timeout)
+        self._root.cleanup()
+        return code
+
+    def fence(self) -> None:
+        """Wait until every request that reached the app so far is in its log: a request to
+        the fence path, answered after the requests before it."""
+        with socket.create_connection((LOOPBACK, self.port), timeout=5) as fence:
+            fence.sendall(b"GET /__recorder_fence__ HTTP/1.1\r\nHost: fence\r\n"
+                          b"Connection: close\r\n\r\n")
+            while fence.recv(4096):
+                pass
+
+    def _received(self) -> list[Message]:
+        """The requests the app logged since the last call."""
+        with open(self.log_path, "rb") as log:
+            log.seek(self._offset)
+            chunk = log.read()
+        complete = chunk[:chunk.rfind(b"\n") + 1]
+        self._offset += len(complete)
+        messages = []
+        for line in complete.splitlines():
+            record = json.loads(line)
+            messages.append(Message(
+                record["method"].encode("latin-1"), record["target"].encode("latin-1"),
+                tuple((n.encode("latin-1"), v.encode("latin-1")) for n, v in record["headers"]),
+                base64.b64decode(record["body"])))
+        return messages
+
+    def check(self, vector: Vector) -> Outcome:
+        """Send ``vector`` and compare what the app got with both readings of it."""
+        sent = read_h11(vector.data)
+        strict = read_llhttp(vector.data)
+        if strict.error and "method" in strict.error and not sent.error:
+            strict = read_llhttp(with_stand_in_methods(vector.data, [0, *sent.ends]))
+            stand_in = True
+        else:
+            stand_in = False
+        answers_raw = exchange(self.url, vector.data, sent)
+        time.sleep(0.01)  # a request the client did not wait for (it closed) reaches the app
+        self.fence()
+        received = self._received()
+        if vector.data.startswith(HTTP2_PREFACE) or answers_raw.startswith(b"HTTP/1.1 101 "):
+            return self._switched(vector, sent, received, answers_raw)
+        methods = [m.method for m in sent.messages]
+        answers, left_over = split_responses(answers_raw, methods)
+        from_app = [a for a in answers if a.header(b"x-recorder-serial") is not None]
+        divergences = _compare(vector, sent, received, answers, from_app, 0,
+                               added=_APP_ADDED, token=False, receiver="the app")
+        for index, got in enumerate(received):
+            if index < len(strict.messages):
+                problems = _same_request(strict.messages[index], got, added=_APP_ADDED,
+                                         token=False, ignore_method=stand_in)
+                divergences += [f"strict parser: {problem}" for problem in problems]
+            elif strict.error is None:
+                divergences.append(f"the app got {got.summary()}, which a strict parser reads "
+                                   "as not complete")
+        if left_over:
+            divergences.append(f"unparseable bytes after the answers: {left_over[:60]!r}")
+        return Outcome(vector, [a.status for a in answers], len(received), len(received),
+                       divergences, _differ(sent, read_llhttp(vector.data)), b"", answers)
+
+
+    def _switched(self, vector: Vector, sent: Reading, received: list[Message],
+                  answers_raw: bytes) -> Outcome:
+        """A vector InProcess serves in HTTP/2 (the preface, or an ``Upgrade: h2c`` answered
+        101: docs/protocols.md): the app may get the upgrade request, as parsed, and nothing
+        of the HTTP/1.1 bytes after it (they are not HTTP/2)."""
+        divergences = []
+        upgraded = answers_raw.startswith(b"HTTP/1.1 101 ")
+        if len(received) > int(upgraded):
+            divergences.append(f"the app got {len(received)} requests from a connection "
+                               "switched to HTTP/2")
+        if upgraded and received:
+            divergences += _same_request(sent.messages[0], received[0], added=_APP_ADDED,
+                                         token=False)
+        return Outcome(vector, [101] if upgraded else [], len(received), len(received),
+                       divergences, _differ(sent, read_llhttp(vector.data)), b"", [])
+
+
+#: The client connection preface of HTTP/2 (RFC 9113 §3.4).
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+#: Headers the app may see that the client did not send: none (the InProcess server adds
+#: nothing to a request; the absolute-form Host is checked on its own).
+_APP_ADDED: frozenset[bytes] = frozenset({b"host"})
+
+
 def exchange(url: str, data: bytes, sent: Reading) -> bytes:
     """Send ``data`` on a fresh connection; read until the module closes it, or until the
     answers the client's bytes call for have come (then close it ourselves)."""
@@ -260,17 +414,21 @@ def exchange(url: str, data: bytes, sent: Reading) -> bytes:
 
 
 def _compare(vector: Vector, sent: Reading, received: list[Message], answers: list,
-             from_child: list, window_bytes: int) -> list[str]:
+             from_child: list, window_bytes: int, *, added: frozenset[bytes] = MODULE_HEADERS,
+             token: bool = True, receiver: str = "the child") -> list[str]:
+    """The divergences of one vector (the module docstring); ``received`` is what
+    ``receiver`` got, ``added`` the headers it may get that the client did not send, and
+    ``token`` whether each request must carry one Hostkit-Token (a child's do)."""
     problems: list[str] = []
     if len(received) != len(from_child):
-        problems.append(f"the child completed {len(received)} requests but the client got "
+        problems.append(f"{receiver} completed {len(received)} requests but the client got "
                         f"{len(from_child)} answers from it")
     for index, message in enumerate(received):
         if index >= len(sent.messages):
-            problems.append(f"the child got a request the module never parsed: "
+            problems.append(f"{receiver} got a request the module never parsed: "
                             f"{message.summary()}")
             continue
-        problems += _same_request(sent.messages[index], message)
+        problems += _same_request(sent.messages[index], message, added=added, token=token)
     refused = [i for i, a in enumerate(answers) if a.header(b"x-recorder-serial") is None]
     if refused:
         first = refused[0]
@@ -279,9 +437,9 @@ def _compare(vector: Vector, sent: Reading, received: list[Message], answers: li
         if len(answers) > first + 1:
             problems.append("answers after the module refused a request")
         if len(received) > first:
-            problems.append("requests reached the child after the module refused one")
+            problems.append(f"requests reached {receiver} after the module refused one")
         if first == 0 and window_bytes:
-            problems.append(f"{window_bytes} bytes reached the child for a refused request")
+            problems.append(f"{window_bytes} bytes reached {receiver} for a refused request")
     if vector.expect == "reject" and (received or not answers or answers[0].status < 400):
         problems.append("expected the module to refuse the request")
     if vector.expect == "accept" and len(from_child) != len(sent.messages):
@@ -300,26 +458,42 @@ def forwarded_form(message: Message) -> tuple[bytes, bytes]:
     return target, parts.netloc
 
 
-def _same_request(parsed: Message, got: Message) -> list[str]:
+def _same_request(parsed: Message, got: Message, *, added: frozenset[bytes] = MODULE_HEADERS,
+                  token: bool = True, ignore_method: bool = False) -> list[str]:
+    """How ``got`` (what the child or the app received) differs from the client's request
+    ``parsed``: ``added`` are headers it may get that the client did not send; with ``token``
+    it must carry one Hostkit-Token; without a Host in ``parsed`` (HTTP/1.0) the app gets
+    none, a child an empty one."""
     problems = []
     target, host = forwarded_form(parsed)
-    if (parsed.method, target, parsed.body) != (got.method, got.target, got.body):
-        problems.append(f"the module parsed {parsed.summary()} but the child got {got.summary()}")
-    client = collections.Counter((name.lower(), value) for name, value in parsed.headers)
+    method = got.method if ignore_method else parsed.method
+    if (method, target, parsed.body) != (got.method, got.target, got.body):
+        problems.append(f"the module parsed {parsed.summary()} but it got {got.summary()}")
+    client = collections.Counter(_header_key(name, value) for name, value in parsed.headers)
     for name, value in got.headers:
-        if name in MODULE_HEADERS:
+        if name in added:
             continue
-        if client[(name, value)] <= 0:
-            problems.append(f"the child got a header the client did not send: {name!r}: "
+        if client[_header_key(name, value)] <= 0:
+            problems.append(f"it got a header the client did not send: {name!r}: "
                             f"{value[:40]!r}")
-        client[(name, value)] -= 1
+        client[_header_key(name, value)] -= 1
     hosts = [value for name, value in got.headers if name == b"host"]
-    if hosts != [host]:
-        problems.append(f"the child got Host {hosts}, not {host!r}")
-    tokens = [value for name, value in got.headers if name == b"hostkit-token"]
-    if len(tokens) != 1:
-        problems.append(f"the child got {len(tokens)} Hostkit-Token headers")
+    sent_host = any(name.lower() == b"host" for name, _ in parsed.headers) or host
+    if hosts != [host] and (token or sent_host or hosts):
+        problems.append(f"it got Host {hosts}, not {host!r}")
+    if token:
+        tokens = [value for name, value in got.headers if name == b"hostkit-token"]
+        if len(tokens) != 1:
+            problems.append(f"the child got {len(tokens)} Hostkit-Token headers")
     return problems
+
+
+def _header_key(name: bytes, value: bytes) -> tuple[bytes, bytes]:
+    """A header as compared: the name in lower case, the value without surrounding
+    whitespace (and in lower case for Transfer-Encoding, whose coding names h11 lowers)."""
+    name = name.lower()
+    value = value.strip(b" \t")
+    return name, value.lower() if name == b"transfer-encoding" else value
 
 
 def _messages_differ(first: Iterable[Message], second: Iterable[Message],
@@ -339,7 +513,10 @@ def _show(messages: Iterable[Message]) -> str:
     return "[" + ", ".join(m.summary() for m in messages) + "]"
 
 
-def fuzz(front: RecordingFront, examples: int,
+Recording = RecordingFront | RecordingServer
+
+
+def fuzz(front: Recording, examples: int,
          outcomes: list[Outcome] | None = None) -> list[Outcome]:
     """``examples`` generated mutations (:mod:`tests.hardening.mutations`) through ``front``,
     each outcome appended to ``outcomes`` (and returned).
@@ -368,7 +545,7 @@ def fuzz(front: RecordingFront, examples: int,
 class Figures:
     """A run of vectors through one front."""
 
-    backend: str
+    backend: str                 # the model and backend ("InProcess trio")
     source: str                  # "corpus" or "mutations"
     outcomes: list[Outcome]
     failure: str = ""            # the divergence hypothesis stopped on, shrunk
@@ -398,15 +575,15 @@ class Figures:
         return found + ([self.failure] if self.failure else [])
 
 
-def run_corpus(front: RecordingFront, vectors: list[Vector]) -> Figures:
-    return Figures(front.backend, "corpus", [front.check(v) for v in vectors])
+def run_corpus(front: Recording, vectors: list[Vector]) -> Figures:
+    return Figures(front.label, "corpus", [front.check(v) for v in vectors])
 
 
-def run_mutations(front: RecordingFront, examples: int) -> Figures:
+def run_mutations(front: Recording, examples: int) -> Figures:
     """:func:`fuzz`, with a divergence reported instead of raised."""
     collected: list[Outcome] = []
     try:
         fuzz(front, examples, collected)
     except AssertionError as error:
-        return Figures(front.backend, "mutations", collected, str(error)[:2000])
-    return Figures(front.backend, "mutations", collected)
+        return Figures(front.label, "mutations", collected, str(error)[:2000])
+    return Figures(front.label, "mutations", collected)

@@ -37,7 +37,8 @@ RESERVED = (b"Hostkit-Token", b"Hostkit-Identity", b"Hostkit-Client-Cert", b"Hos
             b"X-Forwarded-Prefix", b"Forwarded", b"X-Real-IP")
 #: what the child may see for these names: the module's own values only (and its
 #: ``Hostkit-Client-Port``: one decimal port, the client's).
-MODULE_VALUES = {b"x-forwarded-for": [b"127.0.0.1"], b"x-forwarded-proto": [b"http"]}
+MODULE_VALUES = {b"x-forwarded-for": [b"127.0.0.1"], b"x-forwarded-proto": [b"http"],
+                 b"hostkit-http-version": [b"1.1"]}
 CLIENT_PORT_HEADER = b"hostkit-client-port"
 VARIANTS = ("as is", "lower case", "upper case", "mixed case", "underscores", "one underscore",
             "duplicated", "named in Connection", "trailer", "trailer named in Trailer",

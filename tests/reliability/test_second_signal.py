@@ -1,5 +1,7 @@
 """A second SIGINT stops an InProcess host at once, on asyncio and trio, in the drain and in
-the app's own shutdown.
+the app's own shutdown; and an OutOfProcess front with its children: the front passes the
+second signal on (the child stops at once too) instead of giving the child its whole
+``module.shutdown_time_limit``.
 
 The first SIGINT starts the graceful stop, which waits up to ``shutdown_timeout`` (30 s here)
 for a request that would take 60 s; the second cuts that wait short: the process exits within
@@ -16,8 +18,9 @@ from pathlib import Path
 import pytest
 
 from hostkit.testing import Program, python, write_settings
+from tests.support.fronts import child_program, front_settings
 from tests.support.paths import PROGRAMS
-from tests.support.processes import LOOPBACK
+from tests.support.processes import LOOPBACK, process_alive
 
 pytestmark = pytest.mark.integration
 
@@ -26,20 +29,22 @@ REQUEST_SECONDS = 60
 SHUTDOWN_TIMEOUT = 30
 #: How long the host has to exit after the second signal.
 STOP_NOW_WITHIN = 3.0
+#: How long a front has, its child stopping at once too (a second process's exit).
+FRONT_STOP_NOW_WITHIN = 6.0
 
 
 def _port(url: str) -> int:
     return int(url.rpartition(":")[2])
 
 
-def _second_sigint_ends(program: Program) -> int:
+def _second_sigint_ends(program: Program, within: float = STOP_NOW_WITHIN) -> int:
     """SIGINT ``program`` and return its exit code; AssertionError unless it exits within
-    :data:`STOP_NOW_WITHIN` seconds."""
+    ``within`` seconds."""
     program.signal(signal.SIGINT)
     try:
-        return program.wait_exit(timeout=STOP_NOW_WITHIN)
+        return program.wait_exit(timeout=within)
     except subprocess.TimeoutExpired:
-        raise AssertionError(f"still running {STOP_NOW_WITHIN:g} s after the second SIGINT; "
+        raise AssertionError(f"still running {within:g} s after the second SIGINT; "
                              f"output:\n{program.output}") from None
 
 
@@ -86,3 +91,36 @@ def test_second_signal_cuts_a_slow_app_shutdown_short(backend: str, tmp_path: Pa
         code = _second_sigint_ends(program)
         assert code == 0, program.output
         assert "SIGINT received again: stopping now" in program.output
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_second_sigint_stops_a_front_and_its_child_at_once(backend: str,
+                                                           tmp_path: Path) -> None:
+    # The child would get 30 s to drain (module.shutdown_time_limit) and drain 30 s itself.
+    write_settings(tmp_path, front_settings(
+        shutdown_timeout=SHUTDOWN_TIMEOUT,
+        module={**child_program(PROGRAMS / "probe.py"), "stdout_log_enabled": False,
+                "shutdown_time_limit": SHUTDOWN_TIMEOUT}))
+    with Program(python(str(PROGRAMS / "probe.py"), f"--urls=http://{LOOPBACK}:0",
+                        f"--async_backend={backend}"), cwd=tmp_path) as front, \
+            socket.create_connection((LOOPBACK, _port(front.wait_started()[0])),
+                                     timeout=10) as client:
+        client.sendall(f"GET /slow?{REQUEST_SECONDS} HTTP/1.1\r\nHost: test\r\n\r\n".encode())
+        front.wait_for_line("probe: slow request started")  # in the child, relayed
+        ((child, _),) = front.started_children()
+
+        front.signal(signal.SIGINT)
+        front.wait_for_line("SIGINT received: stopping gracefully")
+        with pytest.raises(subprocess.TimeoutExpired):
+            front.wait_exit(timeout=1)  # still draining: the request is in flight
+
+        code = _second_sigint_ends(front, FRONT_STOP_NOW_WITHIN)
+
+        assert code == 0, front.output
+        assert "SIGINT received again: stopping now" in front.output
+        # The child was stopped at once, not killed after module.shutdown_time_limit:
+        assert f"child: [{child}] WARNING: hostkit.host: SIGINT received again: stopping now" \
+            in front.output or f"child: [{child}] WARNING: hostkit.host: SIGTERM received " \
+            "again: stopping now" in front.output, front.output
+        assert f"child pid {child} stopped (exited with code 0)" in front.output
+        assert not process_alive(child)

@@ -5,11 +5,14 @@ For every HTTP and WebSocket request (SPEC §4):
 1. exactly one ``Hostkit-Token`` header equal to the module's token (constant-time compare),
    at most one ``Hostkit-Identity`` whose MAC verifies with that token, and at most one
    ``Hostkit-Client-Cert``, or 400 with an empty body and the app is not called;
-2. those headers are removed from what the app sees, and so are ``Hostkit-Client-Port`` and
-   ``X-Request-Id``, which only the module sends (it strips a client's);
+2. those headers are removed from what the app sees, and so are ``Hostkit-Client-Port``,
+   ``Hostkit-Http-Version`` and ``X-Request-Id``, which only the module sends (it strips a
+   client's); more than one ``Hostkit-Http-Version`` is a 400 too;
 3. ``X-Forwarded-For`` (last hop) becomes the client address and ``Hostkit-Client-Port`` its
    port (``context.connection.remote_port``; 0 when the module does not know it),
-   ``X-Forwarded-Proto`` the scheme, and the module's path base the ``root_path``;
+   ``X-Forwarded-Proto`` the scheme, ``Hostkit-Http-Version`` (``2``, ``1.1`` or ``1.0``:
+   the client's protocol at the front, which speaks HTTP/1.1 to the child) the
+   ``http_version``, and the module's path base the ``root_path``;
 4. ``X-Request-Id`` becomes the request's id while the app serves it
    (``context.trace_identifier``, and the ``request_id`` of the child's log lines:
    ``hostkit.plugin.REQUEST_ID``), so the front's access log, the client and the child's
@@ -31,6 +34,7 @@ import hmac
 from hostkit.plugin import (
     CLIENT_CERT_HEADER,
     FORWARDED_RESULT_KEY,
+    HTTP_VERSION_HEADER,
     IDENTITY_HEADER,
     REQUEST_ID,
     REQUEST_ID_HEADER,
@@ -53,6 +57,9 @@ from hostkit_outofprocess.forwarded_identity import (
 
 _FORWARDED_FOR = b"x-forwarded-for"
 _FORWARDED_PROTO = b"x-forwarded-proto"
+#: The values of ``Hostkit-Http-Version`` and the ``http_version`` each gives (another value
+#: leaves the child's own, ``1.1``).
+_HTTP_VERSIONS = {b"2": "2", b"1.1": "1.1", b"1.0": "1.0"}
 _SCHEMES = {"http": {b"http": "http", b"https": "https"},
             "websocket": {b"http": "ws", b"https": "wss"}}
 
@@ -78,6 +85,7 @@ class IntegrationMiddleware:
         module_headers: dict[bytes, list[bytes]] = {}
         kept = []
         forwarded_for = forwarded_proto = client_port = request_id = None
+        http_versions: list[bytes] = []
         for name, value in scope["headers"]:
             lowered = name.lower()
             if lowered == TOKEN_HEADER:
@@ -93,6 +101,9 @@ class IntegrationMiddleware:
             if lowered == CLIENT_PORT_HEADER:
                 client_port = value
                 continue
+            if lowered == HTTP_VERSION_HEADER:
+                http_versions.append(value)
+                continue
             if lowered == _FORWARDED_FOR:
                 forwarded_for = value
             elif lowered == _FORWARDED_PROTO:
@@ -106,7 +117,14 @@ class IntegrationMiddleware:
         if module_headers and not self._apply_identity(scope, module_headers):
             await send_refusal(scope, send, 400)
             return
+        if len(http_versions) > 1:
+            await send_refusal(scope, send, 400)
+            return
         scope["headers"] = kept
+        if http_versions:
+            http_version = _HTTP_VERSIONS.get(http_versions[0].strip())
+            if http_version is not None:
+                scope["http_version"] = http_version
         if forwarded_for:
             last_hop = forwarded_for.split(b",")[-1].strip().decode("latin-1")
             if last_hop:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import signal
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -57,6 +58,9 @@ _PROBE_FIRST_DELAY = 0.005
 _PROBE_LAST_DELAY = 0.1
 # The exit may be seen before the last output is read: how long to give the reader.
 _OUTPUT_GRACE = 0.2
+
+#: Seconds a child asked to stop at once (the front's second signal) has before it is killed.
+STOP_NOW_GRACE = 3.0
 
 #: What a child that no longer takes new requests is given to finish those it has; called by
 #: the manager, which bounds the wait with ``shutdown_time_limit``, before it stops the child.
@@ -113,6 +117,11 @@ class ChildManager:
         self._start_failed = False
         #: replaced children not reaped yet: draining, then stopping.
         self._retiring: set[Child] = set()
+        #: children :meth:`stop_all` is stopping, and the scopes of those graceful stops,
+        #: which :meth:`stop_now` cuts short.
+        self._being_stopped: set[Child] = set()
+        self._graceful_stops: set[anyio.CancelScope] = set()
+        self._stopping_now = False
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -144,14 +153,50 @@ class ChildManager:
 
     async def stop_all(self) -> None:
         """Ask every child to stop (those being replaced too), kill those still running after
-        the time limit, reap."""
-        async with anyio.create_task_group() as task_group:
-            for slot in self._slots:
-                if slot.child is not None:
-                    task_group.start_soon(self._stop_child, slot.child)
-                    slot.child = None
-            for child in list(self._retiring):
-                task_group.start_soon(self._stop_child, child)
+        the time limit, reap. After :meth:`stop_now`, at once: every child still running
+        is killed :data:`STOP_NOW_GRACE` seconds after its second signal."""
+        children = [slot.child for slot in self._slots if slot.child is not None]
+        for slot in self._slots:
+            slot.child = None
+        children += [child for child in self._retiring if child not in children]
+        self._being_stopped.update(children)
+        graceful = anyio.CancelScope()
+        self._graceful_stops.add(graceful)
+        try:
+            with graceful:
+                if not self._stopping_now:
+                    async with anyio.create_task_group() as task_group:
+                        for child in children:
+                            task_group.start_soon(self._stop_child, child)
+            if self._stopping_now:
+                async with anyio.create_task_group() as task_group:
+                    for child in children:
+                        task_group.start_soon(child.process.stop, STOP_NOW_GRACE)
+        finally:
+            self._graceful_stops.discard(graceful)
+            self._being_stopped.difference_update(children)
+
+    def stop_now(self) -> None:
+        """The front stops at once (the host's second SIGINT/SIGTERM): every running child
+        gets a signal now (SIGINT: its first, or its second, which makes a hostkit child stop
+        at once too), a graceful stop in progress is cut short, and the stop that follows
+        (:meth:`stop_all`, when :meth:`run` is cancelled) gives each child
+        :data:`STOP_NOW_GRACE` seconds after a SIGTERM before it kills it. Returns at once;
+        called in the front's event loop."""
+        self._closing = True
+        self._stopping_now = True
+        live = {slot.child for slot in self._slots if slot.child is not None}
+        live |= self._retiring | self._being_stopped
+        running = [child for child in live if child.running]
+        if running:
+            logger.warning("stopping %d child(ren) at once (pid %s): SIGINT now, SIGKILL %g s "
+                           "after a SIGTERM", len(running),
+                           ", ".join(str(child.pid) for child in running), STOP_NOW_GRACE)
+        for child in running:
+            child.process.stopping = True
+            child.process.signal_group(signal.SIGINT)
+        for graceful in list(self._graceful_stops):
+            graceful.cancel()
 
     def begin_shutdown(self) -> None:
         """The front stops taking requests: no replacement starts from now on (the children

@@ -3,6 +3,9 @@
 - :mod:`~hostkit_outofprocess.front.server`: :class:`ModuleServer`, the ``Server`` a front
   runs (listeners, the child manager, the heartbeat, app_offline and the configuration watch);
 - :mod:`~hostkit_outofprocess.front.connection`: one client connection and its request loop;
+- :mod:`~hostkit_outofprocess.front.http2`: a connection that speaks HTTP/2 (ALPN ``h2``, or
+  the preface of prior knowledge): the ``h2`` state machine, the flood guard, one task per
+  stream, each stream an exchange forwarded as HTTP/1.1;
 - :mod:`~hostkit_outofprocess.front.client_input`: how a connection's bytes reach its parser;
 - :mod:`~hostkit_outofprocess.front.exchange`: one request and its response (and
   :mod:`~hostkit_outofprocess.front.tunnel`, after a WebSocket handshake), with the gateway's

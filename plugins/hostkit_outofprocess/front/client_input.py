@@ -36,6 +36,10 @@ from hostkit_outofprocess.front.streams import READ_SIZE, Stream
 
 MAX_HEAD_SIZE = request_rules.MAX_HEAD_SIZE
 
+#: What :meth:`ClientInput.drain` reads of a body the front refused, at most (as InProcess).
+DRAIN_BYTES = 1 << 20
+DRAIN_SECONDS = 1.0
+
 #: What a failed read or write on a client's (or a child's) stream raises.
 STREAM_ERRORS = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError,
                  OSError)
@@ -100,17 +104,45 @@ class ClientInput:
 
     async def next_event(self) -> h11.Event:
         """The parser's next event, reading more as needed. Raises :class:`ClientGone` when
-        the client left in the middle of it, and h11's ``RemoteProtocolError`` for bytes that
-        are not HTTP/1.1."""
+        the client left in the middle of it (in a body: its connection failed, so nobody reads
+        an answer), and h11's ``RemoteProtocolError`` for bytes that are not HTTP/1.1 or that
+        end where the client half-closed (it may still read the 400). A head cut short is a
+        ``RemoteProtocolError`` either way: its 400 is recorded (``records.unparsed_head``)."""
         parser = self.parser
         while True:
-            event = parser.next_event()
+            try:
+                event = parser.next_event()
+            except h11.RemoteProtocolError:
+                if self.lost and parser.their_http_version is not None:  # the head was read
+                    raise ClientGone() from None
+                raise
             if event is h11.NEED_DATA:
                 if self.at_end:
                     raise ClientGone()
                 await self.wait_data()
                 continue
+            if type(event) is h11.Request:
+                # A chunk size over the rules' limit is refused as soon as it is read.
+                request_rules.limit_chunk_sizes(parser)
             return event  # type: ignore[return-value]
+
+    async def drain(self, budget: int = DRAIN_BYTES, seconds: float = DRAIN_SECONDS) -> None:
+        """Read and drop what is left of the request body, at most ``budget`` bytes for at
+        most ``seconds``; nothing when the client still waits for ``100 Continue`` (it
+        sends no body). Called after an answer that did not need the body (a 413), before
+        the connection closes: closing with unread bytes makes the kernel reset the
+        connection, and the client could lose the answer."""
+        if self.parser.they_are_waiting_for_100_continue:
+            return
+        with anyio.move_on_after(seconds):
+            while budget > 0:
+                try:
+                    event = await self.next_event()
+                except (ClientGone, h11.RemoteProtocolError):
+                    return
+                if not isinstance(event, h11.Data):
+                    return
+                budget -= len(event.data)
 
     def next_request(self) -> None:
         """The request was read and answered: a new parser takes what came after it."""

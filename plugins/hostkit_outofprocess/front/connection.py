@@ -18,7 +18,7 @@ import time
 import anyio
 import h11
 
-from hostkit.plugin import REQUEST_ID_HEADER, Gateway
+from hostkit.plugin import REQUEST_ID_HEADER, FloodLimits, Gateway
 
 from hostkit.plugin import request_rules
 
@@ -26,6 +26,7 @@ from hostkit_outofprocess.front import records
 from hostkit_outofprocess.front.client_input import STREAM_ERRORS, ClientGone, client_input
 from hostkit_outofprocess.front.deadlines import Wait
 from hostkit_outofprocess.front.exchange import Aborted, BodyTimeout, Exchange
+from hostkit_outofprocess.front.http2 import PREFACE_HEAD, Http2Connection
 from hostkit_outofprocess.front.identity import ConnectionIdentity
 from hostkit_outofprocess.front.pages import ErrorPages
 from hostkit_outofprocess.front.streams import Stream
@@ -42,7 +43,7 @@ class ClientConnection:
 
     def __init__(self, stream: Stream, upstream: Upstream, pages: ErrorPages, *,
                  identity: ConnectionIdentity, gateway: Gateway, head_timeout: float,
-                 stopping: anyio.Event):
+                 stopping: anyio.Event, http2: FloodLimits | None = None):
         self.stream = stream
         self.upstream = upstream
         self.pages = pages
@@ -78,34 +79,51 @@ class ClientConnection:
         self._first_wait_began: float | None = stream.opened_at
         #: When the wait for the head being read began (``time.monotonic``).
         self._head_wait_began = stream.opened_at
+        #: The HTTP/2 settings, for a connection that begins with the HTTP/2 preface (prior
+        #: knowledge); ``None``: such a connection gets 505, as any HTTP/2.0 request head.
+        self.http2_limits = http2
+        #: The connection once it turned out to speak HTTP/2 (it serves from then on).
+        self.http2: Http2Connection | None = None
 
     def check_deadline(self, now: float) -> None:
         """Called by the server's heartbeat every ``HEARTBEAT`` seconds: past its deadline,
         the connection's wait ends (with 408 or 504, see :meth:`_answer_deadline`)."""
+        if self.http2 is not None:
+            self.http2.check_deadline(now)
+            return
         if now >= self.deadline:
             self._deadline_passed = True
             self.cancel_scope.cancel()
 
     def close_if_idle(self) -> None:
         """Called when the front stops: a connection between requests closes now."""
+        if self.http2 is not None:
+            self.http2.close_if_idle()
+            return
         if self.idle:
             self.cancel_scope.cancel()
 
     async def serve(self) -> None:
-        """Serve requests until the connection ends; then close it."""
+        """Serve requests until the connection ends; then close it. A connection that
+        begins with the HTTP/2 preface is served by an :class:`Http2Connection` from then on."""
         try:
             async with anyio.create_task_group() as task_group:
                 task_group.start_soon(self.input.run)
                 try:
                     await self._serve_requests()
+                except ClientGone:
+                    pass  # the client left before its answer was written: not an error
                 finally:
                     task_group.cancel_scope.cancel()
         finally:
             if self.exchange is not None:
                 self.exchange.finish()
                 self.exchange = None  # it refers to the connection: no cycle left to collect
-            with anyio.CancelScope(shield=True):
-                await self.stream.aclose()
+            if self.http2 is None:
+                with anyio.CancelScope(shield=True):
+                    await self.stream.aclose()
+        if self.http2 is not None:
+            await self.http2.serve()
 
     async def _serve_requests(self) -> None:
         client = self.input
@@ -116,6 +134,7 @@ class ClientConnection:
                     self.exchange.finish()
                     self.exchange = None  # the last one's state goes with it
                 self.waiting_for = _WAIT_HEAD
+                first = self._first_wait_began is not None
                 self.deadline = self._next_head_deadline()
                 try:
                     event = await client.next_event()
@@ -126,6 +145,8 @@ class ClientConnection:
                 self.idle = False
                 if not isinstance(event, h11.Request):
                     return  # closed, or the front stops
+                if first and event.method == b"PRI" and await self._switch_to_http2(event):
+                    return
                 exchange = self.exchange = Exchange(self, event)
                 try:
                     keep_alive = await exchange.run(request_rules.head_of(bytes(client.head)))
@@ -143,6 +164,22 @@ class ClientConnection:
                 client.next_request()
         if self.cancel_scope.cancelled_caught and self._deadline_passed:
             await self._answer_deadline()
+
+    async def _switch_to_http2(self, request: h11.Request) -> bool:
+        """The connection's first request is ``PRI``: if it is ``PRI * HTTP/2.0``, the start
+        of the HTTP/2 preface, stop reading HTTP/1.1, make the :class:`Http2Connection` that
+        serves the connection from now on (with what was read already) and return True;
+        False for a request to answer as any other (a 505)."""
+        if self.http2_limits is None or request.http_version != b"2.0" \
+                or not self.input.head.startswith(PREFACE_HEAD):
+            return False
+        client = self.input
+        await client.stop()
+        self.http2 = Http2Connection(
+            self.stream, self.upstream, self.pages, identity=self.identity, gateway=self.gateway,
+            head_timeout=self.head_timeout, stopping=self.stopping, limits=self.http2_limits,
+            received=PREFACE_HEAD + client.parser.trailing_data[0])
+        return True
 
     def _next_head_deadline(self) -> float:
         """Called as the connection begins waiting for a request head: ``head_timeout`` after

@@ -43,11 +43,11 @@ from hostkit_outofprocess.front.deadlines import BodyPace, Wait
 from hostkit_outofprocess.front.streams import READ_SIZE
 from hostkit_outofprocess.front.upstream import ChildConnection, ChildError, ChildResponse, Target
 from hostkit_outofprocess.front.wire import (
-    BODY_AS_IS,
     BODY_CHUNKED,
     CONTINUE,
     LAST_CHUNK,
     chunk,
+    frame_body,
     informational_head,
     own_response,
     request_head,
@@ -57,7 +57,6 @@ from hostkit_outofprocess.front.wire import (
 if TYPE_CHECKING:
     from hostkit_outofprocess.front.connection import ClientConnection
 
-_FLUSH_SIZE = 64 * 1024
 # Connection refused by a child that died, plus one stale pooled connection, at most.
 _MAX_ATTEMPTS = 3
 # h11's state for a client whose request body was read whole and who keeps the connection.
@@ -75,6 +74,10 @@ class Aborted(Exception):
 
 class BodyTimeout(Exception):
     """The client's request body stopped coming at the pace :class:`BodyPace` allows."""
+
+
+class BodyTooLarge(Exception):
+    """The request body being forwarded passed ``server.max_request_body_size``."""
 
 
 class Outcome(enum.Enum):
@@ -103,19 +106,33 @@ class Exchange:
     Errors it raises, the connection answers with :meth:`answer` or :meth:`refuse`:
     :class:`Aborted` and :class:`ClientGone` close the connection, h11's
     ``RemoteProtocolError`` (a malformed body) is a 400, :class:`BodyTimeout` a 408.
+
+    The client side is HTTP/1.1 here: the request body comes from the connection's h11
+    parser (:meth:`_body_event`, :meth:`_body_start`, :meth:`_continue_if_expected`,
+    :meth:`request_read`) and the response is written as HTTP/1.1 bytes (:meth:`_relay`,
+    :meth:`answer`, :meth:`send`). Those methods are the client side's whole interface:
+    :class:`~hostkit_outofprocess.front.http2.Http2Exchange` implements them with the frames
+    of an HTTP/2 stream, and everything else (the gateway's duties, the rules, forwarding,
+    retries, records) is shared.
     """
 
     __slots__ = ("connection", "input", "request", "method", "http_11", "keep_alive",
                  "headers", "connection_tokens", "forwarded_as", "framing", "has_body",
                  "websocket", "authenticated", "body_start", "pace", "response_started",
                  "must_close", "origin", "request_id", "request_id_header", "started",
-                 "clock", "status", "bytes_sent", "counted", "holds_slot", "finished")
+                 "clock", "status", "bytes_sent", "counted", "holds_slot", "finished",
+                 "client_version")
 
-    def __init__(self, connection: ClientConnection, request: h11.Request):
+    def __init__(self, connection: ClientConnection, request: h11.Request,
+                 client_version: bytes | None = None):
         self.connection = connection
         self.input = connection.input
         self.request = request
         self.method = request.method
+        #: the client's HTTP version as the child is told it (``hostkit-http-version``) and
+        #: the access log writes it: ``client_version``, else the request's (``1.1``,
+        #: ``1.0``); HTTP/2's exchange passes ``2``.
+        self.client_version = client_version or request.http_version
         # As h11 reads keep-alive: HTTP/1.0 closes, and so does "Connection: close".
         self.http_11 = http_11 = request.http_version >= b"1.1"
         # h11's Headers is a Sequence read through __getitem__: read it once, as a list.
@@ -170,7 +187,7 @@ class Exchange:
         also, not :attr:`must_close` and :meth:`request_read`."""
         request, headers, connection = self.request, self.headers, self.connection
         metrics = connection.metrics
-        checked = request_rules.check(request, headers, raw_head)
+        checked = request_rules.check(request, raw_head)
         if isinstance(checked, request_rules.Refusal):
             if metrics is not None:
                 metrics.request_started()
@@ -199,10 +216,15 @@ class Exchange:
                 return not has_body
             self.holds_slot = True
         if has_body:
-            if self.input.parser.they_are_waiting_for_100_continue:
-                await self.send(CONTINUE)
+            if _declared_length(self.framing) > connection.upstream.max_request_body_size > 0:
+                await self._refuse_too_large()  # before a 100 Continue: no body is sent
+                return False
+            await self._continue_if_expected()
             # Nothing reaches the child before its body has begun well-formed.
             body_start = self.body_start = await self._body_start()
+            if self._over_body_limit():
+                await self._refuse_too_large()
+                return False
             if isinstance(body_start[-1], h11.EndOfMessage):  # all of it is here
                 length = sum(len(e.data) for e in body_start if isinstance(e, h11.Data))
                 self.framing = (b"content-length", str(length).encode())
@@ -220,12 +242,35 @@ class Exchange:
                 if await target.unreachable():
                     continue  # the child died; nothing reached it: the next child takes it
                 break
-            outcome = await self._forward(target, child, first_attempt=not stale_retried)
+            try:
+                outcome = await self._forward(target, child, first_attempt=not stale_retried)
+            except BodyTooLarge:  # the child's connection, with part of the body, is closed
+                await self._refuse_too_large()
+                return False
             if outcome is not _RETRY:
                 return outcome is _KEEP_ALIVE
             stale_retried = True
         await self.answer(502, connection.pages.for_status(502), close=has_body)
         return not has_body
+
+    async def _continue_if_expected(self) -> None:
+        """Before the body is read: answer ``Expect: 100-continue`` (the module answers it
+        itself, the child never sees it)."""
+        if self.input.parser.they_are_waiting_for_100_continue:
+            await self.send(CONTINUE)
+
+    def _over_body_limit(self) -> bool:
+        """Whether the body read so far (``BodyPace.received``) is over
+        ``server.max_request_body_size``."""
+        limit = self.connection.upstream.max_request_body_size
+        return limit > 0 and self.pace is not None and self.pace.received > limit
+
+    async def _refuse_too_large(self) -> None:
+        """413 (``Connection: close``) to a body over ``server.max_request_body_size``, as
+        InProcess, without the child; then a bounded drain of the rest of the body
+        (:meth:`ClientInput.drain`), so the client reads the 413 rather than a reset."""
+        await self.answer(413, close=True)
+        await self.input.drain()
 
     def request_read(self) -> bool:
         """Whether the whole request was read (so the next one can be), after :meth:`run`."""
@@ -277,7 +322,8 @@ class Exchange:
             self.headers, self.connection_tokens, client_ip=origin.client_ip,
             scheme=origin.scheme, token=target.token, framing=framing, websocket=websocket,
             request_id=self.request_id_header, client_port=origin.port_header,
-            identity=identity.forwarded_headers(self.authenticated, target.token))
+            identity=identity.forwarded_headers(self.authenticated, target.token),
+            http_version=self.client_version)
         host = forwarded_as.host if origin.host is None else origin.host
         head = request_head(request.method, forwarded_as.target, [(b"host", host), *forwarded])
         if self.body_start:
@@ -390,6 +436,8 @@ class Exchange:
         while True:
             event = await self._body_event()
             if isinstance(event, h11.Data):
+                if self._over_body_limit():
+                    raise BodyTooLarge()
                 data = chunk(event.data) if chunked else event.data
             else:
                 data = LAST_CHUNK if chunked else b""  # client trailers are not forwarded
@@ -414,17 +462,11 @@ class Exchange:
             header_rules.response_headers(response.headers, self.request_id_header),
             method=self.method, http_11=self.http_11, close=self._ends_after())
         self.response_started = True
+        client = self.connection.stream
         while True:
-            for data in child.take_body():
-                if body == BODY_AS_IS:
-                    out += data
-                    self.bytes_sent += len(data)
-                elif body == BODY_CHUNKED:
-                    out += chunk(data)
-                    self.bytes_sent += len(data)
-                if len(out) >= _FLUSH_SIZE:
-                    await self.send(out)
-                    out = b""
+            # What one read of the child parsed (at most READ_SIZE), in one write.
+            out, size = frame_body(out, child.take_body(), body)
+            self.bytes_sent += size
             if child.response_complete:
                 if body == BODY_CHUNKED:
                     out += LAST_CHUNK
@@ -434,6 +476,9 @@ class Exchange:
             if out:
                 await self.send(out)  # before waiting on the child: nothing sits in a buffer
                 out = b""
+            # A slow reader holds the relay here, holding nothing: the rest of the response
+            # waits in the child's connection (its buffer, then the child's socket).
+            await client.writable()
             try:
                 await child.read_more()
             except ChildError:
@@ -517,6 +562,13 @@ def _pass_half_close_on(client: ClientInput, child: ChildConnection) -> None:
         child.stream.close_write()
     else:
         client.on_end = child.stream.close_write
+
+
+def _declared_length(framing: Header | None) -> int:
+    """The body length a ``Content-Length`` framing header declares (0 for chunked)."""
+    if framing is None or framing[0] != b"content-length":
+        return 0
+    return int(framing[1])
 
 
 def _framing(headers: list[Header]) -> tuple[Header | None, bool]:

@@ -6,7 +6,8 @@ forwarding header (``X-Forwarded-*``, ``Forwarded``, ``X-Real-IP``) and every ho
 matching names case-insensitively and with ``_`` read as ``-``, so no spelling of them reaches
 the child. Then the module adds its own ``X-Forwarded-For`` and ``X-Forwarded-Proto`` (the
 client's address and scheme after trusted forwarding), ``X-Request-Id`` (the id it chose),
-``Hostkit-Client-Port`` and ``Hostkit-Token``. ``Host`` is the client's (or the absolute-form
+``Hostkit-Client-Port``, ``Hostkit-Http-Version`` (the client's HTTP version) and
+``Hostkit-Token``. ``Host`` is the client's (or the absolute-form
 target's authority, see :mod:`hostkit.request_rules`, or the Host a known proxy forwarded), written by
 the caller first, so naming it in ``Connection`` cannot remove it.
 
@@ -27,7 +28,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from hostkit.plugin import REQUEST_ID_HEADER, RESERVED_HEADER_PREFIX, TOKEN_HEADER
+from hostkit.plugin import (
+    HTTP_VERSION_HEADER,
+    REQUEST_ID_HEADER,
+    RESERVED_HEADER_PREFIX,
+    TOKEN_HEADER,
+)
 
 Header = tuple[bytes, bytes]
 
@@ -79,7 +85,8 @@ def is_websocket_upgrade(headers: Sequence[Header], named: frozenset[bytes]) -> 
 def request_headers(headers: Sequence[Header], named: frozenset[bytes], *,
                     client_ip: str | None, scheme: str, token: bytes, framing: Header | None,
                     websocket: bool, request_id: Header, client_port: Header | None = None,
-                    identity: Sequence[Header] = ()) -> list[Header]:
+                    identity: Sequence[Header] = (), http_version: bytes | None = None
+                    ) -> list[Header]:
     """The headers of the request the module sends to the child.
 
     ``named`` are the request's :func:`connection_tokens`; ``framing`` is the body framing
@@ -88,7 +95,9 @@ def request_headers(headers: Sequence[Header], named: frozenset[bytes], *,
     ``client_ip`` is ``None`` on a unix socket, where there is no client address to forward;
     ``request_id`` is the module's ``X-Request-Id`` header for the request; ``client_port``
     its ``Hostkit-Client-Port`` header (``None``: the port is not known);
-    ``identity`` are the module's ``Hostkit-Client-Cert`` / ``Hostkit-Identity`` headers.
+    ``identity`` are the module's ``Hostkit-Client-Cert`` / ``Hostkit-Identity`` headers;
+    ``http_version`` the client's HTTP version (``2``, ``1.1``, ``1.0``), sent as
+    ``Hostkit-Http-Version`` (``None``: not sent).
     """
     result: list[Header] = []
     for name, value in headers:
@@ -109,6 +118,8 @@ def request_headers(headers: Sequence[Header], named: frozenset[bytes], *,
     if client_port is not None:
         result.append(client_port)
     result.extend(identity)
+    if http_version is not None:
+        result.append((HTTP_VERSION_HEADER, http_version))
     result.append((TOKEN_HEADER, token))
     return result
 

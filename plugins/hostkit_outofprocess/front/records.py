@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 #: The status recorded for a request that got no response.
 CLIENT_CLOSED = 499
 
-_PROTOCOLS = {b"1.1": "HTTP/1.1", b"1.0": "HTTP/1.0"}
+_PROTOCOLS = {b"1.1": "HTTP/1.1", b"1.0": "HTTP/1.0", b"2": "HTTP/2"}
 _METHODS = {method.encode(): method for method in ("GET", "HEAD", "POST", "PUT", "DELETE",
                                                    "OPTIONS", "PATCH")}
 
@@ -55,7 +55,7 @@ def exchange_ended(exchange: Exchange) -> None:
         user = identity.name if identity.is_authenticated else None
     access_log.write(AccessEntry(
         exchange.origin.client_ip, user, method, request.target.decode("latin-1"),
-        _PROTOCOLS.get(request.http_version, "HTTP/1.1"), status, exchange.bytes_sent,
+        _PROTOCOLS.get(exchange.client_version, "HTTP/1.1"), status, exchange.bytes_sent,
         exchange.started, seconds, exchange.request_id, referer, agent))
 
 

@@ -2,7 +2,11 @@
 
 It listens on ``urls``, runs the app in child processes through a
 :class:`~hostkit_outofprocess.children.ChildManager`, and hands every accepted connection to a
-:class:`~hostkit_outofprocess.front.connection.ClientConnection` that forwards its requests.
+:class:`~hostkit_outofprocess.front.connection.ClientConnection` that forwards its requests,
+or, when TLS chose ``h2`` by ALPN, to an
+:class:`~hostkit_outofprocess.front.http2.Http2Connection` (a cleartext connection that
+begins with the HTTP/2 preface is handed over to one by its ``ClientConnection``). TLS offers
+``h2`` and ``http/1.1``.
 It watches the content root: ``app_offline_file`` takes the app offline while it exists, and
 a change to ``hostkit.toml`` / ``hostkit.{environment}.toml`` (``restart_on_config_change``)
 reloads, as SIGHUP does (:meth:`ModuleServer.reload`): the configuration is read again and
@@ -36,7 +40,9 @@ import hostkit
 from hostkit.plugin import (
     ASGIApp,
     Authenticator,
+    ConnectionMemory,
     ContentRootWatch,
+    FloodLimits,
     Gateway,
     ListenAddress,
     bind_all,
@@ -48,6 +54,7 @@ from hostkit.plugin import (
 from hostkit_outofprocess.children import Child, ChildManager, ChildSettings, ChildUnavailable
 from hostkit_outofprocess.front.connection import ClientConnection
 from hostkit_outofprocess.front.deadlines import HEARTBEAT
+from hostkit_outofprocess.front.http2 import Http2Connection
 from hostkit_outofprocess.front.identity import ConnectionIdentity
 from hostkit_outofprocess.front.pages import ErrorPages
 from hostkit_outofprocess.front.streams import Stream, serve_listener
@@ -103,6 +110,7 @@ class ModuleServer:
         limits = options.server_options
         self.head_timeout = limits.next_request_head_timeout
         self.request_header_timeout = limits.request_header_timeout
+        self.max_request_body_size = limits.max_request_body_size
         self.pool_idle = min(_POOL_IDLE_CAP, self.head_timeout * _POOL_SHARE)
         self.pages = self._pages(module)
         self.manager = ChildManager(
@@ -114,13 +122,24 @@ class ModuleServer:
         #: a child could not be had since the readiness was last refreshed.
         self._unavailable_seen = False
         self._targets: dict[Child, _Target] = {}
-        self._connections: set[ClientConnection] = set()
+        self._connections: set[ClientConnection | Http2Connection] = set()
+        #: The client connections open, to give memory back after a burst of them.
+        self._memory = ConnectionMemory()
+        #: the HTTP/2 settings of every connection that speaks it.
+        self.http2_limits = FloodLimits.of(limits)
 
     def _pages(self, module: ModuleOptions) -> ErrorPages:
         return ErrorPages(
             show_details=hostkit.HostEnvironment(self.environment_name,
                                                  self.content_root).is_development(),
             bare=module.disable_startup_error_page)
+
+    # -- a second signal (StopNowServer) -------------------------------------------------------
+
+    def stop_now(self) -> None:
+        """The host's second SIGINT/SIGTERM: the children stop at once too
+        (:meth:`ChildManager.stop_now`), instead of draining for ``shutdown_time_limit``."""
+        self.manager.stop_now()
 
     # -- reloading (ReloadableServer) -------------------------------------------------------
 
@@ -217,7 +236,8 @@ class ModuleServer:
     async def _serve(self, bound: list[tuple[ListenAddress, socket.socket]],
                      stopping: anyio.Event, task_status: TaskStatus[list[str]]) -> None:
         urls = [address.display(sock) for address, sock in bound]
-        tls = server_context(self.configuration) if any(a.is_secure for a, _ in bound) else None
+        tls = (server_context(self.configuration, ("h2", "http/1.1"))
+               if any(a.is_secure for a, _ in bound) else None)
         async with anyio.create_task_group() as services:
             await services.start(self.manager.run)
             self._refresh_readiness()  # after an eager start
@@ -251,14 +271,21 @@ class ModuleServer:
         assert gateway is not None  # serve() checked
 
         async def handle(stream: Stream) -> None:
+            ssl_object = stream.ssl_object()
             identity = ConnectionIdentity(
-                ssl_object=stream.ssl_object(), scheme=scheme, client_ip=stream.client_ip(),
+                ssl_object=ssl_object, scheme=scheme, client_ip=stream.client_ip(),
                 client_port=stream.client_port(), forwarded=gateway.forwarded,
                 authenticator=self.authenticator,
                 forward_identity=self.module.forward_identity)
-            connection = ClientConnection(stream, self, self.pages, identity=identity,
-                                          gateway=gateway, head_timeout=self.head_timeout,
-                                          stopping=stopping)
+            connection: ClientConnection | Http2Connection
+            if ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2":
+                connection = Http2Connection(
+                    stream, self, self.pages, identity=identity, gateway=gateway,
+                    head_timeout=self.head_timeout, stopping=stopping, limits=self.http2_limits)
+            else:
+                connection = ClientConnection(stream, self, self.pages, identity=identity,
+                                              gateway=gateway, head_timeout=self.head_timeout,
+                                              stopping=stopping, http2=self.http2_limits)
             self._connections.add(connection)
             try:
                 await connection.serve()
@@ -271,7 +298,7 @@ class ModuleServer:
             # A TLS handshake may take the whole wait for the first head, and counts against
             # it (the connection's first deadline is from accept: stream.opened_at).
             await serve_listener(sock, tls, handle, connections,
-                                 handshake_timeout=self.head_timeout)
+                                 handshake_timeout=self.head_timeout, memory=self._memory)
 
     async def _heartbeat(self) -> None:
         """Ends the waits of connections past their deadline, every ``HEARTBEAT`` seconds

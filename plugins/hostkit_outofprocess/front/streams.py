@@ -8,6 +8,12 @@ in a bounded buffer: anyio's asyncio streams pause and resume reading around eve
 ``receive`` (an epoll change each time) and shield every ``send``, which is most of what a
 proxy does per request. On trio it is anyio's own socket stream, behind
 :class:`_AnyioStream`.
+
+What a slow reader costs is bounded on both loops: a child's connection reads at most one
+:data:`READ_SIZE` buffer ahead (:class:`_ChildProtocol`), a client's transport pauses its
+writer above :data:`_WRITE_HIGH_WATER`, and a relay awaits :meth:`Stream.writable` before it
+reads more of the child, holding nothing meanwhile. After a burst of connections the freed
+memory goes back to the system (``hostkit.plugin.ConnectionMemory``, one per front).
 """
 
 from __future__ import annotations
@@ -27,13 +33,19 @@ import sniffio
 from anyio.abc import ByteStream, SocketAttribute, TaskGroup
 from anyio.streams.tls import TLSAttribute, TLSStream
 
+from hostkit.plugin import ConnectionMemory
+
 #: How much one ``receive`` asks for.
 READ_SIZE = 65536
+
 
 _logger = logging.getLogger("hostkit.module")
 
 # Reading pauses when this much is buffered and not yet received, and resumes below a quarter.
 _HIGH_WATER = 256 * 1024
+# A client's transport pauses its writers above this much unsent (and resumes them below a
+# quarter of it): with one READ_SIZE write past it, what a slow reader costs in the front.
+_WRITE_HIGH_WATER = 16 * 1024
 
 
 class Stream(Protocol):
@@ -56,6 +68,11 @@ class Stream(Protocol):
     async def send(self, data: bytes) -> None: ...
 
     async def aclose(self) -> None: ...
+
+    async def writable(self) -> None:
+        """Return once a :meth:`send` would not wait: the stream's own write buffer (if it
+        has one) is below its low-water mark. Awaited by a relay before it reads more of
+        what it will send, so it holds nothing while the peer reads slowly."""
 
     def buffered(self) -> bool:
         """Whether bytes were received that :meth:`receive` has not returned yet."""
@@ -89,16 +106,18 @@ class Stream(Protocol):
 Handler = Callable[[Stream], Coroutine[Any, Any, None]]
 
 
-class _BufferingProtocol(asyncio.Protocol):
-    """Collects received data and wakes the one reader waiting for it."""
+class _ProtocolBase:
+    """What both kinds of protocol share: the connection's end, the one reader waiting for
+    data, and the writer waiting for the transport's buffer to drain.
+
+    A subclass holds what was received and says how much (:meth:`take`, :meth:`has_data`).
+    """
 
     #: whether the transport stays open for writing once the peer closed its side.
     keep_open_on_eof = False
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
-        self.chunks: collections.deque[bytes] = collections.deque()
-        self.buffered = 0
         self.reading_paused = False
         self.eof = False
         self.error: BaseException | None = None
@@ -109,16 +128,17 @@ class _BufferingProtocol(asyncio.Protocol):
         #: connection is lost (:meth:`Stream.watch_end`).
         self.on_eof: Callable[[bool], None] | None = None
 
+    def take(self, max_bytes: int) -> bytes:
+        """Up to ``max_bytes`` of what was received (``b""``: nothing is), resuming reading
+        once there is room again."""
+        raise NotImplementedError
+
+    def has_data(self) -> bool:
+        """Whether bytes were received that :meth:`take` has not returned yet."""
+        raise NotImplementedError
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        self.chunks.append(data)
-        self.buffered += len(data)
-        if self.buffered > _HIGH_WATER and not self.reading_paused and self.transport:
-            self.reading_paused = True
-            self.transport.pause_reading()
-        self._wake_reader()
 
     def eof_received(self) -> bool:
         self.eof = True
@@ -153,6 +173,96 @@ class _BufferingProtocol(asyncio.Protocol):
             self.read_waiter.set_result(None)
 
 
+class _BufferingProtocol(_ProtocolBase, asyncio.Protocol):
+    """A client's connection: collects what it sends, up to :data:`_HIGH_WATER` ahead of
+    the reader (a request or a body the front forwards chunk by chunk)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.chunks: collections.deque[bytes] = collections.deque()
+        self.buffered = 0
+
+    def data_received(self, data: bytes) -> None:
+        self.chunks.append(data)
+        self.buffered += len(data)
+        if self.buffered > _HIGH_WATER and not self.reading_paused and self.transport:
+            self.reading_paused = True
+            self.transport.pause_reading()
+        self._wake_reader()
+
+    def take(self, max_bytes: int) -> bytes:
+        if not self.chunks:
+            return b""
+        chunk = self.chunks.popleft()
+        if len(chunk) > max_bytes:
+            self.chunks.appendleft(chunk[max_bytes:])
+            chunk = chunk[:max_bytes]
+        self.buffered -= len(chunk)
+        if self.reading_paused and self.buffered < _HIGH_WATER // 4 and self.transport:
+            self.reading_paused = False
+            self.transport.resume_reading()
+        return chunk
+
+    def has_data(self) -> bool:
+        return bool(self.chunks)
+
+
+class _ChildProtocol(_ProtocolBase, asyncio.BufferedProtocol):
+    """A connection to a child: the transport reads into one buffer of :data:`READ_SIZE`
+    bytes, and stops reading while it is full.
+
+    The front reads a child's response no further ahead of the client than that: while a
+    client reads slowly, the relay waits on the client's transport, this buffer fills, and
+    the rest of the response stays with the child (in its socket, which stops its writes),
+    not in the front's memory. asyncio's plain protocols get each read as a new object of up
+    to 256 KB, and any number of them before a pause takes effect. The buffer is made when a
+    read begins and let go once the reader has taken all of it, so an idle pooled connection
+    holds none.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._buffer: bytearray | None = None
+        self._view: memoryview | None = None
+        self._filled = 0
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        view = self._view
+        if view is None:
+            self._buffer = buffer = bytearray(READ_SIZE)
+            self._view = view = memoryview(buffer)
+        return view[self._filled:]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._filled += nbytes
+        if self._filled >= READ_SIZE and not self.reading_paused and self.transport:
+            self.reading_paused = True
+            self.transport.pause_reading()
+        self._wake_reader()
+
+    def take(self, max_bytes: int) -> bytes:
+        filled = self._filled
+        view = self._view
+        if not filled or view is None:
+            return b""
+        if max_bytes >= filled:
+            data = bytes(view[:filled])
+            self._buffer = self._view = None
+            self._filled = 0
+        else:
+            data = bytes(view[:max_bytes])
+            rest = bytes(view[max_bytes:filled])
+            view[:len(rest)] = rest
+            self._filled = len(rest)
+        if self.reading_paused and self.transport:
+            self.reading_paused = False
+            self.transport.resume_reading()
+        return data
+
+    def has_data(self) -> bool:
+        return self._filled > 0
+
+
 class _AcceptedProtocol(_BufferingProtocol):
     """A server-side connection: hands its stream to ``on_connect`` once made."""
 
@@ -166,6 +276,7 @@ class _AcceptedProtocol(_BufferingProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
+        transport.set_write_buffer_limits(_WRITE_HIGH_WATER)  # type: ignore[attr-defined]
         self.on_connect(ProtocolStream(transport, self,  # type: ignore[arg-type]
                                        opened_at=self.accepted_at))
 
@@ -175,7 +286,7 @@ class ProtocolStream:
 
     reads_ahead = True
 
-    def __init__(self, transport: asyncio.Transport, protocol: _BufferingProtocol, *,
+    def __init__(self, transport: asyncio.Transport, protocol: _ProtocolBase, *,
                  opened_at: float):
         self.transport = transport
         self.protocol = protocol
@@ -183,7 +294,7 @@ class ProtocolStream:
 
     async def receive(self, max_bytes: int = READ_SIZE) -> bytes:
         protocol = self.protocol
-        while not protocol.chunks:
+        while not protocol.has_data():
             if protocol.eof:
                 if protocol.error is not None:
                     raise anyio.BrokenResourceError from protocol.error
@@ -193,35 +304,34 @@ class ProtocolStream:
                 await protocol.read_waiter
             finally:
                 protocol.read_waiter = None
-        chunk = protocol.chunks.popleft()
-        if len(chunk) > max_bytes:
-            protocol.chunks.appendleft(chunk[max_bytes:])
-            chunk = chunk[:max_bytes]
-        protocol.buffered -= len(chunk)
-        if protocol.reading_paused and protocol.buffered < _HIGH_WATER // 4:
-            protocol.reading_paused = False
-            self.transport.resume_reading()
-        return chunk
+        return protocol.take(max_bytes)
 
     async def send(self, data: bytes) -> None:
-        protocol = self.protocol
+        """Write ``data`` once the transport's buffer is below its low-water mark (it then
+        holds at most the high-water mark and one write): waiting before the write, not
+        after, so the buffer never holds a copy of what the caller still holds."""
+        if self.protocol.write_paused:
+            await self.writable()
         if self.transport.is_closing():
+            if self.protocol.error is not None:
+                raise anyio.BrokenResourceError from self.protocol.error
             raise anyio.BrokenResourceError
         self.transport.write(data)
+
+    async def writable(self) -> None:
+        protocol = self.protocol
         while protocol.write_paused and not self.transport.is_closing():
             protocol.drain_waiter = asyncio.get_running_loop().create_future()
             try:
                 await protocol.drain_waiter
             finally:
                 protocol.drain_waiter = None
-        if protocol.error is not None:
-            raise anyio.BrokenResourceError from protocol.error
 
     async def aclose(self) -> None:
         self.transport.close()
 
     def buffered(self) -> bool:
-        return bool(self.protocol.chunks)
+        return self.protocol.has_data()
 
     def watch_end(self, callback: Callable[[bool], None] | None) -> None:
         self.protocol.on_eof = callback
@@ -231,7 +341,7 @@ class ProtocolStream:
             self.transport.write_eof()
 
     def peer_closed(self) -> bool:
-        if self.protocol.eof or self.protocol.chunks:
+        if self.protocol.eof or self.protocol.has_data():
             return True
         return _readable_now(self.transport.get_extra_info("socket"))
 
@@ -265,6 +375,9 @@ class _AnyioStream:
 
     def buffered(self) -> bool:
         return False
+
+    async def writable(self) -> None:
+        """At once: ``send`` returns only once the socket took all of it."""
 
     def watch_end(self, callback: Callable[[bool], None] | None) -> None:
         """Nothing to watch with: the stream does not read ahead."""
@@ -312,7 +425,7 @@ async def connect_child(port: int) -> Stream:
     """A connection to a child on 127.0.0.1 (``OSError`` when refused)."""
     if _on_asyncio():
         loop = asyncio.get_running_loop()
-        transport, protocol = await loop.create_connection(_BufferingProtocol, "127.0.0.1", port)
+        transport, protocol = await loop.create_connection(_ChildProtocol, "127.0.0.1", port)
         return ProtocolStream(transport, protocol, opened_at=time.monotonic())
     stream = await anyio.connect_tcp("127.0.0.1", port)
     stream.extra(SocketAttribute.raw_socket).setsockopt(
@@ -321,8 +434,10 @@ async def connect_child(port: int) -> Stream:
 
 
 async def serve_listener(sock: socket.socket, tls: ssl.SSLContext | None, handle: Handler,
-                         connections: TaskGroup, *, handshake_timeout: float) -> None:
-    """Accept connections on ``sock`` until cancelled; each is handled in ``connections``.
+                         connections: TaskGroup, *, handshake_timeout: float,
+                         memory: ConnectionMemory) -> None:
+    """Accept connections on ``sock`` until cancelled; each is handled in ``connections``,
+    counted in ``memory`` (which gives freed memory back after a burst of them).
 
     With ``tls``, a connection is handed out once its handshake is done, and closed if it
     takes more than ``handshake_timeout`` seconds from accept.
@@ -331,7 +446,7 @@ async def serve_listener(sock: socket.socket, tls: ssl.SSLContext | None, handle
         loop = asyncio.get_running_loop()
 
         def accepted(stream: ProtocolStream) -> None:
-            connections.start_soon(handle, stream)
+            connections.start_soon(_handle_counted, memory, handle, stream)
 
         server = await loop.create_server(
             lambda: _AcceptedProtocol(accepted), sock=sock, ssl=tls, backlog=1024,
@@ -349,11 +464,17 @@ async def serve_listener(sock: socket.socket, tls: ssl.SSLContext | None, handle
             if secured is None:
                 return
             stream = secured
-        await handle(_AnyioStream(stream, opened_at=opened_at))
+        await _handle_counted(memory, handle, _AnyioStream(stream, opened_at=opened_at))
 
     listener = await anyio.abc.SocketListener.from_socket(sock)
     async with listener:
         await listener.serve(handle_anyio, task_group=connections)
+
+
+async def _handle_counted(memory: ConnectionMemory, handle: Handler, stream: Stream) -> None:
+    """``handle(stream)``, counted in the front's open connections, ``memory``."""
+    async with memory.connection():
+        await handle(stream)
 
 
 async def _tls_handshake(stream: ByteStream, tls: ssl.SSLContext,

@@ -42,6 +42,8 @@ class Upstream(Protocol):
     request_timeout: float
     #: also the grace period of a request body's minimum data rate (``BodyPace``).
     request_header_timeout: float
+    #: ``server.max_request_body_size`` (0: no limit): a body over it gets the front's 413.
+    max_request_body_size: int
 
     async def acquire(self) -> Target:
         """A child for the next request; raises ``ChildUnavailable`` with the answer to give."""

@@ -49,6 +49,25 @@ def chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data) if data else b""
 
 
+def frame_body(out: bytes, pieces: list[bytes], body: int) -> tuple[bytes, int]:
+    """``out`` followed by the response body ``pieces`` written as ``body`` (``BODY_*``)
+    says, in one new object (nothing of them for :data:`BODY_NONE`); and the size of the
+    pieces' data. Called by the relay with what one read of the child's response parsed."""
+    if body == BODY_NONE or not pieces:
+        return out, 0
+    size = 0
+    if body == BODY_CHUNKED:
+        parts = [out]
+        for piece in pieces:
+            if piece:
+                size += len(piece)
+                parts += (b"%x\r\n" % len(piece), piece, b"\r\n")
+        return b"".join(parts), size
+    for piece in pieces:
+        size += len(piece)
+    return b"".join([out, *pieces]), size
+
+
 def informational_head(status: int, reason: bytes, headers: list[Header]) -> bytes:
     """The head of a 1xx response (the module forwards only a WebSocket handshake's 101);
     ``reason`` as for :func:`status_line`."""
