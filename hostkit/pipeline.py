@@ -48,7 +48,9 @@ def _positional_parameters(obj: Any) -> int | None:
     return sum(1 for p in signature.parameters.values() if p.kind in kinds)
 
 
-def _is_async(obj: Any) -> bool:
+def is_async_callable(obj: Any) -> bool:
+    """Whether calling ``obj`` gives a coroutine (an ``async def``, or an instance whose
+    ``__call__`` is one): how an ASGI app or handler is told from a WSGI app."""
     call = getattr(obj, "__call__", None)  # noqa: B004 - instances with async __call__
     return inspect.iscoroutinefunction(obj) or inspect.iscoroutinefunction(call)
 
@@ -61,10 +63,10 @@ def as_terminal_app(app: Any) -> ASGIApp:
     count = _positional_parameters(app)
     if count == 3:
         return app  # type: ignore[no-any-return]
-    if count == 1 and _is_async(app):
+    if count == 1 and is_async_callable(app):
         return handler_app(app)
     kind = ("not callable" if not callable(app) else "no signature" if count is None else
-            f"{'an async' if _is_async(app) else 'a non-async'} callable of {count} positional "
+            f"{'an async' if is_async_callable(app) else 'a non-async'} callable of {count} positional "
             "parameter(s)")
     raise TypeError(
         f"use_app() expected an ASGI 3 app `async def app(scope, receive, send)` or a handler "
@@ -74,7 +76,7 @@ def as_terminal_app(app: Any) -> ASGIApp:
 
 def check_middleware(middleware: Any) -> Middleware:
     """``middleware`` if it is ``async def middleware(context, call_next)``; else TypeError."""
-    if _positional_parameters(middleware) == 2 and _is_async(middleware):
+    if _positional_parameters(middleware) == 2 and is_async_callable(middleware):
         return middleware  # type: ignore[no-any-return]
     raise TypeError(
         "use() expected a middleware `async def middleware(context, call_next)`, "

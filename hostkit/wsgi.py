@@ -44,7 +44,7 @@ from hostkit.asgi import Message, Receive, Scope, Send
 from hostkit.context import request_state
 from hostkit.errors import RequestBodyTooLargeError
 from hostkit.identity import ClaimsPrincipal
-from hostkit.pipeline import _is_async
+from hostkit.pipeline import is_async_callable
 from hostkit.wsgi_threads import WorkerThreads
 
 logger = logging.getLogger("hostkit.wsgi")
@@ -78,7 +78,7 @@ def is_wsgi_app(app: Any) -> bool:
     ``wsgiref.validate.validator`` make). An ASGI app is async with three parameters, a
     handler async with one; a sync callable of one (``hostkit run``'s builder factory) is
     neither."""
-    if not callable(app) or _is_async(app):
+    if not callable(app) or is_async_callable(app):
         return False
     try:
         inspect.signature(app).bind(None, None)

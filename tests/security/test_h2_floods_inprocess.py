@@ -131,7 +131,10 @@ def test_rapid_reset_in_bursts(host: Host) -> None:
 
 
 def test_rapid_reset_paced(host: Host) -> None:
-    """Resets spread over reads (20 streams each): the reset budget (200, then 33 a second)."""
+    """Resets spread over writes (20 streams each): the reset budget (200, then 33 a second)
+    ends the connection. When the server falls behind, several writes arrive in one read and
+    the other rapid-reset defence, new streams per read, may end it first: either is the
+    flood refused within the frames the reset budget allows."""
     client = host.connect()
     started = time.monotonic()
     stream_id = 1
@@ -142,7 +145,7 @@ def test_rapid_reset_paced(host: Host) -> None:
     elapsed = time.monotonic() - started
     answer = client.answer()
     reason, frames = host.flood_line(client)
-    assert "rapid reset" in reason, reason
+    assert "rapid reset" in reason or "new streams in one read" in reason, reason
     assert frames <= 2 + 2 * (200 + 33 * elapsed + 1) + 40
     assert answer.goaway == ENHANCE_YOUR_CALM and answer.closed
 
