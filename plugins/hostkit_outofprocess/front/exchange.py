@@ -393,14 +393,19 @@ class Exchange:
         assert pace is not None
         started = time.monotonic()
         with anyio.move_on_after(pace.allowance()) as waiting:
-            event = await self.input.next_event()
+            event = await self._next_body_event()
         pace.waited += time.monotonic() - started
         if waiting.cancelled_caught:
             raise BodyTimeout()
         if isinstance(event, h11.Data):
             pace.received += len(event.data)
-            return event
-        if isinstance(event, h11.EndOfMessage):
+        return event
+
+    async def _next_body_event(self) -> h11.Data | h11.EndOfMessage:
+        """The client's next piece of the body, unpaced (:meth:`_body_event` paces it);
+        :class:`ClientGone` when the client closed instead."""
+        event = await self.input.next_event()
+        if isinstance(event, (h11.Data, h11.EndOfMessage)):
             return event
         raise ClientGone()
 

@@ -672,18 +672,9 @@ class Http2Exchange(Exchange):
             self.connection.send_head(100, [], end=False)
             await self.connection.connection.flush()
 
-    async def _body_event(self) -> h11.Data | h11.EndOfMessage:
-        pace = self.pace
-        assert pace is not None
-        started = time.monotonic()
-        with anyio.move_on_after(pace.allowance()) as waiting:
-            event = await self.connection.next_body()
-        pace.waited += time.monotonic() - started
-        if waiting.cancelled_caught:
-            raise BodyTimeout()
-        if isinstance(event, h11.Data):
-            pace.received += len(event.data)
-        return event
+    async def _next_body_event(self) -> h11.Data | h11.EndOfMessage:
+        """The stream's next DATA (or its end), unpaced."""
+        return await self.connection.next_body()
 
     async def _body_start(self) -> list[h11.Data | h11.EndOfMessage]:
         pace = self.pace = BodyPace(self.connection.upstream.request_header_timeout)
