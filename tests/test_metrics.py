@@ -436,13 +436,16 @@ async def _scrape(port: int) -> Samples:
 
 
 async def _scrape_counted(port: int, requests: float) -> Samples:
-    """A scrape once ``requests`` requests are counted: a request is counted as the app
-    returns, which may be just after its client read the response, so this scrapes again
-    (for up to :data:`TIMEOUT` s) until they are."""
+    """A scrape once ``requests`` requests are counted and none is in flight: a request is
+    counted as the app returns, which may be just after its client read the response, and a
+    supervisor's scrape reads each worker's gauge file and counter file one after the other
+    (a request that ends between the two reads is counted and still in flight), so this
+    scrapes again (for up to :data:`TIMEOUT` s) until both hold."""
     with anyio.fail_after(TIMEOUT):
         while True:
             samples = await _scrape(port)
-            if total(samples, "hostkit_requests_total") >= requests:
+            if total(samples, "hostkit_requests_total") >= requests \
+                    and value(samples, "hostkit_requests_in_flight") == 0:
                 return samples
             await anyio.sleep(0.05)
 

@@ -274,6 +274,7 @@ class Http2Connection:
                 h2_connection.close_connection(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM,
                                                last_stream_id=watch.last_stream_id)
                 self._refused = True
+                await self.flush()  # the GOAWAY goes out before the streams are cancelled
                 return
             try:
                 events = h2_connection.receive_data(data)
@@ -282,6 +283,7 @@ class Http2Connection:
                 # oversized header list).
                 logger.debug("HTTP/2 client %s: %s", self.identity.client_ip, error)
                 self._refused = True
+                await self.flush()
                 return
             data = b""
             for event in events:
