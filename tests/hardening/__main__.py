@@ -10,7 +10,9 @@ rapid-fail recovery waited out over the real minute, and per backend SIGHUP ever
 under 64 clients per model, 6 configuration changes (OutOfProcess) and 60 s of ``max_requests = 1000``
 recycling per model, and the external tools (``external_tools``: slowhttptest's four modes at
 1000 connections for 20 s, its ``-X`` run as issue 17's, then sslscan and 20,000-request
-h2load runs, against both models). Each suite prints its figures as it finishes; the summary
+h2load runs, against both models), and HTTP/2 at the front (``h2_smuggling``: the downgrade
+corpus; ``h2_floods``: each flood's frames before GOAWAY and other clients' p99, 10 s per
+measurement). Each suite prints its figures as it finishes; the summary
 says which targets were met. Results also go to ``bench/results/hardening.json``.
 
 Exit status: 0 when every target was met, 1 otherwise.
@@ -35,6 +37,8 @@ from tests.hardening import (
     external_tools,
     front_kill,
     graceful,
+    h2_floods,
+    h2_smuggling,
     logging_stall,
     reload,
     slow_clients,
@@ -66,6 +70,16 @@ def security_smuggling(full: bool) -> Iterator[Reported]:
             yield smuggling.run_corpus(in_process, corpus.vectors())
             yield smuggling.run_mutations(
                 in_process, smuggling.FULL_MUTATIONS if full else smuggling.QUICK_MUTATIONS)
+
+
+def security_h2_smuggling(full: bool) -> Iterator[Reported]:
+    for backend in BACKENDS:
+        yield h2_smuggling.run(backend)
+
+
+def security_h2_floods(full: bool) -> Iterator[Reported]:
+    for backend in BACKENDS:
+        yield h2_floods.run(backend, 10.0 if full else 2.0)
 
 
 def security_spoof(full: bool) -> Iterator[Reported]:
@@ -172,7 +186,8 @@ def reliability_recycle(full: bool) -> Iterator[Reported]:
 
 
 SUITES: dict[str, Suite] = {
-    "smuggling": security_smuggling, "spoof": security_spoof, "direct": security_direct,
+    "smuggling": security_smuggling, "h2-smuggling": security_h2_smuggling,
+    "h2-floods": security_h2_floods, "spoof": security_spoof, "direct": security_direct,
     "crash": reliability_crash, "front-kill": reliability_front_kill,
     "worker-kill": reliability_worker_kill, "supervisor-kill": reliability_supervisor_kill,
     "graceful": reliability_graceful, "slow-clients": reliability_slow_clients,

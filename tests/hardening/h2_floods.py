@@ -42,6 +42,7 @@ from hyperframe.frame import (
 )
 
 from tests.hardening.fronts import Front
+from tests.hardening.report import timing
 from tests.support.paths import PROGRAMS
 from tests.support.processes import LOOPBACK
 
@@ -402,7 +403,7 @@ class Figures:
 
     def problems(self) -> list[str]:
         found = [problem for run in self.runs for problem in run.problems()]
-        found += [f"{name}: others' p99 {ratio:.2f}x the baseline"
+        found += [timing(f"{name}: others' p99 {ratio:.2f}x the baseline")
                   for name, ratio in self.ratios().items() if ratio > 2]
         return found
 

@@ -10,6 +10,7 @@ import pytest
 
 from tests.hardening import h2_floods
 from tests.hardening.fronts import Front
+from tests.hardening.report import measure_twice, timing
 
 pytestmark = pytest.mark.integration
 
@@ -38,8 +39,11 @@ def test_the_front_still_serves_after_the_floods(front: Front) -> None:
 
 @pytest.mark.parametrize("name", ["rapid reset", "PING flood", "CONTINUATION flood"])
 def test_other_clients_p99_stays_within_twice_the_baseline(front: Front, name: str) -> None:
-    # The baseline has the attacker flooding a decoy on this machine (see compare).
-    quiet, baseline, during = h2_floods.compare(front.port, name, 0.7)
+    # The baseline has the attacker flooding a decoy on this machine (see compare). A p99
+    # alone is a timing: measured once more before it fails (tests/hardening/report.py).
+    quiet, baseline, during = measure_twice(
+        lambda: h2_floods.compare(front.port, name, 0.7),
+        lambda p99s: [] if p99s[2] <= 2 * p99s[1] else [timing("p99 over 2x the baseline")])
     assert during <= 2 * baseline, (name, quiet, baseline, during)
 
 
