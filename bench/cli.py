@@ -113,6 +113,10 @@ class Target:
     machine: list[dict[str, float]] = dataclasses.field(default_factory=list)
     #: per measured run, what ``measure(during=...)`` saw in the middle of it (when asked).
     during: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    #: the role of each of :attr:`processes` (by its name) and of its descendants, by depth:
+    #: ``{"nginx": ("nginx master", "nginx worker")}``, ``{SUPERVISOR: ("supervisor",
+    #: "front", "child")}`` (the last role also for anything deeper); see :func:`role_of`.
+    roles: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
     def median(self, field: str) -> float:
         """The median of one :class:`WrkResult` field over the measured runs."""
@@ -154,6 +158,50 @@ def _descendants(pid: int, prefix: str) -> dict[str, int]:
     return named
 
 
+def role_of(target: Target, name: str) -> str:
+    """The role of the process :func:`processes_of` named ``name`` in ``target``'s stack
+    (:attr:`Target.roles`); a process without one keeps its own name."""
+    for program, roles in target.roles.items():
+        if name == program:
+            return roles[0]
+        prefix = f"{program}'s child "
+        if name.startswith(prefix):
+            depth = name[len(prefix):].count(".") + 1
+            return roles[min(depth, len(roles) - 1)]
+    return name
+
+
+def cpu_by_role(target: Target) -> list[dict[str, float]]:
+    """Per measured run: CPU microseconds per request summed over the processes of each role
+    (two nginx workers make one ``nginx worker`` figure), roles in the order first seen."""
+    runs = []
+    for per_process in target.cpu:
+        summed: dict[str, float] = {}
+        for name, value in per_process.items():
+            role = role_of(target, name)
+            summed[role] = summed.get(role, 0.0) + value
+        runs.append(summed)
+    return runs
+
+
+def median_cpu_by_role(target: Target) -> dict[str, float]:
+    """Each role's median CPU microseconds per request over the measured runs (0.0 for a
+    role missing from a run: its processes had ended), and ``stack``: the median of the
+    runs' totals (all the target's processes), which the ratios between stacks use."""
+    runs = cpu_by_role(target)
+    roles = list(dict.fromkeys(role for run in runs for role in run))
+    medians = {role: statistics.median(run.get(role, 0.0) for run in runs) for role in roles}
+    medians["stack"] = statistics.median(sum(run.values()) for run in runs) if runs else 0.0
+    return medians
+
+
+def role_note(target: Target) -> str:
+    """``STACK (role N, role N)``: :func:`median_cpu_by_role` on one line."""
+    medians = median_cpu_by_role(target)
+    stack = medians.pop("stack")
+    return f"{stack:.0f} ({', '.join(f'{role} {value:.0f}' for role, value in medians.items())})"
+
+
 def machine_cpu_seconds() -> dict[str, float]:
     """The whole machine's CPU seconds since boot, all cores (Linux ``/proc/stat``): ``busy``
     (user, nice, system, irq and softirq time), ``irq`` (irq and softirq: e.g. loopback TCP
@@ -176,8 +224,9 @@ def measure(wrk: str, targets: list[Target], options: argparse.Namespace, *,
     With ``count_cpu``, each run also notes every serving process's CPU microseconds per
     request: what each part costs, whatever else the machine is doing (req/s also depends on
     how much CPU the processes got); and what wrk and the whole machine used (its
-    ``wrk_cpu_s``, :attr:`Target.machine`). Each run's line shows every process's share, or
-    with ``cpu_detail=False`` the total and the number of processes.
+    ``wrk_cpu_s``, :attr:`Target.machine`). Each run's line shows every process's share (each
+    role's, when the target has :attr:`Target.roles`), or with ``cpu_detail=False`` the total
+    and the number of processes.
 
     With ``during``, it is called (on another thread) halfway through each measured run;
     what it returns is kept in :attr:`Target.during` (``{}`` when it raised) and shown on the
@@ -202,7 +251,8 @@ def measure(wrk: str, targets: list[Target], options: argparse.Namespace, *,
                 requests = max(result.requests, 1)
                 target.cpu.append({name: (cpu_seconds(pid) - before[name]) * 1e6 / requests
                                    for name, pid in named.items()})
-                detail = (cpu_note(target.cpu[-1]) if cpu_detail else
+                shares = (cpu_by_role(target)[-1] if target.roles else target.cpu[-1])
+                detail = (cpu_note(shares) if cpu_detail else
                           f"{sum(target.cpu[-1].values()):.0f} ({len(named)} processes)")
                 cpu = (f"  CPU us/request {detail}; wrk {result.wrk_cpu_s * 1e6 / requests:.0f}"
                        f"; machine {busy:.2f} cores busy")

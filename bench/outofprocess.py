@@ -1,25 +1,31 @@
-"""hostkit OutOfProcess against nginx in front of the same hostkit child, and InProcess.
+"""hostkit OutOfProcess against nginx in front of bare hypercorn and of the same hostkit
+child, and InProcess.
 
 Run from the repository root::
 
     python -m bench.outofprocess              # 3 rounds x 10 s, wrk -t2 -c32
     python -m bench.outofprocess --rounds 5 --duration 20 --connections 64
+    python -m bench.outofprocess --targets nginx-hypercorn --cold-starts 0 --recoveries 0
 
-Three targets serve :data:`bench.trivial_app.app`, each on a free 127.0.0.1 port, for the whole
-benchmark:
+Up to four targets serve :data:`bench.trivial_app.app`, each on a free 127.0.0.1 port, for the
+whole benchmark (``--targets`` picks the ones besides OutOfProcess):
 
 - **hostkit OutOfProcess**: ``python -m bench.hostkit_server --hosting_model=OutOfProcess
   --urls=http://127.0.0.1:PORT``: the module (front, Python: h11 + anyio), which starts the
   same command line as its child on the first request and forwards to it;
+- **nginx + hypercorn child** (issue 18's baseline): nginx (one worker, keep-alive upstream)
+  in front of one bare ``python -m hypercorn --worker-class asyncio --workers 0``;
 - **nginx + hostkit child**: the same program started by hand as a child (``HOSTKIT_PORT``,
   ``HOSTKIT_TOKEN``, ``HOSTKIT_PATH_BASE=/``), behind nginx (one worker, keep-alive upstream,
   the token header set by ``proxy_set_header``);
 - **hostkit InProcess**: ``python -m bench.hostkit_server --urls=http://127.0.0.1:PORT``.
 
-Each round loads every target (warmup, then a measured wrk run), the order rotated between
-rounds. Before that, the cold start of a fresh OutOfProcess front is timed; after it, the
-recovery of the measured front from a SIGKILLed child. Prints the medians and ratios, and
-writes everything to ``bench/results/outofprocess.json``.
+Each round loads every target (warmup, then a measured wrk run), the order reversed every
+other round (OutOfProcess and nginx + hypercorn, next to each other, swap places), with the
+CPU time of every process of each stack. Before that, the cold start of a fresh OutOfProcess
+front is timed; after it, the recovery of the measured front from a SIGKILLed child. Prints
+the medians, the ratios and issue 18's figures (:func:`proxy_comparison`), and writes
+everything to ``bench/results/outofprocess.json``.
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ from bench._harness import (
     wait_ready,
 )
 from bench.cli import Target
+from bench.inprocess import hypercorn_command
 from bench.trivial_app import BODY
 from hostkit.testing import Program
 from hostkit.testing.program import child_listening
@@ -70,14 +77,52 @@ from tests.support.source import source_state
 
 OUTOFPROCESS = "hostkit OutOfProcess"
 NGINX = "nginx + hostkit child"
+NGINX_HYPERCORN = "nginx + hypercorn child"
 INPROCESS = "hostkit InProcess"
 FRONT = "hostkit OutOfProcess front"
 BEHIND_NGINX = "hostkit child behind nginx"
+HYPERCORN_BEHIND_NGINX = "hypercorn behind nginx"
+
+#: ``--targets``: the targets measured besides OutOfProcess, by their option name.
+OPTIONAL_TARGETS = {"nginx-hypercorn": NGINX_HYPERCORN, "nginx-hostkit": NGINX,
+                    "inprocess": INPROCESS}
+#: the order of a round (reversed every other round): the targets compared sit side by side.
+ORDER = (NGINX, OUTOFPROCESS, NGINX_HYPERCORN, INPROCESS)
+
+#: the roles of each stack's processes (:attr:`bench.cli.Target.roles`).
+FRONT_ROLES: tuple[str, ...] = ("front", "child")
+NGINX_ROLES: tuple[str, ...] = ("nginx master", "nginx worker")
+CHILD_ROLES: tuple[str, ...] = ("child",)
+HYPERCORN_ROLES: tuple[str, ...] = ("hypercorn",)
 
 RPS_TARGET = 0.9   # OutOfProcess req/s >= 0.9x nginx's
 P99_TARGET = 1.5   # OutOfProcess p99 <= 1.5x nginx's
+
+
+@dataclasses.dataclass(frozen=True)
+class ProxyTargets:
+    """What is asked of a hostkit OutOfProcess stack against nginx in front of bare
+    hypercorn (issue 18): the least req/s ratio, the least stack CPU efficiency (nginx's
+    stack CPU per request over hostkit's) and the most front / nginx worker CPU per request;
+    None: reported only."""
+
+    rps_min: float
+    efficiency_min: float | None = None
+    front_max: float | None = None
+
+    def describe(self, candidate: str, baseline: str) -> str:
+        parts = [f"{candidate} >= {self.rps_min:.2f}x {baseline} req/s"]
+        if self.efficiency_min is not None:
+            parts.append(f"stack CPU efficiency >= {self.efficiency_min:.2f}")
+        if self.front_max is not None:
+            parts.append(f"front CPU/request <= {self.front_max:.2f}x the nginx worker's")
+        return ", ".join(parts)
+
+
+ISSUE18 = ProxyTargets(rps_min=0.95, efficiency_min=0.8, front_max=2.0)
 TARGETS = (f"{OUTOFPROCESS} >= {RPS_TARGET:.2f}x {NGINX} req/s, "
-           f"and p99 <= {P99_TARGET:.2f}x")
+           f"and p99 <= {P99_TARGET:.2f}x; issue 18: "
+           f"{ISSUE18.describe(OUTOFPROCESS, NGINX_HYPERCORN)}")
 
 RESULTS_FILE = Path(__file__).resolve().parent / "results" / "outofprocess.json"
 PROGRAM = "bench.hostkit_server"
@@ -88,7 +133,7 @@ POLL_LIMIT = 30.0         # ... for at most 30 s
 STOP_TIMEOUT = 10.0       # SIGTERM -> SIGKILL
 LOG_WAIT = 2.0            # for a log line that must already be on its way
 
-NAME_WIDTH = 22
+NAME_WIDTH = 24
 #: the code under test, hashed at the start and the end of a run.
 SOURCES = ("hostkit", "plugins", "bench")
 
@@ -105,6 +150,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="fresh OutOfProcess fronts timed to their first 200 (default: 3)")
     parser.add_argument("--recoveries", type=cli.count, default=3, metavar="N",
                         help="child SIGKILLs timed to the next 200 (default: 3)")
+    parser.add_argument("--targets", nargs="*", choices=list(OPTIONAL_TARGETS),
+                        default=list(OPTIONAL_TARGETS), metavar="TARGET",
+                        help="the targets measured besides hostkit OutOfProcess "
+                             f"({', '.join(OPTIONAL_TARGETS)}; default: all)")
     return cli.parse_load_options(parser, argv)
 
 
@@ -224,7 +273,7 @@ def _py_spy_dump(pid: int) -> str:
 def start_outofprocess(bench: Bench) -> Target:
     """The front, then one GET so it starts its child (lazily, on the first request)."""
     front, url = bench.start_front()
-    target = Target(OUTOFPROCESS, url, [front])
+    target = Target(OUTOFPROCESS, url, [front], roles={FRONT: FRONT_ROLES})
     check_answer(target.name, fetch(url, timeout=START_TIMEOUT))
     bench.note_children(front)
     return target
@@ -234,7 +283,7 @@ def start_inprocess(bench: Bench) -> Target:
     port = free_port()
     server = bench.start(INPROCESS, hostkit_command(port, out_of_process=False),
                          listening_marker(port), hostkit_environment(), bench.cwd)
-    target = Target(INPROCESS, loopback_url(port), [server])
+    target = Target(INPROCESS, loopback_url(port), [server], roles={INPROCESS: ("InProcess",)})
     check_answer(target.name, fetch(target.url))
     return target
 
@@ -321,7 +370,35 @@ def start_nginx_stack(bench: Bench, nginx: str, nginx_dir: str, *, name: str = N
     proxy, nginx_port = start_nginx(bench, nginx, nginx_dir, [port for _, port in started],
                                     worker_processes=worker_processes,
                                     headers={"Hostkit-Token": token})
-    target = Target(name, loopback_url(nginx_port), [proxy, *(child for child, _ in started)])
+    roles = {"nginx": NGINX_ROLES, **{child_name: CHILD_ROLES for child_name in names}}
+    target = Target(name, loopback_url(nginx_port), [proxy, *(child for child, _ in started)],
+                    roles=roles)
+    check_answer(target.name, fetch(target.url))
+    return target
+
+
+def start_nginx_hypercorns(bench: Bench, nginx: str, nginx_dir: str, *,
+                           name: str = NGINX_HYPERCORN, children: int = 1,
+                           worker_processes: int = 1,
+                           cwd: Callable[[], str] | None = None) -> Target:
+    """nginx (``worker_processes``, keep-alive upstream) round robin over ``children`` bare
+    hypercorns (:func:`bench.inprocess.hypercorn_command`: asyncio, ``--workers 0``), each
+    on a free port, ready once it logged ``Running on``; each runs in ``cwd()`` (default: the
+    benchmark's working directory)."""
+    names = ([HYPERCORN_BEHIND_NGINX] if children == 1
+             else [f"hypercorn {index} behind nginx" for index in range(1, children + 1)])
+    backends, ports = [], []
+    for backend_name in names:
+        port = free_port()
+        backend = bench.start(backend_name, hypercorn_command(port),
+                              f"Running on {loopback_url(port, '')}", server_environment(),
+                              cwd() if cwd is not None else bench.cwd)
+        backends.append(backend)
+        ports.append(port)
+    proxy, nginx_port = start_nginx(bench, nginx, nginx_dir, ports,
+                                    worker_processes=worker_processes)
+    roles = {"nginx": NGINX_ROLES, **{backend_name: HYPERCORN_ROLES for backend_name in names}}
+    target = Target(name, loopback_url(nginx_port), [proxy, *backends], roles=roles)
     check_answer(target.name, fetch(target.url))
     return target
 
@@ -388,6 +465,15 @@ def poll_until_ok(url: str, start: float, *, alive: Callable[[], bool]) -> Poll:
         time.sleep(POLL_INTERVAL)
 
 
+def poll_front(front: Program, url: str, start: float) -> Poll:
+    """:func:`poll_until_ok` on ``front``'s ``url``; when it fails, the error ends with the
+    front's last lines of output (why it exited, say)."""
+    try:
+        return poll_until_ok(url, start, alive=lambda: front.running)
+    except BenchmarkError as error:
+        raise BenchmarkError(f"{error}; {front.name}'s last output:\n{front.tail()}") from None
+
+
 def wait_for(condition: Callable[[], Any], timeout: float = LOG_WAIT) -> Any:
     """``condition()`` once it is truthy, or its last (falsy) value after ``timeout`` s."""
     deadline = time.monotonic() + timeout
@@ -410,7 +496,7 @@ def measure_cold_start(bench: Bench, index: int, total: int) -> dict[str, Any]:
     """A fresh front (new process, lazy child): spawn -> "Now listening" -> first 200."""
     front, url = bench.start_front(wait=False)
     with front:  # stopped now, not with the rest
-        poll = poll_until_ok(url, front.started_at, alive=lambda: front.running)
+        poll = poll_front(front, url, front.started_at)
         ready_at = wait_for(lambda: front.line_time(listening_marker_of(url)))
         children = wait_for(lambda: bench.note_children(front))
         child = children[0] if children else None
@@ -445,7 +531,7 @@ def measure_recovery(bench: Bench, target: Target, index: int, total: int) -> di
                              f"{argv}")
     killed_at = time.monotonic()
     os.kill(victim, signal.SIGKILL)
-    poll = poll_until_ok(target.url, killed_at, alive=lambda: front.running)
+    poll = poll_front(front, target.url, killed_at)
     started = wait_for(lambda: [pid for pid in bench.note_children(front)
                                 if pid not in before])
     new_child = started[-1] if started else None
@@ -486,43 +572,160 @@ def summarize(samples: list[dict[str, Any]], fields: Sequence[str]) -> dict[str,
     return summary
 
 
-# --- reporting -----------------------------------------------------------------------------
+# --- issue 18: a proxy stack against nginx + hypercorn, process by process -----------------
 
-def compute_ratios(by_name: dict[str, Target]) -> dict[str, float]:
-    oop, nginx, inproc = by_name[OUTOFPROCESS], by_name[NGINX], by_name[INPROCESS]
+def proxy_comparison(hostkit: Target, nginx: Target, wanted: ProxyTargets) -> dict[str, Any]:
+    """Called after the rounds: hostkit's OutOfProcess stack (roles ``front``, ``child``, and
+    ``supervisor`` in a web garden) against nginx's (``nginx master``, ``nginx worker``,
+    ``hypercorn``), both measured in the same rounds with their CPU counted.
+
+    Returns req/s (the ratio of the medians, each round's and their median), p99, each
+    stack's CPU microseconds per request (the median of its runs' totals, and of each role
+    summed over its processes), the stack CPU efficiency (nginx's stack CPU per request over
+    hostkit's: above 1, hostkit's costs less), front / nginx worker and child / hypercorn CPU
+    per request, the machine's busy cores during each, and which of ``wanted`` are met.
+    """
+    mine, theirs = cli.median_cpu_by_role(hostkit), cli.median_cpu_by_role(nginx)
+    per_round = [ours.requests_per_sec / other.requests_per_sec
+                 for ours, other in zip(hostkit.runs, nginx.runs)]
+    rps = hostkit.median("requests_per_sec") / nginx.median("requests_per_sec")
+    efficiency = theirs["stack"] / mine["stack"]
+    front = _ratio(mine.get("front"), theirs.get("nginx worker"))
     return {
-        "outofprocess_nginx_rps": oop.median("requests_per_sec") / nginx.median("requests_per_sec"),
-        "outofprocess_nginx_p50": oop.median("p50_ms") / nginx.median("p50_ms"),
-        "outofprocess_nginx_p99": oop.median("p99_ms") / nginx.median("p99_ms"),
-        "inprocess_outofprocess_rps": (inproc.median("requests_per_sec")
-                                       / oop.median("requests_per_sec")),
+        "candidate": hostkit.name, "baseline": nginx.name,
+        "rps": rps, "rps_per_round": per_round,
+        "rps_median_of_rounds": statistics.median(per_round),
+        "p99": hostkit.median("p99_ms") / nginx.median("p99_ms"),
+        "p50": hostkit.median("p50_ms") / nginx.median("p50_ms"),
+        "cpu_us_per_request_by_role": {hostkit.name: mine, nginx.name: theirs},
+        "stack_cpu_efficiency": efficiency,
+        "front_nginx_worker_cpu": front,
+        "child_hypercorn_cpu": _ratio(mine.get("child"), theirs.get("hypercorn")),
+        "machine_busy_cores": {target.name: _median_busy(target) for target in (hostkit, nginx)},
+        "targets": dataclasses.asdict(wanted),
+        "met": {
+            "rps": rps >= wanted.rps_min,
+            "stack_cpu_efficiency": (None if wanted.efficiency_min is None
+                                     else efficiency >= wanted.efficiency_min),
+            "front_nginx_worker_cpu": (None if wanted.front_max is None or front is None
+                                       else front <= wanted.front_max),
+        },
     }
 
 
-def targets_met(ratio: dict[str, float]) -> dict[str, bool]:
-    return {"rps": ratio["outofprocess_nginx_rps"] >= RPS_TARGET,
-            "p99": ratio["outofprocess_nginx_p99"] <= P99_TARGET}
+def _ratio(numerator: float | None, denominator: float | None) -> float | None:
+    if numerator is None or not denominator:
+        return None
+    return numerator / denominator
+
+
+def _median_busy(target: Target) -> float | None:
+    busy = [machine["busy_cores"] for machine in target.machine]
+    return statistics.median(busy) if busy else None
+
+
+def _verdict(met: bool | None, target: str) -> str:
+    return "" if met is None else f"  ({'MET' if met else 'NOT MET'}: target {target})"
+
+
+def _x(value: float | None, digits: int = 3) -> str:
+    return "?" if value is None else f"{value:.{digits}f}x"
+
+
+def proxy_lines(result: dict[str, Any], *, indent: str = "  ", rps: bool = True) -> list[str]:
+    """:func:`proxy_comparison`'s result as report lines (without the req/s line when
+    ``rps`` is false: the caller prints its own)."""
+    wanted, met = result["targets"], result["met"]
+    candidate, baseline = result["candidate"], result["baseline"]
+    mine = result["cpu_us_per_request_by_role"][candidate]
+    theirs = result["cpu_us_per_request_by_role"][baseline]
+    rounds = ", ".join(f"{value:.3f}" for value in result["rps_per_round"])
+    efficiency_target = (None if wanted["efficiency_min"] is None
+                         else f">= {wanted['efficiency_min']:.2f}")
+    front_target = None if wanted["front_max"] is None else f"<= {wanted['front_max']:.2f}x"
+    busy = result["machine_busy_cores"]
+    cores = os.cpu_count() or 1
+
+    def us(roles: dict[str, float], role: str) -> str:
+        return f"{roles[role]:.0f} us" if role in roles else "?"
+
+    lines = [
+        f"{indent}req/s                {result['rps']:.3f}x"
+        + _verdict(met["rps"], f">= {wanted['rps_min']:.2f}x")
+        + f"; rounds {rounds} (median {result['rps_median_of_rounds']:.3f}x)",
+    ] if rps else []
+    return lines + [
+        f"{indent}p99                  {result['p99']:.3f}x  (p50 {result['p50']:.3f}x)",
+        f"{indent}stack CPU efficiency {result['stack_cpu_efficiency']:.3f}"
+        + _verdict(met["stack_cpu_efficiency"], efficiency_target or "")
+        + f": nginx stack {us(theirs, 'stack')} / hostkit stack {us(mine, 'stack')} "
+          "per request",
+        f"{indent}front / nginx worker {_x(result['front_nginx_worker_cpu'])}"
+        + _verdict(met["front_nginx_worker_cpu"], front_target or "")
+        + f": {us(mine, 'front')} / {us(theirs, 'nginx worker')} per request",
+        f"{indent}child / hypercorn    {_x(result['child_hypercorn_cpu'])}: "
+        f"{us(mine, 'child')} / {us(theirs, 'hypercorn')} per request",
+        f"{indent}machine busy         "
+        + " / ".join("?" if value is None else f"{value:.2f}" for value in busy.values())
+        + f" of {cores} cores (candidate / baseline, median of the runs)",
+    ]
+
+
+# --- reporting -----------------------------------------------------------------------------
+
+def compute_ratios(by_name: dict[str, Target]) -> dict[str, float]:
+    """OutOfProcess's medians over each other target's measured (req/s, p50, p99), and
+    InProcess's req/s over OutOfProcess's."""
+    oop = by_name[OUTOFPROCESS]
+    ratio: dict[str, float] = {}
+    for baseline, key in ((NGINX, "nginx"), (NGINX_HYPERCORN, "nginx_hypercorn")):
+        if baseline in by_name:
+            for field, short in (("requests_per_sec", "rps"), ("p50_ms", "p50"),
+                                 ("p99_ms", "p99")):
+                ratio[f"outofprocess_{key}_{short}"] = (oop.median(field)
+                                                        / by_name[baseline].median(field))
+    if INPROCESS in by_name:
+        ratio["inprocess_outofprocess_rps"] = (by_name[INPROCESS].median("requests_per_sec")
+                                               / oop.median("requests_per_sec"))
+    return ratio
+
+
+def targets_met(ratio: dict[str, float],
+                issue18: dict[str, Any] | None) -> dict[str, bool | None]:
+    met: dict[str, bool | None] = {}
+    if "outofprocess_nginx_rps" in ratio:
+        met["rps"] = ratio["outofprocess_nginx_rps"] >= RPS_TARGET
+        met["p99"] = ratio["outofprocess_nginx_p99"] <= P99_TARGET
+    if issue18 is not None:
+        met.update({f"issue18_{name}": value for name, value in issue18["met"].items()})
+    return met
 
 
 def format_report(targets: list[Target], ratio: dict[str, float],
+                  issue18: dict[str, Any] | None,
                   cold: dict[str, float | None], recovery: dict[str, float | None],
                   options: argparse.Namespace) -> str:
-    met = targets_met(ratio)
-    lines = ["", f"targets: {TARGETS}", cli.load_line(options, rotated=True), "",
+    lines = ["", f"targets: {TARGETS}",
+             cli.load_line(options, order="order reversed every other round"), "",
              *cli.medians_table(targets, NAME_WIDTH)]
-    lines += [
-        "",
-        f"OutOfProcess/nginx req/s:     {ratio['outofprocess_nginx_rps']:.3f}x  "
-        f"({'MET' if met['rps'] else 'NOT MET'}: target >= {RPS_TARGET:.2f}x)",
-        f"OutOfProcess/nginx p99:       {ratio['outofprocess_nginx_p99']:.3f}x  "
-        f"({'MET' if met['p99'] else 'NOT MET'}: target <= {P99_TARGET:.2f}x)",
-        f"OutOfProcess/nginx p50:       {ratio['outofprocess_nginx_p50']:.3f}x",
-        f"InProcess/OutOfProcess req/s: {ratio['inprocess_outofprocess_rps']:.3f}x  (reference)",
-        "",
-        "CPU us per request (median), all serving processes:",
-    ]
-    lines += [f"  {target.name:<{NAME_WIDTH}} {cli.cpu_note(cli.median_cpu(target))}"
-              for target in targets]
+    if issue18 is not None:
+        lines += ["", f"issue 18: {OUTOFPROCESS} / {NGINX_HYPERCORN} (1 nginx worker, one bare "
+                  "hypercorn, keep-alive upstream):", *proxy_lines(issue18)]
+    if "outofprocess_nginx_rps" in ratio:
+        met = targets_met(ratio, None)
+        lines += [
+            "",
+            f"OutOfProcess/{NGINX} req/s: {ratio['outofprocess_nginx_rps']:.3f}x  "
+            f"({'MET' if met['rps'] else 'NOT MET'}: target >= {RPS_TARGET:.2f}x)",
+            f"OutOfProcess/{NGINX} p99:   {ratio['outofprocess_nginx_p99']:.3f}x  "
+            f"({'MET' if met['p99'] else 'NOT MET'}: target <= {P99_TARGET:.2f}x)",
+            f"OutOfProcess/{NGINX} p50:   {ratio['outofprocess_nginx_p50']:.3f}x",
+        ]
+    if "inprocess_outofprocess_rps" in ratio:
+        lines.append(f"InProcess/OutOfProcess req/s: {ratio['inprocess_outofprocess_rps']:.3f}x"
+                     "  (reference)")
+    lines += ["", "CPU us per request (median of the runs), the stack and each process in it:"]
+    lines += [f"  {target.name:<{NAME_WIDTH}} {cli.role_note(target)}" for target in targets]
     if cold:
         lines += ["", f"cold start (median of {options.cold_starts}): "
                   f"{_ms(cold['total_ms'])} from spawning the front to the first 200; "
@@ -551,6 +754,7 @@ def nginx_version(nginx: str) -> str:
 
 
 def results_document(targets: list[Target], ratio: dict[str, float],
+                     issue18: dict[str, Any] | None,
                      cold_starts: list[dict[str, Any]], cold: dict[str, float | None],
                      recoveries: list[dict[str, Any]], recovery: dict[str, float | None],
                      leftovers: list[dict[str, Any]], hangs: list[dict[str, Any]],
@@ -560,10 +764,12 @@ def results_document(targets: list[Target], ratio: dict[str, float],
         **cli.document_header("outofprocess"),
         "targets": TARGETS,
         "target_ratios": {"outofprocess_nginx_rps_min": RPS_TARGET,
-                          "outofprocess_nginx_p99_max": P99_TARGET},
-        "targets_met": targets_met(ratio),
+                          "outofprocess_nginx_p99_max": P99_TARGET,
+                          "issue18": dataclasses.asdict(ISSUE18)},
+        "targets_met": targets_met(ratio, issue18),
         "ratios": ratio,
-        "settings": cli.load_settings(options, "cold_starts", "recoveries"),
+        "issue18": issue18,
+        "settings": cli.load_settings(options, "cold_starts", "recoveries", "targets"),
         "environment": cli.environment(wrk, ("hostkit", "hypercorn", "anyio", "h11"),
                                        nginx=nginx_version(nginx)),
         "servers": {
@@ -571,7 +777,12 @@ def results_document(targets: list[Target], ratio: dict[str, float],
                 "commands": {process.name: process.args for process in target.processes},
                 "client_keep_alive": target.keep_alive,
                 "median": cli.medians(target),
-                "cpu_us_per_request": {"median": cli.median_cpu(target), "runs": target.cpu},
+                "cpu_us_per_request": {"median": cli.median_cpu(target),
+                                       "median_by_role": cli.median_cpu_by_role(target),
+                                       "roles": {name: cli.role_of(target, name)
+                                                 for name in cli.median_cpu(target)},
+                                       "runs": target.cpu},
+                "machine": target.machine,
                 "runs": cli.runs(target),
             }
             for target in targets
@@ -586,12 +797,44 @@ def results_document(targets: list[Target], ratio: dict[str, float],
 
 # --- main ----------------------------------------------------------------------------------
 
+def start_targets(bench: Bench, nginx: str, nginx_dir: str,
+                  names: Sequence[str]) -> list[Target]:
+    """OutOfProcess and the ``names`` asked for (in :data:`ORDER`), each checked for client
+    keep-alive; each nginx gets a folder of its own under ``nginx_dir``."""
+    def folder(name: str) -> str:
+        path = Path(nginx_dir) / "-".join(name.replace("+", " ").split())
+        path.mkdir(mode=0o755)
+        path.chmod(0o755)  # nginx's worker runs as nobody when started by root
+        return str(path)
+
+    starters: dict[str, Callable[[], Target]] = {
+        OUTOFPROCESS: lambda: start_outofprocess(bench),
+        NGINX: lambda: start_nginx_stack(bench, nginx, folder(NGINX)),
+        NGINX_HYPERCORN: lambda: start_nginx_hypercorns(bench, nginx, folder(NGINX_HYPERCORN)),
+        INPROCESS: lambda: start_inprocess(bench),
+    }
+    targets = []
+    for name in ORDER:
+        if name not in names:
+            continue
+        target = starters[name]()
+        pids = ", ".join(f"{p.name} pid {p.pid}" for p in target.processes)
+        if target.name == OUTOFPROCESS:
+            pids += f", child pid {bench.note_children(target.processes[0])[-1]}"
+        target.keep_alive = keeps_alive(target.url)
+        print(f"{target.name}: {target.url} ({pids}); client keep-alive: "
+              f"{'yes' if target.keep_alive else 'NO'}", flush=True)
+        targets.append(target)
+    return targets
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; 0 when it ran (whether or not the targets are met), 1 on failure."""
     options = parse_args(argv)
     wrk = ensure_wrk()
     nginx = ensure_program("nginx", "nginx-light", why=" (the reverse proxy compared with)")
     source = {"at_start": source_state(*SOURCES)}
+    names = [OUTOFPROCESS, *(OPTIONAL_TARGETS[option] for option in options.targets)]
     targets: list[Target] = []
     cold_starts: list[dict[str, Any]] = []
     recoveries: list[dict[str, Any]] = []
@@ -606,19 +849,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             with stack:
                 for index in range(1, options.cold_starts + 1):
                     cold_starts.append(measure_cold_start(bench, index, options.cold_starts))
-                for start in (lambda: start_outofprocess(bench),
-                              lambda: start_nginx_stack(bench, nginx, nginx_dir),
-                              lambda: start_inprocess(bench)):
-                    target = start()
-                    pids = ", ".join(f"{p.name} pid {p.pid}" for p in target.processes)
-                    if target.name == OUTOFPROCESS:
-                        pids += f", child pid {bench.note_children(target.processes[0])[-1]}"
-                    target.keep_alive = keeps_alive(target.url)
-                    print(f"{target.name}: {target.url} ({pids}); client keep-alive: "
-                          f"{'yes' if target.keep_alive else 'NO'}", flush=True)
-                    targets.append(target)
-                cli.measure(wrk, targets, options, name_width=NAME_WIDTH, count_cpu=True)
-                front = targets[0]
+                targets = start_targets(bench, nginx, nginx_dir, names)
+                cli.measure(wrk, targets, options, name_width=NAME_WIDTH, count_cpu=True,
+                            order=cli.alternations)
+                front = next(target for target in targets if target.name == OUTOFPROCESS)
                 for index in range(1, options.recoveries + 1):
                     recoveries.append(measure_recovery(bench, front, index, options.recoveries))
                 bench.note_children(front.processes[0])
@@ -631,10 +865,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     code_changed = source["at_start"]["sha256"] != source["at_end"]["sha256"]
     by_name = {target.name: target for target in targets}
     ratio = compute_ratios(by_name)
+    issue18 = (proxy_comparison(by_name[OUTOFPROCESS], by_name[NGINX_HYPERCORN], ISSUE18)
+               if NGINX_HYPERCORN in by_name else None)
     cold = summarize(cold_starts, ("total_ms", "to_listening_ms", "listening_to_200_ms",
                                    "child_listening_ms_by_module"))
     recovery = summarize(recoveries, ("total_ms", "child_listening_ms_by_module"))
-    print(format_report(targets, ratio, cold if cold_starts else {},
+    print(format_report(targets, ratio, issue18, cold if cold_starts else {},
                         recovery if recoveries else {}, options))
     if bench.leftovers:
         print(f"BUG: {len(bench.leftovers)} process(es) outlived the benchmark's stop; "
@@ -648,7 +884,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"BUG? {hang['name']} (pid {hang['pid']}) did not exit within "
               f"{STOP_TIMEOUT:g} s of SIGTERM and was killed; where it was stuck:\n"
               f"{hang['stacks'].strip()}")
-    cli.write_results(results_document(targets, ratio, cold_starts, cold, recoveries,
+    cli.write_results(results_document(targets, ratio, issue18, cold_starts, cold, recoveries,
                                        recovery, bench.leftovers, bench.hangs, source, options,
                                        wrk, nginx), options.output)
     return 0

@@ -5,6 +5,7 @@ Run from the repository root::
 
     python -m bench.workers                   # 3 rounds x 5 s, wrk -t2 -c32, every comparison
     python -m bench.workers --only hypercorn scaling --rounds 5 --duration 10
+    python -m bench.workers --only outofprocess      # issue 18's web garden, about 1.2 min
 
 Four comparisons (``--only`` picks some), each target a server of its own on a free
 127.0.0.1 port, all up for the whole load phase:
@@ -18,7 +19,9 @@ Four comparisons (``--only`` picks some), each target a server of its own on a f
   plain process (no supervisor);
 - ``outofprocess``: hostkit OutOfProcess, 2 workers with one child each, against nginx with 2
   worker processes in front of 2 single-process hypercorns, and in front of 2 hostkit
-  children (the module's own kind of child).
+  children (the module's own kind of child); against nginx + hypercorn also issue 18's
+  figures by role (:func:`bench.outofprocess.proxy_comparison`: the stacks' CPU per request,
+  the fronts' against nginx's workers', the children's against the hypercorns').
 
 Each hostkit target runs ``python -m bench.hostkit_server`` from a folder of its own holding
 its ``hostkit.toml``. Every round loads every target (warmup, then a measured wrk run), the
@@ -62,13 +65,16 @@ from bench.inprocess import hypercorn_command
 from bench.outofprocess import (
     STOP_TIMEOUT,
     Bench,
+    ProxyTargets,
     hostkit_environment,
     nginx_version,
-    start_nginx,
+    proxy_comparison,
+    proxy_lines,
+    start_nginx_hypercorns,
     start_nginx_stack,
 )
 from bench.uvicorn import bare_command
-from hostkit.testing import Program, write_settings
+from hostkit.testing import write_settings
 from tests.support.processes import free_port, process_cmdline
 from tests.support.source import source_state
 
@@ -133,6 +139,14 @@ HOSTKIT_SETTINGS: dict[str, dict[str, Any]] = {
                    "module": {"processes_per_application": 1, "eager_start": True}},
 }
 
+#: the roles of the processes of a hostkit target by depth (:attr:`bench.cli.Target.roles`),
+#: for the targets compared with a proxy stack by role.
+HOSTKIT_ROLES: dict[str, tuple[str, ...]] = {OUTOFPROCESS: ("supervisor", "front", "child")}
+
+#: issue 18's web garden: the req/s asked of the OutOfProcess garden against nginx + 2
+#: hypercorns; the CPU ratios by role are reported only.
+GARDEN = ProxyTargets(rps_min=0.9)
+
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The benchmark's options; defaults give ``wrk -t2 -c32 -d5s``, 3 rounds."""
@@ -193,7 +207,8 @@ def start_hostkit(tools: Tools, name: str) -> Target:
             server.wait_workers_ready(workers, START_TIMEOUT)
 
     wait_started_by(server, started, f"did not start within {START_TIMEOUT:g} s")
-    target = Target(name, loopback_url(port), [server])
+    roles = {name: HOSTKIT_ROLES[name]} if name in HOSTKIT_ROLES else {}
+    target = Target(name, loopback_url(port), [server], roles=roles)
     children = settings.get("module", {}).get("processes_per_application", 0)
     expected = 1 + workers * (1 + children)
     found = len(cli.processes_of(target))
@@ -241,21 +256,13 @@ def start_gunicorn(tools: Tools, name: str) -> Target:
     return Target(name, loopback_url(port), [server])
 
 
-def start_nginx_hypercorns(tools: Tools, name: str) -> Target:
-    """nginx (2 workers, keep-alive upstream) round robin over 2 single-process hypercorns."""
+def start_nginx_hypercorns_garden(tools: Tools, name: str) -> Target:
+    """nginx (2 workers, keep-alive upstream) round robin over 2 single-process hypercorns
+    (:func:`bench.outofprocess.start_nginx_hypercorns`), each in a folder of its own."""
     assert tools.nginx is not None
-    backends, ports = [], []
-    for index in range(1, WORKERS + 1):
-        port = free_port()
-        backend = tools.bench.start(f"hypercorn {index} behind nginx", hypercorn_command(port),
-                                    "", server_environment(), str(tools.folder(name)),
-                                    wait=False)
-        wait_ready(backend, f"Running on {loopback_url(port, '')}", START_TIMEOUT)
-        backends.append(backend)
-        ports.append(port)
-    proxy, nginx_port = start_nginx(tools.bench, tools.nginx, str(tools.folder(name)), ports,
-                                    worker_processes=WORKERS)
-    return Target(name, loopback_url(nginx_port), [proxy, *backends])
+    return start_nginx_hypercorns(tools.bench, tools.nginx, str(tools.folder(name)), name=name,
+                                  children=WORKERS, worker_processes=WORKERS,
+                                  cwd=lambda: str(tools.folder(name)))
 
 
 def start_nginx_hostkit_children(tools: Tools, name: str) -> Target:
@@ -269,7 +276,7 @@ STARTERS: dict[str, Callable[[Tools, str], Target]] = {
     HYPERCORN: start_hypercorn, HOSTKIT: start_hostkit, HOSTKIT_ONE: start_hostkit,
     HOSTKIT_PLAIN: start_hostkit, UVICORN: start_uvicorn, UVICORN_NODELAY: start_uvicorn,
     GUNICORN: start_gunicorn,
-    PLUGIN: start_hostkit, NGINX_HYPERCORN: start_nginx_hypercorns,
+    PLUGIN: start_hostkit, NGINX_HYPERCORN: start_nginx_hypercorns_garden,
     OUTOFPROCESS: start_hostkit, NGINX_HOSTKIT: start_nginx_hostkit_children,
 }
 
@@ -447,6 +454,10 @@ def format_report(targets: list[Target], medians: dict[str, dict[str, float]],
                     f"{bound['cores']} x {bound['one_us']:.0f} us (one process, one core) / "
                     f"({bound['workers_us']:.0f} us workers + {bound['wrk_us']:.0f} us wrk + "
                     f"{bound['irq_us']:.0f} us interrupts, sharing every core)")
+            if "by_role" in result:
+                lines += ["    by role (issue 18; all the fronts, nginx workers, children and "
+                          "hypercorns summed):",
+                          *proxy_lines(result["by_role"], indent="      ", rps=False)]
     lines += ["", "CPU us per request by process (median; main: the process started, child "
               "N.M: child M of its child N):"]
     lines += [f"  {target.name:<{NAME_WIDTH}} {process_shares(target)}" for target in targets]
@@ -571,6 +582,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if result["candidate"] == HOSTKIT:
             result["bound"] = scaling_bound(medians[HOSTKIT], medians[result["baseline"]],
                                             os.cpu_count() or 1)
+    for result in comparisons.get("outofprocess", []):
+        if (result["candidate"], result["baseline"]) == (OUTOFPROCESS, NGINX_HYPERCORN):
+            result["by_role"] = proxy_comparison(by_name[OUTOFPROCESS],
+                                                 by_name[NGINX_HYPERCORN], GARDEN)
     print(format_report(targets, medians, comparisons, options))
     if bench.leftovers:
         print(f"BUG: {len(bench.leftovers)} process(es) outlived the benchmark's stop; "
