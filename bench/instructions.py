@@ -29,8 +29,9 @@ request moves by a few percent), so each server is measured ``--rounds`` times a
 is reported. The requests in flight when wrk stops are counted but not served: at most
 ``--connections``, a few out of the thousand or more a run serves.
 
-``--python`` and ``--root`` measure another checkout with this tool: its Python, its tree on
-``PYTHONPATH``, and the programs it names (``--program``, ``--stage``, ``--app``).
+``--python`` and ``--root`` measure another checkout with this tool: its Python, its tree and
+its ``plugins/`` on ``PYTHONPATH`` (ahead of the editable install's, which maps the built-in
+plugins to the checkout it was installed from), and the programs it names (``--program``, ``--stage``, ``--app``).
 
 This file imports only the standard library at the top: it also runs as the stage driver
 under the measured checkout's Python (``python -P bench/instructions.py --drive-stage ...``),
@@ -211,10 +212,12 @@ class Figure:
 
 def measured_environment(options: argparse.Namespace) -> dict[str, str]:
     """The environment of every measured process: hostkit's defaults only (no ``HOSTKIT_*``
-    from the caller, plugin autoload off), the measured tree on ``PYTHONPATH``, fixed hashes."""
+    from the caller, plugin autoload off), the measured tree and its plugins on ``PYTHONPATH``,
+    fixed hashes."""
     environment = {name: value for name, value in os.environ.items()
                    if not name.startswith(("HOSTKIT_", "PYTHON"))}
-    environment.update(PYTHONPATH=str(options.root), PYTHONUNBUFFERED="1", PYTHONHASHSEED="0",
+    python_path = os.pathsep.join([str(options.root), str(options.root / "plugins")])
+    environment.update(PYTHONPATH=python_path, PYTHONUNBUFFERED="1", PYTHONHASHSEED="0",
                        HOSTKIT_DISABLE_PLUGIN_AUTOLOAD="1")
     return environment
 

@@ -66,8 +66,9 @@ class _Response:
     def _with_id(self, headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
         """``headers`` with the request's ``X-Request-Id``, replacing one the app set (as
         the front replaces a child's), so a response carries exactly one."""
-        return [*(header for header in headers if header[0].lower() != REQUEST_ID_HEADER),
-                self._id_header]
+        kept = [header for header in headers if header[0].lower() != REQUEST_ID_HEADER]
+        kept.append(self._id_header)
+        return kept
 
     def send_websocket(self, message: Message) -> Awaitable[None]:
         """:meth:`send` for a WebSocket: the id on the handshake's answer (an accept, or a

@@ -7,9 +7,10 @@ connection (hypercorn has no ASGI ``tls`` extension). hostkit binds the sockets,
 lifespan and accepts the connections itself (``connections.py``), and hands each connection to
 what ``serve()`` uses inside:
 
-- ``hypercorn.utils.wrap_app``: the app in hypercorn's ``AppWrapper`` calling convention
-  (``hypercorn.typing.AppWrapper``: ``(scope, receive, send, sync_spawn, call_soon)``), in
-  which :func:`with_extension` adds an ASGI extension to every scope of one connection;
+- hypercorn's ``AppWrapper`` calling convention (``hypercorn.typing.AppWrapper``: ``(scope,
+  receive, send, sync_spawn, call_soon)``; ``hypercorn.utils.wrap_app`` makes one of an
+  ASGI app, which :class:`_AppTask` does the same way), in which :func:`with_extension`
+  adds an ASGI extension to every scope of one connection;
 - ``hypercorn.asyncio.tcp_server.TCPServer`` and ``hypercorn.trio.tcp_server.TCPServer``:
   one connection (HTTP/1.1, HTTP/2, WebSockets, keep-alive, graceful close), given the
   wrapped app, the config, the worker context and a lifespan state (empty: the host puts the
@@ -59,8 +60,8 @@ import asyncio
 import dataclasses
 import functools
 import logging
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import h2.errors
@@ -76,7 +77,6 @@ from hypercorn.protocol.h2 import H2Protocol
 from hypercorn.protocol.h11 import H2CProtocolRequiredError, H2ProtocolAssumedError, H11Protocol
 from hypercorn.protocol.ws_stream import ASGIWebsocketState, WSStream
 from hypercorn.typing import AppWrapper
-from hypercorn.utils import wrap_app
 from wsproto.connection import Connection as WSConnection
 from wsproto.connection import ConnectionState as WSState
 from wsproto.events import CloseConnection
@@ -99,19 +99,22 @@ __all__ = ["AppWrapper", "Http2Guard", "asgi_app_wrapper", "asyncio_worker_conte
 
 
 def asgi_app_wrapper(app: ASGIApp, config: Config) -> AppWrapper:
-    """``app`` in hypercorn's calling convention, as ``serve()`` wraps an ASGI app, called in
-    an app's task (:class:`_AppTask`)."""
-    return _AppTask(wrap_app(cast(Any, app), config.wsgi_max_body_size, "asgi"))
+    """``app`` in hypercorn's calling convention, as ``serve()`` wraps an ASGI app
+    (``hypercorn.utils.wrap_app``), called in an app's task (:class:`_AppTask`)."""
+    return _AppTask(app)
 
 
 class _AppTask:
     """hypercorn's app: marks the task it runs in as an app's (``sending.IN_APP``: a send
     there raises ``ClientGone`` once the client has left), and ends quietly when the app lets
-    that ``ClientGone`` escape (a WebSocket app: the request stage catches it for HTTP)."""
+    that ``ClientGone`` escape (a WebSocket app: the request stage catches it for HTTP).
+
+    It calls the ASGI app itself, as hypercorn's ``ASGIWrapper`` (``wrap_app``'s for an
+    ASGI app) does: one coroutine less on every request."""
 
     __slots__ = ("app",)
 
-    def __init__(self, app: AppWrapper):
+    def __init__(self, app: ASGIApp):
         self.app = app
 
     async def __call__(self, scope: Any, receive: Any, send: Any, sync_spawn: Any,
@@ -120,7 +123,7 @@ class _AppTask:
         # after the app returned (its own 500 for an unanswered request) is not the app's.
         marked = IN_APP.set(True)
         try:
-            await self.app(scope, receive, send, sync_spawn, call_soon)
+            await self.app(scope, receive, send)
         except ClientGone:
             pass
         finally:
@@ -447,16 +450,20 @@ class _EndsWithItsClient:
     protocol: ProtocolWrapper
     send_lock: Any
 
-    async def _write(self, data: bytes) -> bool:
+    def _write(self, data: bytes) -> Awaitable[bool]:
         """Write ``data``; False when the client has gone."""
         raise NotImplementedError
 
-    async def protocol_send(self, event: Any) -> None:
-        if type(event) is not RawData:
-            await super().protocol_send(event)  # type: ignore[misc]
-            return
+    def protocol_send(self, event: Any) -> Awaitable[None]:
+        """hypercorn's ``protocol_send``: a plain function returning the awaitable, so that
+        no coroutine of its own is on the path of every event."""
+        if type(event) is RawData:
+            return self._send_raw(event.data)
+        return super().protocol_send(event)  # type: ignore[misc,no-any-return]
+
+    async def _send_raw(self, data: bytes) -> None:
         async with self.send_lock:
-            if not self.departed and await self._write(event.data):
+            if not self.departed and await self._write(data):
                 return
             leaving = not self.departed
             self.departed = True
@@ -479,8 +486,8 @@ class _EndsWithItsClient:
 class _AsyncioTCPServer(_EndsWithItsClient, _ReasonPhrases, AsyncioTCPServer):
     """One asyncio connection (:class:`_EndsWithItsClient`, :class:`_ReasonPhrases`)."""
 
-    async def _write(self, data: bytes) -> bool:
-        return await write_bounded(self.writer, data)
+    def _write(self, data: bytes) -> Awaitable[bool]:
+        return write_bounded(self.writer, data)
 
 
 @functools.cache

@@ -36,7 +36,11 @@ _COPY_LIMIT = request_rules.MAX_HEAD_SIZE + 4
 
 class _GatewayRules:
     """The rules on one connection (see the module docstring); installed by
-    :func:`gateway_rules`."""
+    :func:`gateway_rules`.
+
+    Its ``receive_data`` stands in for the connection's own only while a head is awaited: a
+    request's body goes to h11 without a call of this class's; :meth:`start_next_cycle`
+    puts it back."""
 
     __slots__ = ("connection", "receive", "next", "next_cycle", "raw", "in_head", "closing")
 
@@ -89,21 +93,27 @@ class _GatewayRules:
         """h11's ``start_next_cycle``: the next head is awaited, beginning with what came
         after the last request."""
         self.next_cycle()
-        self.raw = self.connection.trailing_data[0][:_COPY_LIMIT]
+        connection = self.connection
+        self.raw = connection.trailing_data[0][:_COPY_LIMIT]
         self.in_head = True
+        connection.receive_data = self.receive_data  # type: ignore[method-assign]
 
     def _checked(self, request: h11.Request) -> h11.Request:
         """``request`` as the app gets it; h11's ``RemoteProtocolError`` if it is refused."""
         raw, self.raw, self.in_head = self.raw, b"", False
         if request.method == b"PRI" and request.http_version == b"2.0":
             return request  # the HTTP/2 preface: hypercorn switches the connection to HTTP/2
-        checked = request_rules.check(request, request_rules.head_of(raw))
-        if type(checked) is request_rules.Refusal:
-            raise h11.RemoteProtocolError(checked.reason, error_status_hint=checked.status)
-        request_rules.limit_chunk_sizes(self.connection)
-        if checked.target == request.target:  # type: ignore[union-attr]
-            return request
-        return _origin_form(request, checked)  # type: ignore[arg-type]
+        verdict = request_rules.verdict_of(request, request_rules.head_of(raw))
+        kind = type(verdict)
+        if kind is request_rules.Refusal:
+            raise h11.RemoteProtocolError(verdict.reason,  # type: ignore[union-attr]
+                                          error_status_hint=verdict.status)  # type: ignore[union-attr]
+        connection = self.connection
+        request_rules.limit_chunk_sizes(connection)
+        del connection.receive_data  # h11's own until the next cycle (start_next_cycle)
+        if kind is bytes:
+            return request  # forwarded as it came
+        return _origin_form(request, verdict)  # type: ignore[arg-type]
 
 
 def _origin_form(request: h11.Request, forwarded: request_rules.Forwarded) -> h11.Request:
