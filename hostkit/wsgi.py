@@ -12,7 +12,8 @@ host, and more wait for a thread. From that thread:
   gets 413 before the app runs; a body that passes the limit while the app reads it raises
   :class:`~hostkit.errors.RequestBodyTooLargeError` from the read and the request gets 413,
   whatever the app answers then. What arrives with the head (up to :data:`PREREAD_BYTES`) is
-  read before the thread starts, so a small body costs no thread hop.
+  read before the thread starts, so a small body costs no thread hop. Kept past the
+  request (after ``close()``), it raises ``RuntimeError`` when read.
 - the response iterable is sent chunk by chunk, each send waiting for the server (the back
   pressure); a body that is complete in its first chunk (a list or tuple, or a first chunk
   as long as the declared ``Content-Length``) is sent by the event loop without a hop.
@@ -69,6 +70,9 @@ _BAD_VALUE = re.compile(r"[\r\n\0]")
 #: frames the response itself.
 _HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"upgrade",
                          b"te", b"trailer"})
+#: Response header name -> its lowercase bytes, for names already checked.
+_NAMES: dict[str, bytes] = {}
+_NAMES_MAX = 4096
 _END: Message = {"type": "http.response.body", "body": b"", "more_body": False}
 
 
@@ -284,6 +288,17 @@ def _environ_key(raw_name: bytes) -> str:
     return key
 
 
+#: The environ keys whose values are the same for every request.
+_FIXED_ENVIRON: dict[str, Any] = {
+    "wsgi.version": (1, 0),
+    "wsgi.multithread": True,
+    "wsgi.run_once": False,
+    "wsgi.input_terminated": True,
+    "wsgi.file_wrapper": FileWrapper,
+}
+_PROTOCOLS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0", "2": "HTTP/2"}
+
+
 def build_environ(scope: Scope, body: IO[bytes] | None, *,
                   multiprocess: bool) -> dict[str, Any]:
     """The PEP 3333 environ of one ASGI HTTP request, with hostkit's forwarded values (see
@@ -294,22 +309,17 @@ def build_environ(scope: Scope, body: IO[bytes] | None, *,
     if root and (path == root or path.startswith(root + "/")):
         path = path[len(root):]
     scheme = scope.get("scheme", "http")
-    environ: dict[str, Any] = {
-        "REQUEST_METHOD": scope["method"],
-        "SCRIPT_NAME": root.encode("utf-8").decode("latin-1") if root else "",
-        "PATH_INFO": path if path.isascii() else path.encode("utf-8").decode("latin-1"),
-        "QUERY_STRING": scope.get("query_string", b"").decode("latin-1"),
-        "SERVER_PROTOCOL": "HTTP/" + scope.get("http_version", "1.1"),
-        "wsgi.version": (1, 0),
-        "wsgi.url_scheme": scheme,
-        "wsgi.input": body,
-        "wsgi.errors": _ErrorStream(),
-        "wsgi.multithread": True,
-        "wsgi.multiprocess": multiprocess,
-        "wsgi.run_once": False,
-        "wsgi.input_terminated": True,
-        "wsgi.file_wrapper": FileWrapper,
-    }
+    environ = _FIXED_ENVIRON.copy()
+    environ["REQUEST_METHOD"] = scope["method"]
+    environ["SCRIPT_NAME"] = root.encode("utf-8").decode("latin-1") if root else ""
+    environ["PATH_INFO"] = path if path.isascii() else path.encode("utf-8").decode("latin-1")
+    environ["QUERY_STRING"] = scope.get("query_string", b"").decode("latin-1")
+    version = scope.get("http_version", "1.1")
+    environ["SERVER_PROTOCOL"] = _PROTOCOLS.get(version) or "HTTP/" + version
+    environ["wsgi.url_scheme"] = scheme
+    environ["wsgi.input"] = body
+    environ["wsgi.errors"] = _ErrorStream()
+    environ["wsgi.multiprocess"] = multiprocess
     if scheme == "https":
         environ["HTTPS"] = "on"
     client = scope.get("client")
@@ -317,8 +327,11 @@ def build_environ(scope: Scope, body: IO[bytes] | None, *,
         environ["REMOTE_ADDR"] = str(client[0])
         environ["REMOTE_PORT"] = str(client[1])
     host = None
+    keys = _KEYS
     for raw_name, raw_value in scope["headers"]:
-        key = _environ_key(raw_name)
+        key = keys.get(raw_name)
+        if key is None:
+            key = _environ_key(raw_name)
         if not key:
             continue
         value = raw_value.decode("latin-1")
@@ -349,19 +362,30 @@ def _has_body(scope: Scope, environ: dict[str, Any]) -> bool:
     return bool(length and length != "0") or "HTTP_TRANSFER_ENCODING" in environ
 
 
+def _header_key(name: str) -> bytes:
+    """The lowercase bytes of a response header's name; ValueError for a name that cannot
+    be sent (TypeError for one that is not a str)."""
+    if not name or _BAD_NAME.search(name):
+        raise ValueError(f"the header name {name!r} cannot be sent")
+    key = name.lower().encode("latin-1")
+    if len(_NAMES) < _NAMES_MAX:
+        _NAMES[name] = key
+    return key
+
+
 class _Call:
     """One request in the app's thread: ``start_response``, ``write`` and the iteration of
     the response. :meth:`run` returns the messages the event loop still has to send."""
 
     def __init__(self, app: WsgiCallable, environ: dict[str, Any], body: _Input, scope: Scope,
-                 send: Send):
+                 send: Send, token: anyio.lowlevel.EventLoopToken):
         self.app = app
         self.environ = environ
         self.body = body
         body.hop = self.hop
         self.state = request_state(scope)
         self.send = send
-        self.token = anyio.lowlevel.current_token()
+        self.token = token
         self.cancelled = False
         self._hops: set[anyio.CancelScope] = set()
         self.start: Message | None = None  # the head, once start_response gave it
@@ -388,9 +412,11 @@ class _Call:
         declared = None
         try:
             for name, value in headers:
-                if not name or _BAD_NAME.search(name) or _BAD_VALUE.search(value):
+                key = _NAMES.get(name)
+                if key is None:
+                    key = _header_key(name)
+                if not value.isprintable() and _BAD_VALUE.search(value):
                     raise ValueError(f"the header {name!r}: {value!r} cannot be sent")
-                key = name.lower().encode("latin-1")
                 if key in _HOP_BY_HOP:
                     continue
                 encoded = value.encode("latin-1")
@@ -555,9 +581,10 @@ class WsgiApp:
         else:
             buffered, more = b"", False
         body = environ["wsgi.input"] = _Input(receive, buffered, more)
-        call = _Call(self.app, environ, body, scope, send)
+        token = anyio.lowlevel.current_token()
+        call = _Call(self.app, environ, body, scope, send, token)
         try:
-            messages = await self._threads.run(call.run, on_cancel=call.cancel)
+            messages = await self._threads.run(call.run, on_cancel=call.cancel, token=token)
         except RequestBodyTooLargeError:
             raise
         except Exception:
@@ -565,6 +592,11 @@ class WsgiApp:
                 raise RequestBodyTooLargeError(
                     "the request body passed server.max_request_body_size") from None
             raise
+        finally:
+            # The app's thread is done with the request: wsgi.input no longer reaches the
+            # loop, and the body and the call, which point at each other, are freed by their
+            # reference counts instead of by the cyclic GC.
+            body.hop = _no_hop
         for message in messages:
             await send(message)
 

@@ -643,3 +643,62 @@ async def test_a_cancelled_call_is_dropped_when_queued_and_awaited_when_running(
         assert ran == [] and cancelled_while_running == [True]  # first still waits for slow
         release.set()
     assert ran == ["slow", "first returned"]  # the queued call never ran
+
+
+async def test_calls_finishing_together_in_many_threads_all_return() -> None:
+    """Calls that finish while the loop is busy share its wake-ups (wsgi_threads._Inbox):
+    none is lost, each returns its own result."""
+    from hostkit.wsgi_threads import WorkerThreads
+
+    pool = WorkerThreads(8)
+    start = threading.Barrier(8, timeout=TIMEOUT)
+    results: list[int] = []
+
+    def together(index: int) -> int:
+        if index < 8:
+            start.wait()  # the first eight finish at the same moment
+        return index
+
+    async def one(index: int) -> None:
+        results.append(await pool.run(lambda: together(index)))
+
+    with anyio.fail_after(TIMEOUT):
+        async with anyio.create_task_group() as group:
+            for index in range(100):
+                group.start_soon(one, index)
+    assert sorted(results) == list(range(100))
+
+
+async def test_wsgi_input_kept_past_the_request_cannot_read_and_no_cycle_is_left() -> None:
+    """Once the response is sent, ``wsgi.input`` no longer reaches the event loop (an app
+    that keeps it gets RuntimeError), and the request's objects are freed by their reference
+    counts alone, without the garbage collector."""
+    import gc
+    import weakref
+
+    kept: list[Any] = []
+    inputs: list[weakref.ref[Any]] = []
+
+    def keeping_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        if environ["REQUEST_METHOD"] == "POST":
+            kept.append(environ["wsgi.input"])
+        inputs.append(weakref.ref(environ["wsgi.input"]))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    app = WsgiApp(keeping_app, threads=2)
+    scope = http_scope("/", method="POST", headers=[(b"content-length", b"200000")])
+    exchange = await call(app, scope, Exchange([b"x" * 100000, b"x" * 100000]))
+    assert exchange.status == 200
+    with pytest.raises(RuntimeError, match="outside its request"):
+        await anyio.to_thread.run_sync(kept[0].read)
+
+    inputs.clear()
+    gc.disable()
+    try:
+        for _ in range(20):
+            assert (await call(app, http_scope("/"), Exchange())).status == 200
+        alive = [ref for ref in inputs if ref() is not None]
+    finally:
+        gc.enable()
+    assert len(inputs) == 20 and alive == []
