@@ -309,6 +309,21 @@ class ChildManager:
 
     # -- serving ----------------------------------------------------------------------------
 
+    def acquire_nowait(self) -> Child | None:
+        """The next slot's child for the next request if it runs (the common case), counted
+        as :meth:`acquire` counts it; None, with nothing changed (the slot choice neither),
+        when only :meth:`acquire` can answer: offline, or the slot has no running child."""
+        if self._offline is not None:
+            return None
+        index = self._next_slot
+        slot = self._slots[index]
+        child = slot.child
+        if child is None or not child.running:
+            return None
+        self._next_slot = (index + 1) % len(self._slots)
+        self._hand_out(slot, child)
+        return child
+
     async def acquire(self) -> Child:
         """A listening child for the next request, starting one if its slot has none.
 
@@ -329,9 +344,7 @@ class ChildManager:
                 raise AppOffline(self._offline)
             child = slot.child
             if child is not None and child.running:
-                child.served += 1
-                if child.served == child.recycle_at:
-                    self._spawn(self._recycle_after_requests, slot, child)
+                self._hand_out(slot, child)
                 return child
             if slot.starting is not None:
                 await slot.starting.wait()
@@ -340,6 +353,13 @@ class ChildManager:
                 continue
             self._check_budget()
             await self._start_in(slot)
+
+    def _hand_out(self, slot: _Slot, child: Child) -> None:
+        """``child``, ``slot``'s running child, takes a request: count it, and start its
+        replacement once that count reaches ``workers.max_requests``."""
+        child.served = served = child.served + 1
+        if served == child.recycle_at:
+            self._spawn(self._recycle_after_requests, slot, child)
 
     def _check_budget(self) -> None:
         exhausted = self._budget.exhausted()

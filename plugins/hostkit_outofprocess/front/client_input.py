@@ -19,8 +19,11 @@ of two kinds of :class:`ClientInput`:
 - :class:`BufferedInput`: the stream reads ahead itself (asyncio's protocol buffer) and reports
   the end, so the handler reads in its own task and no reader task is needed.
 
-Each request is parsed by a new h11 parser (:meth:`ClientInput.next_request`): responses are
-written by :mod:`~hostkit_outofprocess.front.wire`, not through h11's state machine.
+Each request is parsed by a new parser (:meth:`ClientInput.next_request`): a
+:class:`~hostkit_outofprocess.front.request_parser.RequestParser` (llhttp, with h11's
+interface), or the h11 connection it hands a request to (:attr:`ClientInput.parser` becomes
+that connection then). Responses are written by :mod:`~hostkit_outofprocess.front.wire`, not
+through h11's state machine.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import h11
 
 from hostkit.plugin import request_rules
 
+from hostkit_outofprocess.front.request_parser import RequestParser
 from hostkit_outofprocess.front.streams import READ_SIZE, Stream
 
 MAX_HEAD_SIZE = request_rules.MAX_HEAD_SIZE
@@ -49,9 +53,12 @@ class ClientGone(Exception):
     """The client left: its connection failed, or ended in the middle of a request."""
 
 
-def request_parser() -> h11.Connection:
-    """A new h11 connection, to parse one request of a client's (and what follows it)."""
-    return h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_SIZE)
+#: A new parser, for one request of a client's (and what follows it).
+request_parser = RequestParser
+
+#: What :attr:`ClientInput.parser` is: the request's parser, or the h11 connection it handed
+#: the request to (both have the interface the front uses).
+Parser = RequestParser | h11.Connection
 
 
 class ClientInput:
@@ -66,7 +73,7 @@ class ClientInput:
     def __init__(self, stream: Stream):
         self.stream = stream
         #: parses the current request (replaced by :meth:`next_request`).
-        self.parser = request_parser()
+        self.parser: Parser = request_parser()
         #: the raw bytes of the current request's head as received (up to MAX_HEAD_SIZE),
         #: with what came before it on the connection since the previous request.
         self.head = bytearray()
@@ -121,9 +128,10 @@ class ClientInput:
                     raise ClientGone()
                 await self.wait_data()
                 continue
-            if type(event) is h11.Request:
-                # A chunk size over the rules' limit is refused as soon as it is read.
-                request_rules.limit_chunk_sizes(parser)
+            if type(event) is h11.Request and type(parser) is RequestParser \
+                    and parser.fallback is not None:
+                # h11 parses this request (and has its chunk sizes limited): use it directly.
+                self.parser = parser.fallback
             return event  # type: ignore[return-value]
 
     async def drain(self, budget: int = DRAIN_BYTES, seconds: float = DRAIN_SECONDS) -> None:

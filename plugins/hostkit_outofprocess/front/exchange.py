@@ -66,6 +66,7 @@ _REQUEST_READ = (h11.DONE, h11.MIGHT_SWITCH_PROTOCOL)
 # The body start of a request without a body: shared, not a new list per request.
 _NOTHING: tuple[()] = ()
 _TEXT = b"text/plain; charset=utf-8"
+_CHUNKED_FRAMING = (b"transfer-encoding", b"chunked")
 
 
 class Aborted(Exception):
@@ -203,10 +204,12 @@ class Exchange:
             metrics.request_started()
             self.counted = True
         identity = connection.identity
-        self.authenticated = authenticated = await identity.authenticate(request, self.origin)
-        if authenticated is not None and authenticated.failure is not None:
-            await self.answer(401, extra=identity.challenge_headers(), close=has_body)
-            return not has_body
+        if identity.authenticator is not None:
+            self.authenticated = authenticated = await identity.authenticate(request,
+                                                                             self.origin)
+            if authenticated is not None and authenticated.failure is not None:
+                await self.answer(401, extra=identity.challenge_headers(), close=has_body)
+                return not has_body
         self.websocket = header_rules.is_websocket_upgrade(headers, self.connection_tokens)
         limit = connection.limit
         if limit is not None:
@@ -230,18 +233,22 @@ class Exchange:
                 self.framing = (b"content-length", str(length).encode())
         stale_retried = False
         for _ in range(_MAX_ATTEMPTS):
-            try:
-                target = await connection.upstream.acquire()
-            except ChildUnavailable as unavailable:
-                status, body, extra = connection.pages.for_unavailable(unavailable)
-                await self.answer(status, body, extra=extra, close=has_body)
-                return not has_body
-            try:
-                child = await target.pool.get()
-            except OSError:
-                if await target.unreachable():
-                    continue  # the child died; nothing reached it: the next child takes it
-                break
+            target = connection.upstream.acquire_nowait()
+            if target is None:
+                try:
+                    target = await connection.upstream.acquire()
+                except ChildUnavailable as unavailable:
+                    status, body, extra = connection.pages.for_unavailable(unavailable)
+                    await self.answer(status, body, extra=extra, close=has_body)
+                    return not has_body
+            child = target.pool.get_nowait()
+            if child is None:
+                try:
+                    child = await target.pool.get()
+                except OSError:
+                    if await target.unreachable():
+                        continue  # the child died; nothing reached it: the next child takes it
+                    break
             try:
                 outcome = await self._forward(target, child, first_attempt=not stale_retried)
             except BodyTooLarge:  # the child's connection, with part of the body, is closed
@@ -318,14 +325,14 @@ class Exchange:
         framing, websocket = self.framing, self.websocket
         forwarded_as = self.forwarded_as
         assert forwarded_as is not None
+        host = forwarded_as.host if origin.host is None else origin.host
         forwarded = header_rules.request_headers(
-            self.headers, self.connection_tokens, client_ip=origin.client_ip,
-            scheme=origin.scheme, token=target.token, framing=framing, websocket=websocket,
+            self.headers, self.connection_tokens, host=host, origin=origin.forwarding,
+            token=target.token, framing=framing, websocket=websocket,
             request_id=self.request_id_header, client_port=origin.port_header,
             identity=identity.forwarded_headers(self.authenticated, target.token),
             http_version=self.client_version)
-        host = forwarded_as.host if origin.host is None else origin.host
-        head = request_head(request.method, forwarded_as.target, [(b"host", host), *forwarded])
+        head = request_head(request.method, forwarded_as.target, forwarded)
         if self.body_start:
             head += _frame_body(self.body_start, framing)
         head_request = request.method == b"HEAD"
@@ -339,7 +346,8 @@ class Exchange:
             scope.cancel()
         try:
             try:
-                await child.stream.send(head)
+                if not child.stream.send_nowait(head):
+                    await child.stream.send(head)
             except STREAM_ERRORS:
                 if stale_retry:
                     return _RETRY
@@ -380,9 +388,8 @@ class Exchange:
         finally:
             client.on_gone = client.on_end = None
             # After the client's half-close, the child's connection was half-closed too.
-            if reusable and not scope.cancel_called and not client.ended:
-                await target.pool.put(child)
-            else:
+            if not (reusable and not scope.cancel_called and not client.ended
+                    and target.pool.put_nowait(child)):
                 await child.aclose()
 
     # -- the request body -------------------------------------------------------------------
@@ -475,11 +482,14 @@ class Exchange:
             if child.response_complete:
                 if body == BODY_CHUNKED:
                     out += LAST_CHUNK
-                await self.send(out)
+                if not self._send_nowait(out):
+                    await self.send(out)
                 child.finish(head_request)
                 return not self.must_close
             if out:
-                await self.send(out)  # before waiting on the child: nothing sits in a buffer
+                # Before waiting on the child: nothing sits in a buffer.
+                if not self._send_nowait(out):
+                    await self.send(out)
                 out = b""
             # A slow reader holds the relay here, holding nothing: the rest of the response
             # waits in the child's connection (its buffer, then the child's socket).
@@ -526,6 +536,14 @@ class Exchange:
         except STREAM_ERRORS:
             raise ClientGone() from None
 
+    def _send_nowait(self, data: bytes) -> bool:
+        """Write ``data`` to the client if that needs no wait and return True; False (nothing
+        written) when :meth:`send` must be awaited. :class:`ClientGone` as for :meth:`send`."""
+        try:
+            return self.connection.stream.send_nowait(data)
+        except STREAM_ERRORS:
+            raise ClientGone() from None
+
     async def answer(self, status: int, body: bytes = b"",
                      content_type: bytes = b"text/html; charset=utf-8",
                      extra: list[Header] | None = None, close: bool = False) -> None:
@@ -542,7 +560,8 @@ class Exchange:
         self.status = status
         if self.method != b"HEAD":
             self.bytes_sent = len(body)
-        await self.send(out)
+        if not self._send_nowait(out):
+            await self.send(out)
 
     async def refuse(self, status: int, body: bytes = b"") -> None:
         """Answer ``status`` (with ``body``, an HTML page) and close, unless the response
@@ -578,14 +597,16 @@ def _declared_length(framing: Header | None) -> int:
 
 def _framing(headers: list[Header]) -> tuple[Header | None, bool]:
     """The framing header to forward, and whether the request has a body."""
+    declared = None
     for name, value in headers:
         if name == b"transfer-encoding":
-            return (b"transfer-encoding", b"chunked"), True
-    for name, value in headers:
-        if name == b"content-length":
-            length = int(value)  # h11 checked it is digits; the child gets it without zeros
-            return (b"content-length", str(length).encode()), length != 0
-    return None, False
+            return _CHUNKED_FRAMING, True
+        if name == b"content-length" and declared is None:
+            declared = value
+    if declared is None:
+        return None, False
+    length = int(declared)  # h11 checked it is digits; the child gets it without zeros
+    return (b"content-length", b"%d" % length), length != 0
 
 
 def _frame_body(events: Sequence[h11.Data | h11.EndOfMessage], framing: Header | None) -> bytes:

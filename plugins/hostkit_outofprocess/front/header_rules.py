@@ -64,11 +64,16 @@ def connection_tokens(headers: Iterable[Header]) -> frozenset[bytes]:
     ``headers`` have lower-case names, as h11 and the pool's parser give them (no ``_`` can
     spell ``connection``, so the name needs no :func:`canonical`).
     """
-    tokens: set[bytes] = set()
+    tokens: set[bytes] | None = None
     for name, value in headers:
         if name == b"connection":
+            if tokens is None:
+                tokens = set()
             tokens.update(canonical(token.strip()) for token in value.split(b",") if token.strip())
-    return frozenset(tokens)
+    return _NO_TOKENS if tokens is None else frozenset(tokens)
+
+
+_NO_TOKENS: frozenset[bytes] = frozenset()
 
 
 def is_websocket_upgrade(headers: Sequence[Header], named: frozenset[bytes]) -> bool:
@@ -82,54 +87,112 @@ def is_websocket_upgrade(headers: Sequence[Header], named: frozenset[bytes]) -> 
     return b"websocket" in [token.strip() for token in upgrade.split(b",")]
 
 
-def request_headers(headers: Sequence[Header], named: frozenset[bytes], *,
-                    client_ip: str | None, scheme: str, token: bytes, framing: Header | None,
+def request_headers(headers: Sequence[Header], named: frozenset[bytes], *, host: bytes,
+                    origin: Sequence[Header], token: bytes, framing: Header | None,
                     websocket: bool, request_id: Header, client_port: Header | None = None,
                     identity: Sequence[Header] = (), http_version: bytes | None = None
                     ) -> list[Header]:
-    """The headers of the request the module sends to the child.
+    """The headers of the request the module sends to the child, ``Host`` (``host``) first.
 
     ``named`` are the request's :func:`connection_tokens`; ``framing`` is the body framing
     header to send (Content-Length or Transfer-Encoding), or ``None`` for no body;
     ``websocket`` keeps the handshake's ``Upgrade``/``Connection``;
-    ``client_ip`` is ``None`` on a unix socket, where there is no client address to forward;
+    ``origin`` are the ``X-Forwarded-For`` (none on a unix socket, where there is no client
+    address to forward) and ``X-Forwarded-Proto`` headers (:func:`origin_headers`);
     ``request_id`` is the module's ``X-Request-Id`` header for the request; ``client_port``
     its ``Hostkit-Client-Port`` header (``None``: the port is not known);
     ``identity`` are the module's ``Hostkit-Client-Cert`` / ``Hostkit-Identity`` headers;
     ``http_version`` the client's HTTP version (``2``, ``1.1``, ``1.0``), sent as
     ``Hostkit-Http-Version`` (``None``: not sent).
     """
-    result: list[Header] = []
-    for name, value in headers:
-        key = canonical(name)
-        if (key in HOP_BY_HOP or key in named or key in _FORWARDING or key in _HANDLED_BY_MODULE
-                or key.startswith(_RESERVED_PREFIX) or key.startswith(_FORWARDING_PREFIX)):
-            continue
-        result.append((name, value))
+    result: list[Header] = [(b"host", host)]
+    keys = _REQUEST_KEYS
+    for header in headers:
+        key = keys.get(header[0])
+        if key is None:
+            key = _request_key(header[0])
+        if key and key not in named:
+            result.append(header)
     if websocket:
         result.append((b"connection", b"upgrade"))
         result.append((b"upgrade", b"websocket"))
     if framing is not None:
         result.append(framing)
-    if client_ip is not None:
-        result.append((b"x-forwarded-for", client_ip.encode("ascii")))
-    result.append((b"x-forwarded-proto", scheme.encode("ascii")))
+    result += origin
     result.append(request_id)
     if client_port is not None:
         result.append(client_port)
-    result.extend(identity)
+    if identity:
+        result += identity
     if http_version is not None:
-        result.append((HTTP_VERSION_HEADER, http_version))
+        version = _VERSION_HEADERS.get(http_version)
+        result.append(version if version is not None else (HTTP_VERSION_HEADER, http_version))
     result.append((TOKEN_HEADER, token))
     return result
+
+
+def origin_headers(client_ip: str | None, scheme: str) -> tuple[Header, ...]:
+    """``X-Forwarded-For`` (when ``client_ip`` is known) and ``X-Forwarded-Proto``, as
+    :func:`request_headers` sends them for a request from ``client_ip`` over ``scheme``."""
+    proto = (b"x-forwarded-proto", scheme.encode("ascii"))
+    if client_ip is None:
+        return (proto,)
+    return (b"x-forwarded-for", client_ip.encode("ascii")), proto
+
+
+# Request header names as :func:`request_headers` has seen them: the canonical name of one it
+# forwards unless ``Connection`` names it, ``b""`` for one it never forwards. Cleared when
+# full, so names a client makes up cannot grow it without bound.
+_REQUEST_KEYS: dict[bytes, bytes] = {}
+_MAX_REQUEST_KEYS = 1024
+_VERSION_HEADERS = {version: (HTTP_VERSION_HEADER, version) for version in (b"2", b"1.1", b"1.0")}
+
+
+def _request_key(name: bytes) -> bytes:
+    """What :data:`_REQUEST_KEYS` holds for ``name``, worked out and kept."""
+    key = canonical(name)
+    if (key in HOP_BY_HOP or key in _FORWARDING or key in _HANDLED_BY_MODULE
+            or key.startswith(_RESERVED_PREFIX) or key.startswith(_FORWARDING_PREFIX)):
+        key = b""
+    if len(_REQUEST_KEYS) >= _MAX_REQUEST_KEYS:
+        _REQUEST_KEYS.clear()
+    _REQUEST_KEYS[name] = key
+    return key
 
 
 def response_headers(headers: Sequence[Header], request_id: Header) -> list[Header]:
     """The child's response headers the client gets: hop-by-hop ones and the child's
     ``X-Request-Id`` removed, the module's (``request_id``, the header) added."""
-    named = connection_tokens(headers)
-    result = [(name, value) for name, value in headers
-              if (key := canonical(name)) not in _NOT_RELAYED and key not in named]
+    result: list[Header] = []
+    keys = _RESPONSE_KEYS
+    listed = False
+    for header in headers:
+        key = keys.get(header[0])
+        if key is None:
+            key = _response_key(header[0])
+        if key:
+            result.append(header)
+        elif header[0] == b"connection":
+            listed = True
+    if listed:  # what Connection names is hop-by-hop too
+        named = connection_tokens(headers)
+        result = [header for header in result if canonical(header[0]) not in named]
     result.append(request_id)
     return result
 
+
+# Response header names as :func:`response_headers` has seen them: the canonical name of one
+# it relays unless ``Connection`` names it, ``b""`` for one it never relays (bounded as
+# :data:`_REQUEST_KEYS`).
+_RESPONSE_KEYS: dict[bytes, bytes] = {}
+
+
+def _response_key(name: bytes) -> bytes:
+    """What :data:`_RESPONSE_KEYS` holds for ``name``, worked out and kept."""
+    key = canonical(name)
+    if key in _NOT_RELAYED:
+        key = b""
+    if len(_RESPONSE_KEYS) >= _MAX_REQUEST_KEYS:
+        _RESPONSE_KEYS.clear()
+    _RESPONSE_KEYS[name] = key
+    return key

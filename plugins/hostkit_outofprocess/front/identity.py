@@ -14,6 +14,7 @@ proxy's requests are read one by one (:meth:`ConnectionIdentity.origin`).
 from __future__ import annotations
 
 import ssl
+from collections.abc import Sequence
 from typing import Any, NoReturn
 
 import h11
@@ -34,6 +35,7 @@ from hostkit_outofprocess.forwarded_identity import (
     encode_client_certificate,
     encode_identity,
 )
+from hostkit_outofprocess.front.header_rules import origin_headers
 
 Header = tuple[bytes, bytes]
 
@@ -47,7 +49,8 @@ class Origin:
     peer that is not one: then the peer is the client.
     """
 
-    __slots__ = ("client_ip", "client_port", "scheme", "host", "view", "port_header")
+    __slots__ = ("client_ip", "client_port", "scheme", "host", "view", "port_header",
+                 "forwarding")
 
     def __init__(self, client_ip: str | None, client_port: int | None, scheme: str,
                  host: bytes | None = None, view: ForwardedView | None = None):
@@ -60,6 +63,8 @@ class Origin:
         #: ``Hostkit-Client-Port``, ``None`` when the port is not known.
         self.port_header: Header | None = (
             (CLIENT_PORT_HEADER, b"%d" % client_port) if client_port else None)
+        #: ``X-Forwarded-For`` and ``-Proto`` (:func:`.header_rules.origin_headers`).
+        self.forwarding = origin_headers(client_ip, scheme)
 
     @classmethod
     def forwarded(cls, view: ForwardedView) -> Origin:
@@ -119,8 +124,11 @@ class ConnectionIdentity:
         return [(b"www-authenticate", value.encode("latin-1"))
                 for value in self.authenticator.challenges()]
 
-    def forwarded_headers(self, result: AuthenticateResult | None, token: bytes) -> list[Header]:
+    def forwarded_headers(self, result: AuthenticateResult | None,
+                          token: bytes) -> Sequence[Header]:
         """The headers that tell the child (whose token is ``token``) who the client is."""
+        if result is None and self._certificate_header is None:
+            return ()
         headers = [self._certificate_header] if self._certificate_header else []
         if result is not None and result.succeeded and self.forward_identity:
             headers.append((IDENTITY_HEADER, encode_identity(result, token)))

@@ -187,7 +187,22 @@ class ModuleServer:
 
     # -- what an exchange asks for (Upstream) -----------------------------------------------
 
+    def acquire_nowait(self) -> _Target | None:
+        """The target for the next request when a running child can take it at once (the
+        common case, :meth:`ChildManager.acquire_nowait`); None when :meth:`acquire` must
+        be awaited: a child to start or wait for, an answer to give instead (offline,
+        rapid-failed), or the readiness to refresh after a child could not be had."""
+        if self._unavailable_seen:
+            return None
+        child = self.manager.acquire_nowait()
+        if child is None:
+            return None
+        target = self._targets.get(child)
+        return target if target is not None else self._new_target(child)
+
     async def acquire(self) -> _Target:
+        """The target for the next request, once a child can take it (started if need be);
+        raises ``ChildUnavailable`` with the answer to give."""
         try:
             child = await self.manager.acquire()
         except ChildUnavailable:
@@ -198,10 +213,13 @@ class ModuleServer:
             self._unavailable_seen = False
             self._refresh_readiness()
         target = self._targets.get(child)
-        if target is None:
-            self._forget_exited()
-            target = self._targets[child] = _Target(
-                child, ConnectionPool(child.port, self.pool_idle))
+        return target if target is not None else self._new_target(child)
+
+    def _new_target(self, child: Child) -> _Target:
+        """The first request for ``child``: its target, with a new pool (the targets of
+        children that exited are forgotten)."""
+        self._forget_exited()
+        target = self._targets[child] = _Target(child, ConnectionPool(child.port, self.pool_idle))
         return target
 
     def _refresh_readiness(self) -> None:

@@ -67,6 +67,11 @@ class Stream(Protocol):
 
     async def send(self, data: bytes) -> None: ...
 
+    def send_nowait(self, data: bytes) -> bool:
+        """Write ``data`` if :meth:`send` would not wait, and return True; False, with nothing
+        written, when only :meth:`send` can (it would wait, or the stream has no way to
+        write without waiting). Raises what :meth:`send` raises."""
+
     async def aclose(self) -> None: ...
 
     async def writable(self) -> None:
@@ -207,6 +212,12 @@ class _BufferingProtocol(_ProtocolBase, asyncio.Protocol):
         return bool(self.chunks)
 
 
+# Read buffers a child's connection let go (:class:`_ChildProtocol`), for the next read of
+# any connection; a few at most, so what they hold stays small and bounded.
+_SPARE_BUFFERS: list[memoryview] = []
+_MAX_SPARE_BUFFERS = 8
+
+
 class _ChildProtocol(_ProtocolBase, asyncio.BufferedProtocol):
     """A connection to a child: the transport reads into one buffer of :data:`READ_SIZE`
     bytes, and stops reading while it is full.
@@ -215,22 +226,23 @@ class _ChildProtocol(_ProtocolBase, asyncio.BufferedProtocol):
     client reads slowly, the relay waits on the client's transport, this buffer fills, and
     the rest of the response stays with the child (in its socket, which stops its writes),
     not in the front's memory. asyncio's plain protocols get each read as a new object of up
-    to 256 KB, and any number of them before a pause takes effect. The buffer is made when a
-    read begins and let go once the reader has taken all of it, so an idle pooled connection
-    holds none.
+    to 256 KB, and any number of them before a pause takes effect. The buffer is taken when a
+    read begins and let go once the reader has taken all of it (to a few spare buffers any
+    connection's next read takes), so an idle pooled connection holds none.
     """
 
     def __init__(self) -> None:
         super().__init__()
-        self._buffer: bytearray | None = None
         self._view: memoryview | None = None
         self._filled = 0
 
     def get_buffer(self, sizehint: int) -> memoryview:
         view = self._view
         if view is None:
-            self._buffer = buffer = bytearray(READ_SIZE)
-            self._view = view = memoryview(buffer)
+            # A spare buffer of another connection's, if one is free: a new one would be
+            # zeroed whole first, for every response read.
+            self._view = view = _SPARE_BUFFERS.pop() if _SPARE_BUFFERS \
+                else memoryview(bytearray(READ_SIZE))
         return view[self._filled:]
 
     def buffer_updated(self, nbytes: int) -> None:
@@ -247,8 +259,10 @@ class _ChildProtocol(_ProtocolBase, asyncio.BufferedProtocol):
             return b""
         if max_bytes >= filled:
             data = bytes(view[:filled])
-            self._buffer = self._view = None
+            self._view = None
             self._filled = 0
+            if len(_SPARE_BUFFERS) < _MAX_SPARE_BUFFERS:
+                _SPARE_BUFFERS.append(view)
         else:
             data = bytes(view[:max_bytes])
             rest = bytes(view[max_bytes:filled])
@@ -291,6 +305,10 @@ class ProtocolStream:
         self.transport = transport
         self.protocol = protocol
         self.opened_at = opened_at
+        # Made in the loop's callbacks or a task: the loop that waits on it.
+        self._loop = asyncio.get_running_loop()
+        # What peer_closed asks the kernel with, made at its first call.
+        self._poller: select.poll | None = None
 
     async def receive(self, max_bytes: int = READ_SIZE) -> bytes:
         protocol = self.protocol
@@ -299,7 +317,7 @@ class ProtocolStream:
                 if protocol.error is not None:
                     raise anyio.BrokenResourceError from protocol.error
                 raise anyio.EndOfStream
-            protocol.read_waiter = asyncio.get_running_loop().create_future()
+            protocol.read_waiter = self._loop.create_future()
             try:
                 await protocol.read_waiter
             finally:
@@ -317,6 +335,17 @@ class ProtocolStream:
                 raise anyio.BrokenResourceError from self.protocol.error
             raise anyio.BrokenResourceError
         self.transport.write(data)
+
+    def send_nowait(self, data: bytes) -> bool:
+        if self.protocol.write_paused:
+            return False
+        transport = self.transport
+        if transport.is_closing():
+            if self.protocol.error is not None:
+                raise anyio.BrokenResourceError from self.protocol.error
+            raise anyio.BrokenResourceError
+        transport.write(data)
+        return True
 
     async def writable(self) -> None:
         protocol = self.protocol
@@ -341,9 +370,17 @@ class ProtocolStream:
             self.transport.write_eof()
 
     def peer_closed(self) -> bool:
-        if self.protocol.eof or self.protocol.has_data():
+        protocol = self.protocol
+        if protocol.eof or protocol.has_data():
             return True
-        return _readable_now(self.transport.get_extra_info("socket"))
+        poller = self._poller
+        if poller is None:
+            sock = self.transport.get_extra_info("socket")
+            if sock is None:
+                return False
+            self._poller = poller = select.poll()
+            poller.register(sock.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
 
     def ssl_object(self) -> ssl.SSLObject | None:
         return self.transport.get_extra_info("ssl_object")  # type: ignore[no-any-return]
@@ -374,6 +411,10 @@ class _AnyioStream:
         self.aclose = stream.aclose
 
     def buffered(self) -> bool:
+        return False
+
+    def send_nowait(self, data: bytes) -> bool:
+        """Never: anyio's ``send`` is the only way to write, and it may wait."""
         return False
 
     async def writable(self) -> None:

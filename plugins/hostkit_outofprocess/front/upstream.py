@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import time
+from collections.abc import Sequence
 from typing import Protocol
 
 import anyio
@@ -23,6 +24,9 @@ import httptools
 from hostkit_outofprocess.front.streams import READ_SIZE, Stream, connect_child
 
 Header = tuple[bytes, bytes]
+
+# How a child's connection ends, as a read of it says.
+_STREAM_END = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError)
 
 
 class Target(Protocol):
@@ -45,6 +49,10 @@ class Upstream(Protocol):
     #: ``server.max_request_body_size`` (0: no limit): a body over it gets the front's 413.
     max_request_body_size: int
 
+    def acquire_nowait(self) -> Target | None:
+        """A child for the next request if one can take it without a wait; None: await
+        :meth:`acquire`."""
+
     async def acquire(self) -> Target:
         """A child for the next request; raises ``ChildUnavailable`` with the answer to give."""
 
@@ -66,7 +74,8 @@ class ChildResponse:
         self.headers: list[Header] = []
         self.headers_done = False
         self.complete = False
-        self.body: collections.deque[bytes] = collections.deque()
+        #: the body chunks parsed and not yet taken (:meth:`ChildConnection.take_body`).
+        self.body: list[bytes] = []
 
 
 class _Messages:
@@ -131,20 +140,14 @@ class ChildConnection:
         self._response: ChildResponse | None = None
         self._eof = False
 
-    async def _feed(self) -> bool:
-        """Read once and parse. Returns False at the end of the stream."""
-        try:
-            data = await self.stream.receive(READ_SIZE)
-        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
-            self._eof = True
-            return False
+    def _parse(self, data: bytes) -> None:
+        """Parse ``data``, what one read of the connection returned."""
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
             self.upgraded_data = data[upgrade.args[0]:]
         except httptools.HttpParserError as error:
             raise ChildError(f"the child sent an invalid response: {error}") from None
-        return True
 
     async def response_head(self, head_request: bool) -> ChildResponse | None:
         """The final response head (a 101 included), skipping other 1xx answers.
@@ -165,14 +168,23 @@ class ChildConnection:
                 if head_request:
                     message.complete = True  # a response to HEAD ends with its head
                 return message
-            if not await self._feed():
+            # Read here rather than in a helper coroutine: the response's wait is the
+            # exchange's, and every frame between it and the stream is resumed with it.
+            try:
+                data = await self.stream.receive(READ_SIZE)
+            except _STREAM_END:
+                self._eof = True
                 return None
+            self._parse(data)
 
-    def take_body(self) -> list[bytes]:
+    def take_body(self) -> Sequence[bytes]:
         """The body chunks parsed so far, handed over once."""
-        assert self._response is not None
-        body = list(self._response.body)
-        self._response.body.clear()
+        response = self._response
+        assert response is not None
+        body = response.body
+        if not body:
+            return ()
+        response.body = []
         return body
 
     @property
@@ -181,11 +193,16 @@ class ChildConnection:
 
     async def read_more(self) -> None:
         """Read and parse more of the body. Raises :class:`ChildError` if the child is gone."""
-        if not await self._feed():
+        try:
+            data = await self.stream.receive(READ_SIZE)
+        except _STREAM_END:
+            self._eof = True
             if self._response is not None and _close_delimited(self._response):
                 self._response.complete = True  # the body ends with the connection
                 return
-            raise ChildError("the child closed its connection in the middle of a response")
+            raise ChildError(
+                "the child closed its connection in the middle of a response") from None
+        self._parse(data)
 
     def finish(self, head_request: bool) -> None:
         """The exchange is complete: decide whether the connection can carry another."""
@@ -258,6 +275,22 @@ class ConnectionPool:
         connection.lent = True
         return connection
 
+    def get_nowait(self) -> ChildConnection | None:
+        """What :meth:`get` returns, when the newest idle connection can carry a request;
+        ``None`` (nothing lent) when :meth:`get` must be awaited: none is idle, or the newest
+        is stale and must be closed first."""
+        idle = self._idle
+        if not idle:
+            return None
+        connection = idle[-1]
+        if connection.closed or time.monotonic() - connection.idle_since >= self.idle_timeout \
+                or connection.stream.peer_closed():
+            return None
+        idle.pop()
+        self.in_use += 1
+        connection.lent = True
+        return connection
+
     def returned(self) -> None:
         """A lent connection came back (:meth:`put`) or was closed."""
         self.in_use -= 1
@@ -271,6 +304,20 @@ class ConnectionPool:
             if self._unused is None:
                 self._unused = anyio.Event()
             await self._unused.wait()
+
+    def put_nowait(self, connection: ChildConnection) -> bool:
+        """:meth:`put` for a connection that can carry another exchange (True: it is idle
+        in the pool now); False, with nothing done, when :meth:`put` would close it (then
+        closing it, :meth:`ChildConnection.aclose`, is what is left to do)."""
+        if self.closed or connection.closed or not connection.reusable:
+            return False
+        if connection.lent:
+            connection.lent = False
+            self.returned()
+        connection.reused = True
+        connection.idle_since = time.monotonic()
+        self._idle.append(connection)
+        return True
 
     async def put(self, connection: ChildConnection) -> None:
         """Return ``connection`` after a complete exchange; closed unless it can carry another."""

@@ -20,6 +20,8 @@ may have chosen), else the standard one (:func:`hostkit.plugin.status_line`), as
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from hostkit.plugin import status_line
 
 Header = tuple[bytes, bytes]
@@ -49,7 +51,7 @@ def chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data) if data else b""
 
 
-def frame_body(out: bytes, pieces: list[bytes], body: int) -> tuple[bytes, int]:
+def frame_body(out: bytes, pieces: Sequence[bytes], body: int) -> tuple[bytes, int]:
     """``out`` followed by the response body ``pieces`` written as ``body`` (``BODY_*``)
     says, in one new object (nothing of them for :data:`BODY_NONE`); and the size of the
     pieces' data. Called by the relay with what one read of the child's response parsed."""
@@ -63,6 +65,9 @@ def frame_body(out: bytes, pieces: list[bytes], body: int) -> tuple[bytes, int]:
                 size += len(piece)
                 parts += (b"%x\r\n" % len(piece), piece, b"\r\n")
         return b"".join(parts), size
+    if len(pieces) == 1:
+        piece = pieces[0]
+        return out + piece if out else piece, len(piece)
     for piece in pieces:
         size += len(piece)
     return b"".join([out, *pieces]), size
