@@ -1,7 +1,9 @@
 """What the module refuses in a client's request head, and how it rewrites the rest.
 
-h11 parses the client's bytes; these rules are what a gateway must add on top, so that the
-child (whatever its HTTP parser) reads every forwarded request exactly as the module did
+A parser with h11's strictness reads the client's bytes (h11 InProcess; at the OutOfProcess
+front, llhttp with h11's reading wherever the two could differ); these rules are what a
+gateway must add on top, so that the child (whatever its HTTP parser) reads every forwarded
+request exactly as the module did
 (RFC 9112 §3.2, §6.3; RFC 9110 §5.5, §7.2):
 
 - **size**: a head longer than :data:`MAX_HEAD_SIZE` → 431 (h11 checks its limit only on a

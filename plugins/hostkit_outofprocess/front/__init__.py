@@ -6,7 +6,8 @@
 - :mod:`~hostkit_outofprocess.front.http2`: a connection that speaks HTTP/2 (ALPN ``h2``, or
   the preface of prior knowledge): the ``h2`` state machine, the flood guard, one task per
   stream, each stream an exchange forwarded as HTTP/1.1;
-- :mod:`~hostkit_outofprocess.front.client_input`: how a connection's bytes reach its parser;
+- :mod:`~hostkit_outofprocess.front.client_input`: how a connection's bytes reach its parser,
+  :mod:`~hostkit_outofprocess.front.request_parser` (llhttp, h11's interface and strictness);
 - :mod:`~hostkit_outofprocess.front.exchange`: one request and its response (and
   :mod:`~hostkit_outofprocess.front.tunnel`, after a WebSocket handshake), with the gateway's
   duties (forwarded headers, request id, health paths, the limit);

@@ -4,11 +4,12 @@ An exchange asks the server (:class:`Upstream`) for a :class:`Target`, a running
 takes a keep-alive HTTP/1.1 :class:`ChildConnection` from that child's
 :class:`ConnectionPool`.
 
-The client side of the front parses with h11, strictly, because that is where requests from
-the outside arrive. Towards the child, the front writes request heads itself from what h11
-parsed and validated (:mod:`~hostkit_outofprocess.front.wire`), and parses the child's
-responses with httptools (llhttp, the C parser uvicorn uses): the hot path of a proxy is
-parsing, and this half of it need not be paid twice in Python.
+The client side of the front parses strictly, because that is where requests from the
+outside arrive (:mod:`~hostkit_outofprocess.front.request_parser`: llhttp, with h11's reading
+wherever the two could differ). Towards the child, the front writes request heads itself from
+what was parsed and validated (:mod:`~hostkit_outofprocess.front.wire`), and parses the
+child's responses with httptools (llhttp, the C parser uvicorn uses): the hot path of a proxy
+is parsing, and neither half of it is paid in Python.
 """
 
 from __future__ import annotations
