@@ -148,15 +148,19 @@ async def test_a_response_no_request_asked_for_never_answers_another(anyio_backe
         assert bodies == ["asked"] * 3
 
 
-@pytest.fixture
-def direct_child(anyio_backend: str, tmp_path: Path) -> Iterator[tuple[Program, str, str]]:
-    """The probe started by hand with the module's contract: (program, url, token)."""
+@pytest.fixture(scope="module")
+def direct_child(anyio_backend: str, tmp_path_factory: pytest.TempPathFactory
+                 ) -> Iterator[tuple[Program, str, str]]:
+    """The probe started by hand with the module's contract: (program, url, token). One per
+    backend for the tests that only send it requests: its output then holds every test's so
+    far, which each checks for what must never be in it."""
     port = free_port()
     token = "t0ken-" + os.urandom(16).hex()
     env = {"HOSTKIT_PORT": str(port), "HOSTKIT_TOKEN": token, "HOSTKIT_PATH_BASE": "/app"}
-    write_settings(tmp_path, {"hosting_model": "OutOfProcess"})
+    root = tmp_path_factory.mktemp("direct-child")
+    write_settings(root, {"hosting_model": "OutOfProcess"})
     with Program(python(str(PROGRAMS / "probe.py"), f"--async_backend={anyio_backend}"),
-                 cwd=tmp_path, env=env) as child:
+                 cwd=root, env=env) as child:
         assert child.wait_started() == [f"http://127.0.0.1:{port}"]
         yield child, f"http://127.0.0.1:{port}", token
 

@@ -35,11 +35,35 @@ pytestmark = pytest.mark.integration
 H2_MODELS = MODELS
 
 
+@pytest.fixture(scope="module")
+def kept() -> Iterator[dict[tuple[str, str], Served]]:
+    """The servers with the default (ECDSA) certificate by ``(model, backend)``: started once
+    for the sslscan and the h2load tests (as ``python -m tests.hardening`` runs both tools
+    on one server), stopped at the end of the module."""
+    servers: dict[tuple[str, str], Served] = {}
+    try:
+        yield servers
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
+def _kept(kept: dict[tuple[str, str], Served], model: str, backend: str) -> Served:
+    """The kept server of ``model`` on ``backend``, started now if there is none yet."""
+    if (model, backend) not in kept:
+        kept[model, backend] = Served(model, backend, key=KEYS[0])
+    return kept[model, backend]
+
+
 @pytest.fixture(scope="module", params=[(model, backend, key) for model in MODELS
                                         for backend in ("asyncio", "trio") for key in KEYS],
                 ids=lambda p: "-".join(p))
-def served(request: pytest.FixtureRequest) -> Iterator[Served]:
+def served(request: pytest.FixtureRequest, kept: dict[tuple[str, str], Served]
+           ) -> Iterator[Served]:
     model, backend, key = request.param
+    if key == KEYS[0]:
+        yield _kept(kept, model, backend)
+        return
     with Served(model, backend, key=key) as started:
         yield started
 
@@ -57,10 +81,9 @@ def test_sslscan_finds_only_the_intermediate_profile(served: Served) -> None:
 @pytest.fixture(scope="module", params=[(model, backend) for model in H2_MODELS
                                         for backend in ("asyncio", "trio")],
                 ids=lambda p: "-".join(p))
-def served_h2(request: pytest.FixtureRequest) -> Iterator[Served]:
+def served_h2(request: pytest.FixtureRequest, kept: dict[tuple[str, str], Served]) -> Served:
     model, backend = request.param
-    with Served(model, backend) as started:
-        yield started
+    return _kept(kept, model, backend)
 
 
 @pytest.mark.parametrize("secure", [True, False], ids=["h2", "h2c"])
