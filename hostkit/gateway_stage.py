@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Iterable
 import anyio
 from anyio.abc import TaskGroup
 
-from hostkit.access_log import AccessEntry, AccessLog
+from hostkit.access_log import AccessLog
 from hostkit.asgi import ASGIApp, Message, Receive, Scope, Send
 from hostkit.context import REQUEST_STATE_KEY
 from hostkit.forwarded_headers import ForwardedHeaders, ForwardedView
@@ -31,6 +31,7 @@ from hostkit.request_ids import REQUEST_ID_HEADER
 from hostkit.request_limit import RequestLimit
 from hostkit.request_stage import answer_lifespan
 
+_ID_LENGTH = len(REQUEST_ID_HEADER)
 _PROTOCOLS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0", "2": "HTTP/2", "3": "HTTP/3"}
 _TEXT = (b"content-type", b"text/plain; charset=utf-8")
 #: Body bytes read ahead while a request waits for the limit (to see its client go away).
@@ -66,9 +67,16 @@ class _Response:
     def _with_id(self, headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
         """``headers`` with the request's ``X-Request-Id``, replacing one the app set (as
         the front replaces a child's), so a response carries exactly one."""
-        kept = [header for header in headers if header[0].lower() != REQUEST_ID_HEADER]
-        kept.append(self._id_header)
-        return kept
+        if type(headers) is not list and type(headers) is not tuple:
+            headers = list(headers)  # read twice below
+        for header in headers:
+            # len() first: only a name of X-Request-Id's length is worth lowering.
+            name = header[0]
+            if len(name) == _ID_LENGTH and name.lower() == REQUEST_ID_HEADER:
+                kept = [header for header in headers if header[0].lower() != REQUEST_ID_HEADER]
+                kept.append(self._id_header)
+                return kept
+        return [*headers, self._id_header]
 
     def send_websocket(self, message: Message) -> Awaitable[None]:
         """:meth:`send` for a WebSocket: the id on the handshake's answer (an accept, or a
@@ -318,8 +326,8 @@ def _log(access_log: AccessLog, scope: Scope, request_id: str, response: _Respon
         identity = principal.identity
         if identity.is_authenticated:
             user = identity.name
-    access_log.write(AccessEntry(
+    access_log.write_request(
         client[0] if client else None, user, scope.get("method", "GET"), target,
         _PROTOCOLS.get(scope.get("http_version", "1.1"), "HTTP/1.1"),
         response.status or CLIENT_CLOSED, response.bytes_sent, started, seconds, request_id,
-        referer, agent))
+        referer, agent)

@@ -250,7 +250,11 @@ class HostkitHandler(logging.StreamHandler):  # type: ignore[type-arg]
         """Write an access-log line as :meth:`handle` writes its record, without the record:
         called by the access log when this handler is all its record would reach
         (:func:`sole_handler`)."""
-        text = self.formatter.access_line(line, fields, time.time(), getpid()) + "\n"
+        formatter = self.formatter
+        if type(formatter) is TextFormatter:
+            text = line + "\n"  # what its access_line makes of any line, without the times
+        else:
+            text = formatter.access_line(line, fields, time.time(), getpid()) + "\n"
         with self.lock:  # type: ignore[union-attr]
             try:
                 stream = self.stream
@@ -272,11 +276,15 @@ def sole_handler(logger: logging.Logger) -> HostkitHandler | None:
     :meth:`HostkitHandler.write_access`, at a fraction of the cost."""
     if logger.disabled or logger.filters:
         return None
-    found = None
+    found: HostkitHandler | None = None
     current: logging.Logger | None = logger
     while current is not None:
-        for handler in current.handlers:
-            if found is not None or type(handler) is not HostkitHandler:
+        handlers = current.handlers
+        if handlers:  # most loggers on the way have none: no iterator made for them
+            if found is not None or len(handlers) != 1:
+                return None
+            handler = handlers[0]
+            if type(handler) is not HostkitHandler:
                 return None
             found = handler
         if not current.propagate:

@@ -183,23 +183,38 @@ _STATUS_LINES = {code: (b"HTTP/1.1 %d \r\n" % code, line)
                  for code, line in STANDARD_STATUS_LINES.items()}
 
 
-def _with_reason_phrases(send: Callable[[Any], bytes | None]) -> Callable[[Any], bytes | None]:
-    """An ``h11.Connection``'s ``send`` that writes the standard reason phrase into the
-    status line of a response without one (an unknown status keeps none)."""
+def _write_reason_phrases(connection: h11.Connection) -> None:
+    """Make ``connection`` (an ``h11.Connection``) write the standard reason phrase into the
+    status line of each response without one (an unknown status keeps none).
+
+    Its ``send`` is wrapped only while a response head is due: from the start of each cycle
+    (``start_next_cycle``) to the final ``h11.Response``; the body's events go to h11's own.
+    Called once the connection's other wrappers are in place (its ``start_next_cycle``)."""
+    send = connection.send
+    next_cycle = connection.start_next_cycle
+    response, informational = h11.Response, h11.InformationalResponse
 
     def send_with_reason_phrase(event: Any) -> bytes | None:
         data = send(event)
         # type() rather than isinstance(): h11's event classes make isinstance take the
-        # slow abstract-class path, on every event of every request.
+        # slow abstract-class path.
         kind = type(event)
-        if data and (kind is h11.Response or kind is h11.InformationalResponse) \
-                and not event.reason:
+        if kind is response:
+            del connection.send  # h11's own for the rest of this response
+        elif kind is not informational:
+            return data
+        if data and not event.reason:
             lines = _STATUS_LINES.get(event.status_code)
             if lines is not None and data.startswith(lines[0]):
                 return lines[1] + data[len(lines[0]):]
         return data
 
-    return send_with_reason_phrase
+    def start_next_cycle() -> None:
+        next_cycle()
+        connection.send = send_with_reason_phrase  # type: ignore[method-assign,assignment]
+
+    connection.send = send_with_reason_phrase  # type: ignore[method-assign,assignment]
+    connection.start_next_cycle = start_next_cycle  # type: ignore[method-assign]
 
 
 #: The attribute of hypercorn's ``Config`` under which :func:`guard_http11` keeps its guard.
@@ -238,12 +253,11 @@ def _prepare_http11(wrapper: ProtocolWrapper, guard: _Http11Guard | None) -> Non
     protocol = wrapper.protocol
     if isinstance(protocol, H11Protocol) and isinstance(protocol.connection, h11.Connection):
         connection = protocol.connection
-        send = _with_reason_phrases(connection.send)
-        connection.send = send  # type: ignore[method-assign,assignment]
         if guard is not None:
             guard.prepare(connection)
             if not guard.http2:
                 protocol._check_protocol = _no_protocol_switch  # type: ignore[method-assign]
+        _write_reason_phrases(connection)
 
 
 class Http2Guard(Protocol):
@@ -278,39 +292,62 @@ def _prepare_http2(wrapper: ProtocolWrapper,
     if new_guard is None:
         return
     guard = new_guard(wrapper.client)
-    protocol = wrapper.protocol
-    if isinstance(protocol, H2Protocol):
+    # Until the guard starts, it admits every byte (Http2Guard): while the connection speaks
+    # HTTP/1.1, its reads skip the guard and go straight to the H11Protocol, which raises
+    # the switch to HTTP/2 here; hypercorn's own handle (``handle``) makes the switch then.
+    started = isinstance(wrapper.protocol, H2Protocol)
+    if started:
         guard.start()
-    elif isinstance(protocol, H11Protocol):
-        read_http11 = protocol.handle
-
-        async def read_until_switch(event: Any) -> None:
-            try:
-                await read_http11(event)
-            except (H2ProtocolAssumedError, H2CProtocolRequiredError) as switch:
-                guard.start()
-                if not guard.admit(switch.data):
-                    switch.data = b""  # the new H2Protocol gets none of it
-                raise
-
-        protocol.handle = read_until_switch  # type: ignore[method-assign]
     handle = wrapper.handle
     refused = False
 
     async def guarded_handle(event: Any) -> None:
-        nonlocal refused
-        if type(event) is RawData and not guard.admit(event.data):
+        nonlocal refused, started
+        kind = type(event)
+        if not started:
+            protocol = wrapper.protocol
+            switch: H2ProtocolAssumedError | H2CProtocolRequiredError | None = None
+            try:
+                await protocol.handle(event)
+            except (H2ProtocolAssumedError, H2CProtocolRequiredError) as error:
+                switch = error
+            if switch is not None:
+                guard.start()
+                started = True
+                if not guard.admit(switch.data):
+                    switch.data = b""  # the new H2Protocol gets none of it
+                wrapper.protocol = _Switching(switch)  # type: ignore[assignment]
+                try:
+                    await handle(event)
+                finally:
+                    if wrapper.protocol.__class__ is _Switching:
+                        wrapper.protocol = protocol
+            admitted = not started or kind is not RawData or guard.admit(b"")
+        elif kind is RawData and not guard.admit(event.data):
             admitted = False
         else:
             await handle(event)
-            admitted = type(event) is not RawData or guard.admit(b"")
-            if type(event) is Closed:
-                await _release_streams(wrapper)
+            admitted = kind is not RawData or guard.admit(b"")
+        if kind is Closed:
+            await _release_streams(wrapper)
         if not admitted and not refused:
             refused = True
             await _refuse_http2(wrapper)
 
     wrapper.handle = guarded_handle  # type: ignore[method-assign]
+
+
+class _Switching:
+    """Stands for an ``H11Protocol`` that raised its switch to HTTP/2 (``error``) while
+    hypercorn's ``ProtocolWrapper.handle`` is called to make the switch: it raises it again."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception):
+        self.error = error
+
+    async def handle(self, event: Any) -> None:
+        raise self.error
 
 
 async def _release_streams(wrapper: ProtocolWrapper) -> None:

@@ -32,6 +32,8 @@ from hostkit.plugin import request_rules
 #: How much of a connection's bytes is copied while a head is awaited: a head longer than
 #: the rules' limit is refused whole (431), so its end need not be in the copy.
 _COPY_LIMIT = request_rules.MAX_HEAD_SIZE + 4
+# h11's event classes, looked up once: next_event compares every event with them.
+_REQUEST, _END_OF_MESSAGE = h11.Request, h11.EndOfMessage
 
 
 class _GatewayRules:
@@ -83,9 +85,9 @@ class _GatewayRules:
             raise
         # type() rather than isinstance(): h11's event classes make isinstance slow.
         kind = type(event)
-        if kind is h11.Request:
+        if kind is _REQUEST:
             return self._checked(event)  # type: ignore[arg-type]
-        if kind is h11.EndOfMessage and self.connection.their_state is h11.MUST_CLOSE:
+        if kind is _END_OF_MESSAGE and self.connection.their_state is h11.MUST_CLOSE:
             self.closing = True
         return event  # type: ignore[return-value]
 
