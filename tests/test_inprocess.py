@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
-import h11
 import httpx
 import pytest
 import trustme
@@ -121,30 +120,6 @@ async def test_client_disconnect_sets_request_aborted(probe: Program) -> None:
         await stream.aclose()
         await anyio.to_thread.run_sync(
             probe.wait_for_count, "probe: request aborted=True", before + 1, TIMEOUT)
-
-
-async def test_a_connection_its_client_ended_closes_at_once(probe: Program) -> None:
-    """Once the client has ended its side after a response, the server closes the
-    connection now, not after the keep-alive timeout (hypercorn's own waits it out with the
-    socket in CLOSE_WAIT, and a stopping server's drain waits on it)."""
-    with anyio.fail_after(TIMEOUT):
-        stream = await connect(base_url(probe))
-        await stream.send(b"GET /features HTTP/1.1\r\nHost: test\r\n\r\n")
-        reader = h11.Connection(h11.CLIENT)
-        reader.send(h11.Request(method="GET", target="/features", headers=[("Host", "test")]))
-        events: list[object] = []
-        while not events or type(events[-1]) is not h11.EndOfMessage:
-            event = reader.next_event()
-            if event is h11.NEED_DATA:
-                reader.receive_data(await stream.receive())
-            else:
-                events.append(event)
-        assert getattr(events[0], "status_code", None) == 200, events[0]
-        await stream.send_eof()
-        with anyio.fail_after(2):  # the keep-alive timeout is 5 s
-            with pytest.raises(anyio.EndOfStream):
-                await stream.receive()
-        await stream.aclose()
 
 
 @pytest.mark.parametrize("raw", [

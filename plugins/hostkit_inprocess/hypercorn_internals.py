@@ -70,7 +70,7 @@ import h11
 from hypercorn.asyncio.tcp_server import TCPServer as AsyncioTCPServer
 from hypercorn.asyncio.worker_context import WorkerContext as AsyncioWorkerContext
 from hypercorn.config import Config
-from hypercorn.events import Closed, RawData, Updated
+from hypercorn.events import Closed, RawData
 from hypercorn.protocol import ProtocolWrapper
 from hypercorn.protocol.events import Data, StreamClosed
 from hypercorn.protocol.h2 import H2Protocol
@@ -483,11 +483,6 @@ class _EndsWithItsClient:
     ``protocol_send``."""
 
     departed = False
-    #: True once the client's stream ended (or failed): nothing more is read, so the
-    #: connection closes as soon as its last response is written, not after hypercorn's
-    #: keep-alive timeout (with the socket in CLOSE_WAIT meanwhile, and the drain of a
-    #: stopping server waiting on it).
-    ended = False
     _reading: anyio.CancelScope | None = None
     protocol: ProtocolWrapper
     send_lock: Any
@@ -501,8 +496,6 @@ class _EndsWithItsClient:
         no coroutine of its own is on the path of every event."""
         if type(event) is RawData:
             return self._send_raw(event.data)
-        if self.ended and type(event) is Updated and event.idle:
-            return self.idle_task.stop()  # type: ignore[attr-defined,no-any-return]
         return super().protocol_send(event)  # type: ignore[misc,no-any-return]
 
     async def _send_raw(self, data: bytes) -> None:
@@ -523,12 +516,8 @@ class _EndsWithItsClient:
             reading.cancel()
         with reading:
             await super()._read_data()  # type: ignore[misc]
-        self.ended = True
         if reading.cancelled_caught:
             await self.protocol.handle(Closed())
-        # (hypercorn's read loop returns into its connection's task group, which waits for
-        # the keep-alive timer: stopped, the group ends with the requests still in flight.)
-        await self.idle_task.stop()  # type: ignore[attr-defined]
 
 
 class _AsyncioTCPServer(_EndsWithItsClient, _ReasonPhrases, AsyncioTCPServer):
