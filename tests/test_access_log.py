@@ -240,3 +240,25 @@ def test_json_with_text_logging_is_the_object_alone() -> None:
         AccessLog("json").write(ENTRY)
     (line,) = output.getvalue().splitlines()
     assert line == AccessLog("json").line(ENTRY)
+
+
+@pytest.mark.parametrize("format", FORMATS)
+@pytest.mark.parametrize("entry", [ENTRY, ANONYMOUS, dataclasses.replace(ENTRY, target=HOSTILE,
+                                                                          user_agent=HOSTILE)])
+def test_write_request_writes_what_write_writes(format: str, entry: AccessEntry) -> None:
+    """The gateway's per-request path (``write_request``, which formats a plain line itself)
+    and :meth:`AccessLog.write` give the same line, through hostkit's handler and as a
+    record: the layouts have one definition, ``line``."""
+    access = logging.getLogger("hostkit.access")
+    log = AccessLog(format)
+    with hostkit_logging(LoggingOptions(format="text")) as output:
+        log.write_request(*dataclasses.astuple(entry))
+        log.write(entry)
+        other = logging.StreamHandler(io.StringIO())
+        access.addHandler(other)
+        try:
+            log.write_request(*dataclasses.astuple(entry))
+        finally:
+            access.removeHandler(other)
+    fast, reference, recorded = output.getvalue().splitlines()
+    assert fast == reference == recorded == log.line(entry)
