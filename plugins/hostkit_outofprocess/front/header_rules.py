@@ -144,7 +144,7 @@ def origin_headers(client_ip: str | None, scheme: str) -> tuple[Header, ...]:
 # forwards unless ``Connection`` names it, ``b""`` for one it never forwards. Cleared when
 # full, so names a client makes up cannot grow it without bound.
 _REQUEST_KEYS: dict[bytes, bytes] = {}
-_MAX_REQUEST_KEYS = 1024
+_MAX_KNOWN_NAMES = 1024
 _VERSION_HEADERS = {version: (HTTP_VERSION_HEADER, version) for version in (b"2", b"1.1", b"1.0")}
 
 
@@ -154,9 +154,15 @@ def _request_key(name: bytes) -> bytes:
     if (key in HOP_BY_HOP or key in _FORWARDING or key in _HANDLED_BY_MODULE
             or key.startswith(_RESERVED_PREFIX) or key.startswith(_FORWARDING_PREFIX)):
         key = b""
-    if len(_REQUEST_KEYS) >= _MAX_REQUEST_KEYS:
-        _REQUEST_KEYS.clear()
-    _REQUEST_KEYS[name] = key
+    return _remember(_REQUEST_KEYS, name, key)
+
+
+def _remember(known: dict[bytes, bytes], name: bytes, key: bytes) -> bytes:
+    """Keep ``key`` as what ``known`` (:data:`_REQUEST_KEYS`, :data:`_RESPONSE_KEYS`) holds
+    for ``name``, clearing it first when full; returns ``key``."""
+    if len(known) >= _MAX_KNOWN_NAMES:
+        known.clear()
+    known[name] = key
     return key
 
 
@@ -190,9 +196,4 @@ _RESPONSE_KEYS: dict[bytes, bytes] = {}
 def _response_key(name: bytes) -> bytes:
     """What :data:`_RESPONSE_KEYS` holds for ``name``, worked out and kept."""
     key = canonical(name)
-    if key in _NOT_RELAYED:
-        key = b""
-    if len(_RESPONSE_KEYS) >= _MAX_REQUEST_KEYS:
-        _RESPONSE_KEYS.clear()
-    _RESPONSE_KEYS[name] = key
-    return key
+    return _remember(_RESPONSE_KEYS, name, b"" if key in _NOT_RELAYED else key)

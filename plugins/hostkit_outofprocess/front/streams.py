@@ -330,22 +330,22 @@ class ProtocolStream:
         after, so the buffer never holds a copy of what the caller still holds."""
         if self.protocol.write_paused:
             await self.writable()
-        if self.transport.is_closing():
-            if self.protocol.error is not None:
-                raise anyio.BrokenResourceError from self.protocol.error
-            raise anyio.BrokenResourceError
-        self.transport.write(data)
+        self._write(data)
 
     def send_nowait(self, data: bytes) -> bool:
         if self.protocol.write_paused:
             return False
+        self._write(data)
+        return True
+
+    def _write(self, data: bytes) -> None:
+        """Hand ``data`` to the transport; ``BrokenResourceError`` once it is closing."""
         transport = self.transport
         if transport.is_closing():
             if self.protocol.error is not None:
                 raise anyio.BrokenResourceError from self.protocol.error
             raise anyio.BrokenResourceError
         transport.write(data)
-        return True
 
     async def writable(self) -> None:
         protocol = self.protocol
