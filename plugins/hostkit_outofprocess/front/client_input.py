@@ -152,6 +152,14 @@ class ClientInput:
                     return
                 budget -= len(event.data)
 
+    def raw_head(self) -> bytes | None:
+        """The current request's head as received (:func:`hostkit.request_rules.head_of`),
+        once its head was parsed: ``None`` when it is larger than what was kept of it."""
+        parser = self.parser
+        if type(parser) is RequestParser and parser.raw_head is not None:
+            return parser.raw_head  # (its first byte begins the request line)
+        return request_rules.head_of(bytes(self.head))
+
     def next_request(self) -> None:
         """The request was read and answered: a new parser takes what came after it."""
         rest, closed = self.parser.trailing_data

@@ -3,11 +3,10 @@
 The connection reads request heads and hands each request to an
 :class:`~hostkit_outofprocess.front.exchange.Exchange`, which forwards it and relays the
 answer; what lives longer than one request is here: the stream and its input
-(:mod:`~hostkit_outofprocess.front.client_input`), who the client is
-(:class:`~hostkit_outofprocess.front.identity.ConnectionIdentity`), whether it is idle, its
-deadline (:mod:`~hostkit_outofprocess.front.deadlines`), and the parts of the gateway its
-exchanges use (``hostkit.plugin.Gateway``: the access log, the metrics, the limit, the health
-paths), read once per connection.
+(:mod:`~hostkit_outofprocess.front.client_input`), whether it is idle, its deadline
+(:mod:`~hostkit_outofprocess.front.deadlines`), and what every connection holds (who the
+client is, the parts of the gateway its exchanges use:
+:class:`~hostkit_outofprocess.front.serving.ServedConnection`).
 """
 
 from __future__ import annotations
@@ -20,8 +19,6 @@ import h11
 
 from hostkit.plugin import REQUEST_ID_HEADER, FloodLimits, Gateway
 
-from hostkit.plugin import request_rules
-
 from hostkit_outofprocess.front import records
 from hostkit_outofprocess.front.client_input import STREAM_ERRORS, ClientGone, client_input
 from hostkit_outofprocess.front.deadlines import Wait
@@ -29,6 +26,7 @@ from hostkit_outofprocess.front.exchange import Aborted, BodyTimeout, Exchange
 from hostkit_outofprocess.front.http2 import PREFACE_HEAD, Http2Connection
 from hostkit_outofprocess.front.identity import ConnectionIdentity
 from hostkit_outofprocess.front.pages import ErrorPages
+from hostkit_outofprocess.front.serving import ServedConnection
 from hostkit_outofprocess.front.streams import Stream
 from hostkit_outofprocess.front.upstream import Upstream
 from hostkit_outofprocess.front.wire import own_response
@@ -38,27 +36,14 @@ from hostkit_outofprocess.front.wire import own_response
 _WAIT_HEAD = Wait.NEXT_HEAD
 
 
-class ClientConnection:
+class ClientConnection(ServedConnection):
     """Serves one accepted client connection until it closes, times out or the front stops."""
 
     def __init__(self, stream: Stream, upstream: Upstream, pages: ErrorPages, *,
                  identity: ConnectionIdentity, gateway: Gateway, head_timeout: float,
                  stopping: anyio.Event, http2: FloodLimits | None = None):
-        self.stream = stream
-        self.upstream = upstream
-        self.pages = pages
-        self.identity = identity
-        self.gateway = gateway
-        #: a new request id (for a request whose peer is no known proxy).
-        self.new_request_id = gateway.request_ids.new
-        self.access_log = gateway.access_log
-        self.metrics = gateway.metrics
-        self.limit = gateway.limit
-        self.health_paths = gateway.has_health_paths
-        #: whether an exchange's end is recorded (:mod:`~hostkit_outofprocess.front.records`).
-        self.records = self.access_log is not None or self.metrics is not None
-        self.head_timeout = head_timeout
-        self.stopping = stopping
+        super().__init__(stream, upstream, pages, identity=identity, gateway=gateway,
+                         head_timeout=head_timeout, stopping=stopping)
         self.input = client_input(stream)
         #: True between requests (the front stopping closes the connection then).
         self.idle = True
@@ -149,7 +134,7 @@ class ClientConnection:
                     return
                 exchange = self.exchange = Exchange(self, event)
                 try:
-                    keep_alive = await exchange.run(request_rules.head_of(bytes(client.head)))
+                    keep_alive = await exchange.run(client.raw_head())
                 except (Aborted, ClientGone):
                     return
                 except h11.RemoteProtocolError as error:

@@ -58,6 +58,7 @@ from hostkit_outofprocess.front.deadlines import BodyPace, Wait
 from hostkit_outofprocess.front.exchange import Aborted, BodyTimeout, Exchange
 from hostkit_outofprocess.front.identity import ConnectionIdentity
 from hostkit_outofprocess.front.pages import ErrorPages
+from hostkit_outofprocess.front.serving import ServedConnection
 from hostkit_outofprocess.front.streams import READ_SIZE, Stream
 from hostkit_outofprocess.front.upstream import ChildConnection, ChildError, ChildResponse, Upstream
 from hostkit_outofprocess.front.wire import request_head
@@ -124,7 +125,7 @@ class _Refused(Exception):
         self.status = status
 
 
-class Http2Connection:
+class Http2Connection(ServedConnection):
     """Serves one client connection that speaks HTTP/2, until it closes, times out, floods
     or the front stops (see the module docstring).
 
@@ -136,19 +137,8 @@ class Http2Connection:
     def __init__(self, stream: Stream, upstream: Upstream, pages: ErrorPages, *,
                  identity: ConnectionIdentity, gateway: Gateway, head_timeout: float,
                  stopping: anyio.Event, limits: FloodLimits, received: bytes = b""):
-        self.stream = stream
-        self.upstream = upstream
-        self.pages = pages
-        self.identity = identity
-        self.gateway = gateway
-        self.new_request_id = gateway.request_ids.new
-        self.access_log = gateway.access_log
-        self.metrics = gateway.metrics
-        self.limit = gateway.limit
-        self.health_paths = gateway.has_health_paths
-        self.records = self.access_log is not None or self.metrics is not None
-        self.head_timeout = head_timeout
-        self.stopping = stopping
+        super().__init__(stream, upstream, pages, identity=identity, gateway=gateway,
+                         head_timeout=head_timeout, stopping=stopping)
         self.limits = limits
         self.watch = FrameWatch(limits)
         self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(

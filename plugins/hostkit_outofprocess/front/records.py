@@ -53,10 +53,10 @@ def exchange_ended(exchange: Exchange) -> None:
     if authenticated is not None and authenticated.principal is not None:
         identity = authenticated.principal.identity
         user = identity.name if identity.is_authenticated else None
-    access_log.write(AccessEntry(
+    access_log.write_request(
         exchange.origin.client_ip, user, method, request.target.decode("latin-1"),
         _PROTOCOLS.get(exchange.client_version, "HTTP/1.1"), status, exchange.bytes_sent,
-        exchange.started, seconds, exchange.request_id, referer, agent))
+        exchange.started, seconds, exchange.request_id, referer, agent)
 
 
 def unparsed_head(access_log: AccessLog | None, metrics: Metrics | None, *,

@@ -101,7 +101,7 @@ class RequestParser:
     """
 
     __slots__ = ("their_state", "their_http_version", "they_are_waiting_for_100_continue",
-                 "fallback", "_buffer", "_closed", "_searched", "_length", "_remaining",
+                 "fallback", "raw_head", "_buffer", "_closed", "_searched", "_length", "_remaining",
                  "_headers")
 
     def __init__(self) -> None:
@@ -113,6 +113,9 @@ class RequestParser:
         self.they_are_waiting_for_100_continue = False
         #: the h11 connection that parses this request instead (``None``: this parser does).
         self.fallback: h11.Connection | None = None
+        #: the request's head as received, once this parser read it (``None`` before, and
+        #: for a request :attr:`fallback` parses).
+        self.raw_head: bytes | None = None
         self._buffer: bytes | bytearray = b""
         self._closed = False
         #: how much of the buffer was searched for the end of the head already.
@@ -202,6 +205,7 @@ class RequestParser:
         if specials != _HOST_ONLY and not self._special_headers(specials, version):
             return self._fall_back()
         self._buffer = buffer[end:]
+        self.raw_head = head
         self.their_state = _SEND_BODY
         self.their_http_version = version
         request = _new(_Request)
