@@ -13,6 +13,9 @@ from these pieces always ends by itself.
   should before loading it (:func:`check_answer`); :func:`keeps_alive`: whether it keeps the
   connection open;
 - :func:`wait_accepting`: wait for a server that logs nothing when ready (nginx);
+- :class:`LogFileProgram`: a server whose output goes to a file, as nginx's access log does;
+- :class:`ServerModes` (:func:`server_modes`): what every server of a run is told, so both
+  sides of a comparison do the same work: whether it writes an access log, which event loop;
 - :func:`distribution_version`: the installed version of a package a benchmark measured (the
   code itself: :func:`tests.support.source.source_state`; processes, from ``/proc``:
   :mod:`tests.support.processes`);
@@ -37,9 +40,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from bench.trivial_app import BODY
 from hostkit.testing import Program
@@ -134,6 +137,205 @@ def wait_started_by(server: Program, wait: Callable[[], T], what: str) -> T:
     why = "exited before it was ready" if ended else what
     raise BenchmarkError(f"{server.name} {why} (exit status {server.process.returncode}); "
                          f"command: {' '.join(server.args)}\n{server.tail()}")
+
+
+#: how long a :class:`LogFileProgram`'s reader waits for more once it has read all there is.
+FOLLOW_INTERVAL = 0.01
+
+
+class LogFileProgram(Program):
+    """A :class:`Program` whose output (stdout and stderr) is appended to ``log_file``, as a
+    server's log is in production and nginx's access log is here: a server writes to a file
+    without ever waiting for a reader (a pipe whose reader falls behind blocks the writer,
+    hostkit's event loop included), and nothing wakes up for each line it writes.
+
+    It runs under ``/bin/sh -c 'exec "$@" >>FILE 2>&1'``: the shell redirects, then becomes
+    the program (same pid); :attr:`args` are the program's own. A thread follows the file as
+    it grows, so its lines, and every wait of a :class:`Program`, come as they do from a
+    pipe, up to :data:`FOLLOW_INTERVAL` later (too coarse to time a start: use a Program).
+    """
+
+    def __init__(self, args: Sequence[str], cwd: str | Path, env: Mapping[str, str], *,
+                 log_file: Path, name: str, **options: Any):
+        self.log_file = log_file
+        log_file.touch()
+        redirected = ["/bin/sh", "-c", 'exec "$@" >>"$0" 2>&1', str(log_file), *args]
+        super().__init__(redirected, cwd, env, name=name, **options)
+        self.args = list(args)
+
+    def _read(self) -> None:
+        """The reader thread: the pipe to its end (the shell's redirection closes it before
+        the program runs), then the file, until the program has exited and all of it is read."""
+        assert self.process.stdout is not None
+        with self.process.stdout:
+            self._add(self.process.stdout.read().splitlines())  # the shell's error, if any
+        with open(self.log_file, encoding="utf-8", errors="replace") as log:
+            partial = ""
+            while True:
+                ended = self.process.poll() is not None  # before the read: all is written
+                text = log.read()
+                if text:
+                    *complete, partial = (partial + text).split("\n")
+                    self._add(complete)
+                elif ended:
+                    break
+                else:
+                    time.sleep(FOLLOW_INTERVAL)
+            self._add([partial] if partial else [])
+        with self._changed:
+            self._eof = True
+            self._changed.notify_all()
+
+    def _add(self, lines: list[str]) -> None:
+        if not lines:
+            return
+        now = time.monotonic()
+        with self._changed:
+            self.lines.extend(lines)
+            self.times.extend([now] * len(lines))
+            self._changed.notify_all()
+
+
+# --- what every server of a run is told -----------------------------------------------------
+
+#: ``--event-loop``: the asyncio event loop every server of a run runs.
+EVENT_LOOPS = ("asyncio", "uvloop")
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerModes:
+    """What every server of a benchmark run is told, so both sides of a comparison do the
+    same work: whether it writes an access log (hostkit's default: a combined line per
+    request on stderr; nginx's: the combined format, to a file) and which event loop it runs
+    (hostkit's ``event_loop`` setting; hypercorn's ``--worker-class``, named after its loop).
+    """
+
+    access_log: bool = True
+    event_loop: str = "asyncio"
+    #: whether the hostkit measured has the ``event_loop`` setting; without it hostkit runs
+    #: asyncio and is told nothing.
+    hostkit_event_loop: bool = False
+
+    def hostkit_arguments(self) -> list[str]:
+        """hostkit's command-line arguments for these modes (none: hostkit's defaults)."""
+        arguments = [] if self.access_log else ["--logging:access_log=false"]
+        if self.hostkit_event_loop:
+            arguments.append(f"--event_loop={self.event_loop}")
+        return arguments
+
+    @property
+    def hypercorn_worker_class(self) -> str:
+        """hypercorn's ``--worker-class``: ``asyncio`` or ``uvloop``."""
+        return self.event_loop
+
+    def nginx_access_log(self, directory: str | Path) -> str:
+        """nginx's ``access_log`` directive's value: ``DIRECTORY/access.log`` (nginx's own
+        default: the combined format, to a file), or ``off``."""
+        return f"{directory}/access.log" if self.access_log else "off"
+
+    def describe(self) -> str:
+        """The line a benchmark prints before it starts its servers, and in its report."""
+        if self.access_log:
+            log = ("access log on (hostkit's default: combined, on stderr; nginx: combined, "
+                   "to access.log in its folder)")
+        else:
+            log = "access log off (hostkit --logging:access_log=false, nginx access_log off)"
+        return f"{log}; {self.describe_event_loop()}"
+
+    def describe_event_loop(self) -> str:
+        """``event loop uvloop (hostkit --event_loop=uvloop; hypercorn --worker-class
+        uvloop)``: the part of :meth:`describe` about the loop."""
+        told = (f"--event_loop={self.event_loop}" if self.hostkit_event_loop
+                else "not told: this hostkit has no event_loop setting and runs asyncio")
+        return (f"event loop {self.event_loop} (hostkit {told}; hypercorn "
+                f"--worker-class {self.hypercorn_worker_class})")
+
+    def settings(self) -> dict[str, Any]:
+        """The modes for a results document."""
+        return {"access_log": self.access_log, "event_loop": self.event_loop,
+                "hostkit_arguments": self.hostkit_arguments(),
+                "hypercorn_worker_class": self.hypercorn_worker_class,
+                "nginx_access_log": self.nginx_access_log("NGINX_DIR"),
+                "description": self.describe()}
+
+
+def server_modes(access_log: bool, event_loop: str, *, env: Mapping[str, str],
+                 python: str = sys.executable) -> ServerModes:
+    """The :class:`ServerModes` asked for, once ``python`` with exactly ``env`` (the
+    servers' environment) can run them: asks that hostkit (``hostkit config``) whether it has
+    the ``event_loop`` setting. Exits saying why when ``uvloop`` is asked for and ``python``
+    cannot import uvloop or its hostkit has no such setting."""
+    if event_loop not in EVENT_LOOPS:
+        raise ValueError(f"event loop {event_loop!r}: expected one of {', '.join(EVENT_LOOPS)}")
+    environment = dict(env)
+    if event_loop == "uvloop":
+        check = subprocess.run([python, "-c", "import uvloop"], env=environment,
+                               capture_output=True, text=True, timeout=60)
+        if check.returncode != 0:
+            why = (check.stderr.strip().splitlines() or [f"exit status {check.returncode}"])[-1]
+            raise SystemExit(f"--event-loop uvloop: {python} cannot import uvloop ({why}); "
+                             "install it (.venv/bin/pip install uvloop) or use "
+                             "--event-loop asyncio")
+    known = "event_loop" in hostkit_setting_names(python, environment)
+    if event_loop == "uvloop" and not known:
+        raise SystemExit("--event-loop uvloop: this hostkit has no event_loop setting "
+                         "(`hostkit config` lists none), so it runs asyncio only")
+    return ServerModes(access_log, event_loop, hostkit_event_loop=known)
+
+
+def loads_uvloop(pid: int) -> bool | None:
+    """Whether process ``pid`` has uvloop's extension module loaded (Linux
+    ``/proc/PID/maps``); None when it is not a Python program (nginx) or is gone."""
+    try:
+        if "python" not in Path(f"/proc/{pid}/exe").resolve().name:
+            return None
+        with open(f"/proc/{pid}/maps", encoding="utf-8", errors="replace") as maps:
+            return any("/uvloop/" in line for line in maps)
+    except OSError:
+        return None
+
+
+#: what every access-log line of the benchmarks' requests holds (the combined format's
+#: request line in quotes, hostkit's and nginx's alike).
+REQUEST_LINE = '"GET / HTTP/1.1"'
+
+
+def request_lines(root: Path, files: Iterable[Path]) -> dict[str, int]:
+    """After the servers stopped: how many access-log lines (:data:`REQUEST_LINE`) each of
+    ``files`` holds, by its path relative to ``root``."""
+    counts = {}
+    for path in sorted(files):
+        with open(path, encoding="utf-8", errors="replace") as log:
+            counts[str(path.relative_to(root))] = sum(REQUEST_LINE in line for line in log)
+    return counts
+
+
+def access_log_warnings(modes: ServerModes, counts: Mapping[str, int]) -> list[str]:
+    """What :func:`request_lines` found that ``modes`` rules out: an nginx ``access.log``
+    without a line when the access log is on, any request line when it is off."""
+    if modes.access_log:
+        empty = [name for name, count in counts.items()
+                 if Path(name).name == "access.log" and not count]
+        return [f"WARNING: the access log is on, but {name} has no request line"
+                for name in empty]
+    logged = [f"{name} ({count})" for name, count in counts.items() if count]
+    return ([f"WARNING: the access log is off, but request lines were logged: "
+             f"{', '.join(logged)}"] if logged else [])
+
+
+def hostkit_setting_names(python: str, env: Mapping[str, str]) -> set[str]:
+    """The settings ``python -m hostkit config`` lists (``event_loop``, ``logging.level``,
+    ...), run with exactly ``env`` in an empty folder (hostkit's defaults). Raises
+    :class:`BenchmarkError` when it fails."""
+    with tempfile.TemporaryDirectory(prefix="hostkit-bench-config-") as folder:
+        done = subprocess.run([python, "-m", "hostkit", "config"], cwd=folder, env=dict(env),
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=60)
+    if done.returncode != 0:
+        raise BenchmarkError(f"{python} -m hostkit config failed ({done.returncode}):\n"
+                             f"{done.stdout}{done.stderr}")
+    return {line.split(" = ", 1)[0].strip() for line in done.stdout.splitlines()
+            if " = " in line and not line.startswith("#")}
 
 
 # --- one request -------------------------------------------------------------------------

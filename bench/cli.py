@@ -27,10 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from bench._harness import (
+    EVENT_LOOPS,
     BenchmarkError,
+    ServerModes,
     WrkResult,
     distribution_version,
+    loads_uvloop,
     run_wrk,
+    server_modes,
     wrk_command,
     wrk_version,
 )
@@ -86,6 +90,25 @@ def benchmark_parser(prog: str, description: str, results_file: Path, *,
     return parser
 
 
+def add_server_options(parser: argparse.ArgumentParser) -> None:
+    """``--no-access-log`` and ``--event-loop``: what every server of the run is told, read
+    back by :func:`modes_of`."""
+    parser.add_argument("--no-access-log", dest="access_log", action="store_false",
+                        help="hostkit with --logging:access_log=false, nginx with access_log "
+                             "off (default: both write one: hostkit's default, combined on "
+                             "stderr, which goes to a file; nginx's combined, to access.log)")
+    parser.add_argument("--event-loop", choices=EVENT_LOOPS, default="asyncio",
+                        help="the event loop of hostkit (--event_loop=LOOP) and of bare "
+                             "hypercorn (--worker-class LOOP) (default: asyncio)")
+
+
+def modes_of(options: argparse.Namespace, env: dict[str, str]) -> ServerModes:
+    """The :class:`ServerModes` of :func:`add_server_options`' options, checked against the
+    hostkit run with ``env`` (:func:`bench._harness.server_modes`: exits saying why uvloop
+    cannot run)."""
+    return server_modes(options.access_log, options.event_loop, env=env)
+
+
 def parse_load_options(parser: argparse.ArgumentParser,
                        argv: Sequence[str] | None) -> argparse.Namespace:
     """Parse, and check wrk gets at least one connection per thread."""
@@ -117,6 +140,9 @@ class Target:
     #: ``{"nginx": ("nginx master", "nginx worker")}``, ``{SUPERVISOR: ("supervisor",
     #: "front", "child")}`` (the last role also for anything deeper); see :func:`role_of`.
     roles: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    #: each Python process serving it and whether it runs uvloop, as seen once it served
+    #: (:func:`uvloop_processes`; set by the benchmarks that say which loop ran).
+    uvloop: list[tuple[str, bool]] = dataclasses.field(default_factory=list)
 
     def median(self, field: str) -> float:
         """The median of one :class:`WrkResult` field over the measured runs."""
@@ -156,6 +182,26 @@ def _descendants(pid: int, prefix: str) -> dict[str, int]:
         named[f"{prefix}{index}"] = child
         named.update(_descendants(child, f"{prefix}{index}."))
     return named
+
+
+def uvloop_processes(target: Target) -> list[tuple[str, bool]]:
+    """Each Python process serving ``target`` (:func:`processes_of`; its role, when the
+    target has :attr:`Target.roles`) and whether it has uvloop loaded: its event loop, once
+    it serves."""
+    loaded = []
+    for name, pid in processes_of(target).items():
+        uses = loads_uvloop(pid)
+        if uses is not None:
+            loaded.append((role_of(target, name) if target.roles else name, uses))
+    return loaded
+
+
+def loop_note(target: Target) -> str:
+    """``uvloop in front, child (of 2 Python processes)``, or ``uvloop in none of ...``:
+    :attr:`Target.uvloop` on one line."""
+    with_uvloop = [name for name, uses in target.uvloop if uses]
+    return (f"uvloop in {', '.join(with_uvloop) or 'none'} "
+            f"(of {len(target.uvloop)} Python processes)")
 
 
 def role_of(target: Target, name: str) -> str:
@@ -342,6 +388,17 @@ def medians_table(targets: list[Target], name_width: int) -> list[str]:
     for target in targets:
         lines.append(f"{target.name:<{name_width}} {target.median('requests_per_sec'):>10.0f} "
                      f"{target.median('p50_ms'):>8.2f} {target.median('p99_ms'):>8.2f}")
+    return lines
+
+
+def loop_warnings(targets: list[Target], event_loop: str) -> list[str]:
+    """A warning per target some of whose Python processes (:attr:`Target.uvloop`) did not
+    run the ``event_loop`` every one of them was told to."""
+    lines = []
+    for target in targets:
+        wrong = [name for name, uses in target.uvloop if uses != (event_loop == "uvloop")]
+        if wrong:
+            lines.append(f"WARNING: {target.name}: not on {event_loop}: {', '.join(wrong)}")
     return lines
 
 

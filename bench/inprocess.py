@@ -54,11 +54,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 # --- servers -------------------------------------------------------------------------------
 
-def hypercorn_command(port: int, workers: int = 0) -> list[str]:
-    """Bare hypercorn: asyncio, no access log; one serving process (``--workers 0``), or
-    that many worker processes under hypercorn's own parent process."""
+def hypercorn_command(port: int, workers: int = 0, *,
+                      worker_class: str = "asyncio") -> list[str]:
+    """Bare hypercorn: asyncio (or the ``worker_class`` given: ``uvloop``), no access log; one
+    serving process (``--workers 0``), or that many worker processes under hypercorn's own
+    parent process."""
     return [sys.executable, "-m", "hypercorn", "--bind", f"127.0.0.1:{port}",
-            "--worker-class", "asyncio", "--workers", str(workers), APP]
+            "--worker-class", worker_class, "--workers", str(workers), APP]
 
 
 def hostkit_command(port: int) -> list[str]:

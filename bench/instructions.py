@@ -4,6 +4,7 @@ Run from the repository root::
 
     python -m bench.instructions                        # stage, inprocess, front
     python -m bench.instructions stage inprocess hypercorn
+    python -m bench.instructions --event-loop uvloop inprocess hypercorn
     python -m bench.instructions --python /work/before/.venv/bin/python --root /work/before \\
         --stage hostkit.server_stage:ServerStage stage inprocess front
 
@@ -18,6 +19,10 @@ Measurements (each one process under ``valgrind --tool=callgrind --instr-atstart
   cost is inside it.
 - ``front``: the OutOfProcess front only (its hostkit child runs natively behind it).
 - ``hypercorn``: bare hypercorn serving the same app, for reference.
+
+``--event-loop`` (``asyncio`` by default, or ``uvloop``) is the loop of both servers: hostkit
+gets ``--event_loop=LOOP`` (when the measured hostkit has that setting: one without it runs
+asyncio and is told nothing; it cannot run uvloop), hypercorn ``--worker-class LOOP``.
 
 A server is started under callgrind with counting off, warmed up with one GET and a wrk run,
 then counted (``callgrind_control -i on PID``) for one wrk run and switched off again before
@@ -56,11 +61,17 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bench._harness import ServerModes
 
 THIS_FILE = Path(__file__).resolve()
 RESULTS_FILE = THIS_FILE.parent / "results" / "instructions.json"
 MEASUREMENTS = ("stage", "inprocess", "front", "hypercorn")
+#: ``--event-loop``; bench._harness.EVENT_LOOPS, which the command line does not import (see
+#: :func:`positive_int`).
+EVENT_LOOPS = ("asyncio", "uvloop")
 DEFAULT_MEASUREMENTS = ("stage", "inprocess", "front")
 
 START_TIMEOUT = 60.0      # a Python server under valgrind starts in about 5-10 s
@@ -301,34 +312,39 @@ def measure_server(options: argparse.Namespace, work: Path, name: str,
                   result.requests, {"requests_per_sec_under_callgrind": result.requests_per_sec})
 
 
-def _hostkit(options: argparse.Namespace, *arguments: str) -> Callable[[int], list[str]]:
-    """The measured checkout's hostkit program (``--program``) on 127.0.0.1:PORT."""
+def _hostkit(options: argparse.Namespace, modes: ServerModes,
+             *arguments: str) -> Callable[[int], list[str]]:
+    """The measured checkout's hostkit program (``--program``) on 127.0.0.1:PORT, told
+    ``modes``' event loop (its front's child too: it runs the same command line)."""
     def program(port: int) -> list[str]:
         return [options.python, "-m", options.program, *arguments,
-                f"--urls=http://127.0.0.1:{port}"]
+                *modes.hostkit_arguments(), f"--urls=http://127.0.0.1:{port}"]
     return program
 
 
-def _bare_hypercorn(options: argparse.Namespace) -> Callable[[int], list[str]]:
+def _bare_hypercorn(options: argparse.Namespace,
+                    modes: ServerModes) -> Callable[[int], list[str]]:
     """hypercorn serving ``--app`` in one process on 127.0.0.1:PORT, as bench.inprocess
-    runs it."""
+    runs it, with ``modes``' worker class (``asyncio`` or ``uvloop``)."""
     def program(port: int) -> list[str]:
         return [options.python, "-m", "hypercorn", "--bind", f"127.0.0.1:{port}",
-                "--worker-class", "asyncio", "--workers", "0", options.app]
+                "--worker-class", modes.hypercorn_worker_class, "--workers", "0",
+                options.app]
     return program
 
 
-def measure(options: argparse.Namespace, measurement: str, work: Path) -> Figure:
-    """One measurement by name (:data:`MEASUREMENTS`)."""
+def measure(options: argparse.Namespace, measurement: str, work: Path,
+            modes: ServerModes) -> Figure:
+    """One measurement by name (:data:`MEASUREMENTS`), its servers run as ``modes`` says."""
     if measurement == "stage":
         return measure_stage(options, work)
     servers = {
-        "inprocess": ("hostkit InProcess (hypercorn)", _hostkit(options),
+        "inprocess": ("hostkit InProcess (hypercorn)", _hostkit(options, modes),
                       "Now listening on: http://127.0.0.1:{port}"),
         "front": ("hostkit OutOfProcess front",
-                  _hostkit(options, "--hosting_model=OutOfProcess"),
+                  _hostkit(options, modes, "--hosting_model=OutOfProcess"),
                   "Now listening on: http://127.0.0.1:{port}"),
-        "hypercorn": ("bare hypercorn", _bare_hypercorn(options),
+        "hypercorn": ("bare hypercorn", _bare_hypercorn(options, modes),
                       "Running on http://127.0.0.1:{port}"),
     }
     name, program, ready = servers[measurement]
@@ -368,6 +384,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="wrk threads (default: 1)")
     parser.add_argument("--output", type=Path, default=RESULTS_FILE,
                         help=f"JSON results file (default: {RESULTS_FILE})")
+    parser.add_argument("--event-loop", choices=EVENT_LOOPS, default="asyncio",
+                        help="the event loop of hostkit (--event_loop=LOOP, when the measured "
+                             "hostkit has that setting) and of bare hypercorn (--worker-class "
+                             "LOOP) (default: asyncio)")
     parser.add_argument("measurements", nargs="*", metavar="MEASUREMENT",
                         help=f"any of {', '.join(MEASUREMENTS)} "
                              f"(default: {' '.join(DEFAULT_MEASUREMENTS)})")
@@ -416,10 +436,19 @@ def _source(root: Path) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
     _ensure_valgrind()
+    from bench._harness import server_modes
+
+    modes = server_modes(True, options.event_loop, env=measured_environment(options),
+                         python=options.python)
+    print(f"servers: {modes.describe_event_loop()}", flush=True)
     results: dict[str, Any] = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "settings": {key: str(value) for key, value in vars(options).items()
                      if key != "output"},
+        "event_loop": {"event_loop": modes.event_loop,
+                       "hostkit_arguments": modes.hostkit_arguments(),
+                       "hypercorn_worker_class": modes.hypercorn_worker_class,
+                       "description": modes.describe_event_loop()},
         "platform": platform.platform(), "cpus": os.cpu_count(),
         "source": _source(options.root), "measurements": {}}
     failed = False
@@ -428,7 +457,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for _ in range(1 if measurement == "stage" else options.rounds):
             with tempfile.TemporaryDirectory(prefix="hostkit-callgrind-") as work:
                 try:
-                    figure = measure(options, measurement, Path(work))
+                    figure = measure(options, measurement, Path(work), modes)
                 except Exception as error:  # noqa: BLE001 - report it, go on with the next
                     print(f"{measurement}: could not measure: {error}", file=sys.stderr)
                     failed = True

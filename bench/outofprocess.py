@@ -6,6 +6,7 @@ Run from the repository root::
     python -m bench.outofprocess              # 3 rounds x 10 s, wrk -t2 -c32
     python -m bench.outofprocess --rounds 5 --duration 20 --connections 64
     python -m bench.outofprocess --targets nginx-hypercorn --cold-starts 0 --recoveries 0
+    python -m bench.outofprocess --no-access-log --event-loop uvloop
 
 Up to four targets serve :data:`bench.trivial_app.app`, each on a free 127.0.0.1 port, for the
 whole benchmark (``--targets`` picks the ones besides OutOfProcess):
@@ -14,11 +15,20 @@ whole benchmark (``--targets`` picks the ones besides OutOfProcess):
   --urls=http://127.0.0.1:PORT``: the module (front, Python: h11 + anyio), which starts the
   same command line as its child on the first request and forwards to it;
 - **nginx + hypercorn child** (issue 18's baseline): nginx (one worker, keep-alive upstream)
-  in front of one bare ``python -m hypercorn --worker-class asyncio --workers 0``;
+  in front of one bare ``python -m hypercorn --worker-class asyncio --workers 0`` (or
+  ``uvloop``);
 - **nginx + hostkit child**: the same program started by hand as a child (``HOSTKIT_PORT``,
   ``HOSTKIT_TOKEN``, ``HOSTKIT_PATH_BASE=/``), behind nginx (one worker, keep-alive upstream,
   the token header set by ``proxy_set_header``);
 - **hostkit InProcess**: ``python -m bench.hostkit_server --urls=http://127.0.0.1:PORT``.
+
+Both sides do the same work (:class:`bench._harness.ServerModes`): by default hostkit writes
+its access log (its default: a combined line per request on stderr) and nginx its own
+(combined, to ``access.log`` in its folder, nginx's default); ``--no-access-log`` turns both
+off. Every measured server's output goes to a file (:class:`bench._harness.LogFileProgram`),
+as nginx's log does, not to a pipe; at the end each file's request lines are counted, to
+show the logs were written (or not). ``--event-loop uvloop`` runs hostkit
+(``--event_loop=uvloop``) and hypercorn (``--worker-class uvloop``) on uvloop.
 
 Each round loads every target (warmup, then a measured wrk run), the order reversed every
 other round (OutOfProcess and nginx + hypercorn, next to each other, swap places), with the
@@ -51,6 +61,9 @@ from typing import Any
 from bench import cli
 from bench._harness import (
     BenchmarkError,
+    LogFileProgram,
+    ServerModes,
+    access_log_warnings,
     check_answer,
     ensure_program,
     ensure_wrk,
@@ -58,6 +71,7 @@ from bench._harness import (
     fetch_with_headers,
     keeps_alive,
     loopback_url,
+    request_lines,
     server_environment,
     wait_accepting,
     wait_ready,
@@ -154,15 +168,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         default=list(OPTIONAL_TARGETS), metavar="TARGET",
                         help="the targets measured besides hostkit OutOfProcess "
                              f"({', '.join(OPTIONAL_TARGETS)}; default: all)")
+    cli.add_server_options(parser)
     return cli.parse_load_options(parser, argv)
 
 
 # --- targets -------------------------------------------------------------------------------
 
-def hostkit_command(port: int, *, out_of_process: bool) -> list[str]:
-    """``python -m bench.hostkit_server [--hosting_model=OutOfProcess] --urls=...:PORT``."""
+def hostkit_command(port: int, *, out_of_process: bool,
+                    arguments: Sequence[str] = ()) -> list[str]:
+    """``python -m bench.hostkit_server [--hosting_model=OutOfProcess] [ARGUMENTS]
+    --urls=...:PORT`` (the URL last: the leftover check looks for it)."""
     model = ["--hosting_model=OutOfProcess"] if out_of_process else []
-    return [sys.executable, "-m", PROGRAM, *model, f"--urls={loopback_url(port, '')}"]
+    return [sys.executable, "-m", PROGRAM, *model, *arguments,
+            f"--urls={loopback_url(port, '')}"]
 
 
 def hostkit_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -184,11 +202,17 @@ def listening_marker_of(url: str) -> str:
 
 
 class Bench:
-    """Everything started, so everything can be stopped and checked for leftovers."""
+    """Everything started, so everything can be stopped and checked for leftovers; what
+    every server is told (``modes``), and where their output goes: with ``logs``, a file in
+    that folder per server (:meth:`start`), else a pipe the benchmark reads."""
 
-    def __init__(self, stack: contextlib.ExitStack, cwd: str):
+    def __init__(self, stack: contextlib.ExitStack, cwd: str, *,
+                 modes: ServerModes = ServerModes(), logs: Path | None = None):
         self.stack = stack
         self.cwd = cwd
+        self.modes = modes
+        self.logs = logs
+        self.log_files = 0
         #: every OutOfProcess front started: its URL is on its children's command line too.
         self.front_urls: list[str] = []
         #: every child pid the fronts logged, and every process started here, with the text
@@ -199,9 +223,20 @@ class Bench:
         self.hangs: list[dict[str, Any]] = []
 
     def start(self, name: str, argv: list[str], ready_marker: str, env: dict[str, str],
-              cwd: str, *, wait: bool = True) -> Program:
-        server = Program(argv, cwd, env, name=name, new_session=True,
-                         before_kill=self._note_hang, inherit_environment=False)
+              cwd: str, *, wait: bool = True, to_file: bool = True) -> Program:
+        """Start ``argv`` (stopped with the stack), its output to a file in :attr:`logs`
+        unless ``to_file`` is false (or there is no such folder), and wait for its
+        ``ready_marker`` unless ``wait`` is false."""
+        options: dict[str, Any] = {"name": name, "new_session": True,
+                                   "before_kill": self._note_hang, "inherit_environment": False}
+        server: Program
+        if self.logs is not None and to_file:
+            self.log_files += 1
+            slug = "-".join("".join(c if c.isalnum() else " " for c in name).split())
+            log_file = self.logs / f"{self.log_files:02d}-{slug}.log"
+            server = LogFileProgram(argv, cwd, env, log_file=log_file, **options)
+        else:
+            server = Program(argv, cwd, env, **options)
         self.stack.callback(server.stop, STOP_TIMEOUT)
         self.known[server.pid] = argv[-1]
         if wait:
@@ -220,12 +255,14 @@ class Bench:
         print(f"BUG? {server.name} (pid {server.pid}) still running {STOP_TIMEOUT:g} s "
               "after SIGTERM: SIGKILL (its stacks are in the JSON results)", file=sys.stderr)
 
-    def start_front(self, *, wait: bool = True) -> tuple[Program, str]:
+    def start_front(self, *, wait: bool = True, to_file: bool = True) -> tuple[Program, str]:
         port = free_port()
         url = loopback_url(port)
         self.front_urls.append(loopback_url(port, ""))
-        server = self.start(FRONT, hostkit_command(port, out_of_process=True),
-                            listening_marker(port), hostkit_environment(), self.cwd, wait=wait)
+        argv = hostkit_command(port, out_of_process=True,
+                               arguments=self.modes.hostkit_arguments())
+        server = self.start(FRONT, argv, listening_marker(port), hostkit_environment(),
+                            self.cwd, wait=wait, to_file=to_file)
         return server, url
 
     def note_children(self, front: Program) -> list[int]:
@@ -281,8 +318,10 @@ def start_outofprocess(bench: Bench) -> Target:
 
 def start_inprocess(bench: Bench) -> Target:
     port = free_port()
-    server = bench.start(INPROCESS, hostkit_command(port, out_of_process=False),
-                         listening_marker(port), hostkit_environment(), bench.cwd)
+    argv = hostkit_command(port, out_of_process=False,
+                           arguments=bench.modes.hostkit_arguments())
+    server = bench.start(INPROCESS, argv, listening_marker(port), hostkit_environment(),
+                         bench.cwd)
     target = Target(INPROCESS, loopback_url(port), [server], roles={INPROCESS: ("InProcess",)})
     check_answer(target.name, fetch(target.url))
     return target
@@ -299,7 +338,7 @@ events {{
 }}
 
 http {{
-    access_log off;
+    access_log {access_log};
     client_body_temp_path {tmp}/client_body;
     proxy_temp_path {tmp}/proxy;
     fastcgi_temp_path {tmp}/fastcgi;
@@ -326,25 +365,28 @@ http {{
 
 
 def nginx_config(directory: str, port: int, upstream_ports: Sequence[int], *,
-                 worker_processes: int = 1, headers: dict[str, str] | None = None) -> str:
+                 access_log: str, worker_processes: int = 1,
+                 headers: dict[str, str] | None = None) -> str:
     """:data:`NGINX_CONF` for nginx on 127.0.0.1:``port``, its files in ``directory``,
-    proxying to 127.0.0.1 on each of ``upstream_ports`` (round robin) with ``headers`` set."""
+    proxying to 127.0.0.1 on each of ``upstream_ports`` (round robin) with ``headers`` set;
+    ``access_log``: the directive's value (:meth:`ServerModes.nginx_access_log`)."""
     servers = "".join(f"        server 127.0.0.1:{upstream};\n" for upstream in upstream_ports)
     extra = "".join(f'            proxy_set_header {name} "{value}";\n'
                     for name, value in (headers or {}).items())
     return NGINX_CONF.format(tmp=directory, nginx_port=port, servers=servers, headers=extra,
-                             worker_processes=worker_processes)
+                             worker_processes=worker_processes, access_log=access_log)
 
 
 def start_nginx(bench: Bench, nginx: str, nginx_dir: str, upstream_ports: Sequence[int], *,
                 worker_processes: int = 1,
                 headers: dict[str, str] | None = None) -> tuple[Program, int]:
-    """nginx in the foreground (:func:`nginx_config`, written to ``nginx_dir``) on a free
-    port, once it accepts connections; returns it and its port. Its workers are remembered
-    for the leftover check."""
+    """nginx in the foreground (:func:`nginx_config`, written to ``nginx_dir``, its access
+    log as ``bench.modes`` says) on a free port, once it accepts connections; returns it and
+    its port. Its workers are remembered for the leftover check."""
     nginx_port = free_port()
     config = Path(nginx_dir) / "nginx.conf"
     config.write_text(nginx_config(nginx_dir, nginx_port, upstream_ports,
+                                   access_log=bench.modes.nginx_access_log(nginx_dir),
                                    worker_processes=worker_processes, headers=headers))
     argv = [nginx, "-p", nginx_dir + "/", "-e", f"{nginx_dir}/error.log", "-c", str(config)]
     proxy = bench.start("nginx", argv, "\0never logged\0", server_environment(), nginx_dir,
@@ -382,15 +424,16 @@ def start_nginx_hypercorns(bench: Bench, nginx: str, nginx_dir: str, *,
                            worker_processes: int = 1,
                            cwd: Callable[[], str] | None = None) -> Target:
     """nginx (``worker_processes``, keep-alive upstream) round robin over ``children`` bare
-    hypercorns (:func:`bench.inprocess.hypercorn_command`: asyncio, ``--workers 0``), each
-    on a free port, ready once it logged ``Running on``; each runs in ``cwd()`` (default: the
-    benchmark's working directory)."""
+    hypercorns (:func:`bench.inprocess.hypercorn_command`: ``--workers 0``, the worker class
+    of ``bench.modes``), each on a free port, ready once it logged ``Running on``; each runs
+    in ``cwd()`` (default: the benchmark's working directory)."""
     names = ([HYPERCORN_BEHIND_NGINX] if children == 1
              else [f"hypercorn {index} behind nginx" for index in range(1, children + 1)])
     backends, ports = [], []
     for backend_name in names:
         port = free_port()
-        backend = bench.start(backend_name, hypercorn_command(port),
+        argv = hypercorn_command(port, worker_class=bench.modes.hypercorn_worker_class)
+        backend = bench.start(backend_name, argv,
                               f"Running on {loopback_url(port, '')}", server_environment(),
                               cwd() if cwd is not None else bench.cwd)
         backends.append(backend)
@@ -410,8 +453,9 @@ def start_hand_child(bench: Bench, name: str, token: str) -> tuple[Program, int]
     env = hostkit_environment({"HOSTKIT_PORT": str(child_port), "HOSTKIT_TOKEN": token,
                                "HOSTKIT_PATH_BASE": "/"})
     # The same command line as the module gives its child (the contract's port wins anyway).
-    child = bench.start(name, hostkit_command(child_port, out_of_process=True),
-                        listening_marker(child_port), env, bench.cwd)
+    argv = hostkit_command(child_port, out_of_process=True,
+                           arguments=bench.modes.hostkit_arguments())
+    child = bench.start(name, argv, listening_marker(child_port), env, bench.cwd)
     child_url = loopback_url(child_port)
     without_token = fetch(child_url)
     if without_token.status != 400:
@@ -493,8 +537,9 @@ def _child_listening_ms(front: Program, pid: int) -> float | None:
 # --- cold start and recovery ---------------------------------------------------------------
 
 def measure_cold_start(bench: Bench, index: int, total: int) -> dict[str, Any]:
-    """A fresh front (new process, lazy child): spawn -> "Now listening" -> first 200."""
-    front, url = bench.start_front(wait=False)
+    """A fresh front (new process, lazy child): spawn -> "Now listening" -> first 200. Its
+    output comes through a pipe: the times its lines were read are exact."""
+    front, url = bench.start_front(wait=False, to_file=False)
     with front:  # stopped now, not with the rest
         poll = poll_front(front, url, front.started_at)
         ready_at = wait_for(lambda: front.line_time(listening_marker_of(url)))
@@ -704,9 +749,11 @@ def targets_met(ratio: dict[str, float],
 def format_report(targets: list[Target], ratio: dict[str, float],
                   issue18: dict[str, Any] | None,
                   cold: dict[str, float | None], recovery: dict[str, float | None],
-                  options: argparse.Namespace) -> str:
+                  options: argparse.Namespace, modes: ServerModes,
+                  logged: dict[str, int]) -> str:
     lines = ["", f"targets: {TARGETS}",
-             cli.load_line(options, order="order reversed every other round"), "",
+             cli.load_line(options, order="order reversed every other round"),
+             f"servers: {modes.describe()}", "",
              *cli.medians_table(targets, NAME_WIDTH)]
     if issue18 is not None:
         lines += ["", f"issue 18: {OUTOFPROCESS} / {NGINX_HYPERCORN} (1 nginx worker, one bare "
@@ -738,7 +785,11 @@ def format_report(targets: list[Target], ratio: dict[str, float],
                   f"{_ms(recovery['total_ms'])} from SIGKILL of the child to the next 200 "
                   f"(new child listening after "
                   f"{_ms(recovery['child_listening_ms_by_module'])} as the module logs it)"]
+    lines += ["", "request lines logged (every measured server's output file; nginx's "
+              "access.log): " + ", ".join(f"{name} {count}" for name, count in logged.items())]
     lines += cli.warnings(targets)
+    lines += access_log_warnings(modes, logged)
+    lines += cli.loop_warnings(targets, modes.event_loop)
     for target in targets:
         if target.keep_alive is False:
             lines.append(f"WARNING: {target.name} closes the client connection after every "
@@ -759,9 +810,12 @@ def results_document(targets: list[Target], ratio: dict[str, float],
                      recoveries: list[dict[str, Any]], recovery: dict[str, float | None],
                      leftovers: list[dict[str, Any]], hangs: list[dict[str, Any]],
                      source: dict[str, Any], options: argparse.Namespace,
-                     wrk: str, nginx: str) -> dict[str, Any]:
+                     wrk: str, nginx: str, modes: ServerModes,
+                     logged: dict[str, int]) -> dict[str, Any]:
     return {
         **cli.document_header("outofprocess"),
+        "modes": modes.settings(),
+        "request_lines_logged": logged,
         "targets": TARGETS,
         "target_ratios": {"outofprocess_nginx_rps_min": RPS_TARGET,
                           "outofprocess_nginx_p99_max": P99_TARGET,
@@ -769,13 +823,15 @@ def results_document(targets: list[Target], ratio: dict[str, float],
         "targets_met": targets_met(ratio, issue18),
         "ratios": ratio,
         "issue18": issue18,
-        "settings": cli.load_settings(options, "cold_starts", "recoveries", "targets"),
+        "settings": cli.load_settings(options, "cold_starts", "recoveries", "targets",
+                                      "access_log", "event_loop"),
         "environment": cli.environment(wrk, ("hostkit", "hypercorn", "anyio", "h11"),
                                        nginx=nginx_version(nginx)),
         "servers": {
             target.name: {
                 "commands": {process.name: process.args for process in target.processes},
                 "client_keep_alive": target.keep_alive,
+                "uvloop_by_process": target.uvloop,
                 "median": cli.medians(target),
                 "cpu_us_per_request": {"median": cli.median_cpu(target),
                                        "median_by_role": cli.median_cpu_by_role(target),
@@ -822,8 +878,9 @@ def start_targets(bench: Bench, nginx: str, nginx_dir: str,
         if target.name == OUTOFPROCESS:
             pids += f", child pid {bench.note_children(target.processes[0])[-1]}"
         target.keep_alive = keeps_alive(target.url)
+        target.uvloop = cli.uvloop_processes(target)
         print(f"{target.name}: {target.url} ({pids}); client keep-alive: "
-              f"{'yes' if target.keep_alive else 'NO'}", flush=True)
+              f"{'yes' if target.keep_alive else 'NO'}; {cli.loop_note(target)}", flush=True)
         targets.append(target)
     return targets
 
@@ -833,17 +890,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
     wrk = ensure_wrk()
     nginx = ensure_program("nginx", "nginx-light", why=" (the reverse proxy compared with)")
+    modes = cli.modes_of(options, hostkit_environment())
+    print(f"servers: {modes.describe()}", flush=True)
     source = {"at_start": source_state(*SOURCES)}
     names = [OUTOFPROCESS, *(OPTIONAL_TARGETS[option] for option in options.targets)]
     targets: list[Target] = []
     cold_starts: list[dict[str, Any]] = []
     recoveries: list[dict[str, Any]] = []
+    logged: dict[str, int] = {}
     failed = False
     with tempfile.TemporaryDirectory(prefix="hostkit-bench-") as cwd, \
-            tempfile.TemporaryDirectory(prefix="hostkit-bench-nginx-") as nginx_dir:
+            tempfile.TemporaryDirectory(prefix="hostkit-bench-nginx-") as nginx_dir, \
+            tempfile.TemporaryDirectory(prefix="hostkit-bench-logs-") as logs:
         os.chmod(nginx_dir, 0o755)  # nginx's worker runs as nobody when started by root
         stack = contextlib.ExitStack()
-        bench = Bench(stack, cwd)
+        bench = Bench(stack, cwd, modes=modes, logs=Path(logs))
         stack.callback(bench.check_leftovers)  # the last thing done: after every stop
         try:
             with stack:
@@ -859,6 +920,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except BenchmarkError as error:
             print(f"benchmark failed: {error}", file=sys.stderr)
             failed = True
+        logged = {**request_lines(Path(logs), Path(logs).iterdir()),
+                  **request_lines(Path(nginx_dir), Path(nginx_dir).glob("*/access.log"))}
     if failed:
         return 1
     source["at_end"] = source_state(*SOURCES)
@@ -871,7 +934,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                    "child_listening_ms_by_module"))
     recovery = summarize(recoveries, ("total_ms", "child_listening_ms_by_module"))
     print(format_report(targets, ratio, issue18, cold if cold_starts else {},
-                        recovery if recoveries else {}, options))
+                        recovery if recoveries else {}, options, modes, logged))
     if bench.leftovers:
         print(f"BUG: {len(bench.leftovers)} process(es) outlived the benchmark's stop; "
               "killed (see above)")
@@ -886,7 +949,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{hang['stacks'].strip()}")
     cli.write_results(results_document(targets, ratio, issue18, cold_starts, cold, recoveries,
                                        recovery, bench.leftovers, bench.hangs, source, options,
-                                       wrk, nginx), options.output)
+                                       wrk, nginx, modes, logged), options.output)
     return 0
 
 

@@ -6,6 +6,7 @@ Run from the repository root::
     python -m bench.workers                   # 3 rounds x 5 s, wrk -t2 -c32, every comparison
     python -m bench.workers --only hypercorn scaling --rounds 5 --duration 10
     python -m bench.workers --only outofprocess      # issue 18's web garden, about 1.2 min
+    python -m bench.workers --only hypercorn outofprocess --no-access-log --event-loop uvloop
 
 Four comparisons (``--only`` picks some), each target a server of its own on a free
 127.0.0.1 port, all up for the whole load phase:
@@ -23,12 +24,17 @@ Four comparisons (``--only`` picks some), each target a server of its own on a f
   figures by role (:func:`bench.outofprocess.proxy_comparison`: the stacks' CPU per request,
   the fronts' against nginx's workers', the children's against the hypercorns').
 
-Each hostkit target runs ``python -m bench.hostkit_server`` from a folder of its own holding
-its ``hostkit.toml``. Every round loads every target (warmup, then a measured wrk run), the
-order reversed every other round; around each run the CPU time of every process of the
-target (supervisor, workers, their children), of wrk and of the whole machine is read, and
-halfway through it the connections each process holds are counted. At the end everything is
-stopped and checked for leftovers. Writes ``bench/results/workers.json``.
+Each hostkit target runs ``python -m bench.hostkit_server [ARGUMENTS] --urls=...`` from a
+folder of its own holding its ``hostkit.toml``. What every server is told is
+:class:`bench._harness.ServerModes`, as in :mod:`bench.outofprocess`: hostkit writes its
+access log and nginx its own (``--no-access-log``: neither; the bare hypercorns, uvicorns and
+gunicorn never do), on asyncio or ``--event-loop uvloop`` (hostkit and hypercorn; the uvicorn
+comparison runs asyncio only); every server's output goes to a file. Every round loads every
+target (warmup, then a measured wrk run), the order reversed every other round; around each
+run the CPU time of every process of the target (supervisor, workers, their children), of
+wrk and of the whole machine is read, and halfway through it the connections each process
+holds are counted. At the end everything is stopped and checked for leftovers. Writes
+``bench/results/workers.json``.
 """
 
 from __future__ import annotations
@@ -49,6 +55,8 @@ from typing import Any
 from bench import cli
 from bench._harness import (
     BenchmarkError,
+    ServerModes,
+    access_log_warnings,
     check_answer,
     distribution_version,
     ensure_program,
@@ -56,6 +64,7 @@ from bench._harness import (
     fetch,
     keeps_alive,
     loopback_url,
+    request_lines,
     server_environment,
     wait_ready,
     wait_started_by,
@@ -127,7 +136,8 @@ COMPARISONS: dict[str, tuple[Ratio, ...]] = {
 ORDER = (HYPERCORN, HOSTKIT, HOSTKIT_ONE, HOSTKIT_PLAIN, UVICORN, UVICORN_NODELAY, PLUGIN,
          GUNICORN, NGINX_HYPERCORN, OUTOFPROCESS, NGINX_HOSTKIT)
 
-#: each hostkit target's hostkit.toml (besides ``urls``), and its processes when started.
+#: each hostkit target's hostkit.toml (its ``--urls`` is on its command line), and its
+#: processes when started.
 HOSTKIT_SETTINGS: dict[str, dict[str, Any]] = {
     HOSTKIT: {"workers": {"processes": WORKERS}},
     HOSTKIT_ONE: {"workers": {"supervise": True, "processes": 1}},
@@ -160,7 +170,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         default=list(COMPARISONS),
                         help=f"run these comparisons only ({', '.join(COMPARISONS)}; "
                              "default: all)")
-    return cli.parse_load_options(parser, argv)
+    cli.add_server_options(parser)
+    options = cli.parse_load_options(parser, argv)
+    if options.event_loop != "asyncio" and "uvicorn" in options.only:
+        parser.error(f"--event-loop {options.event_loop}: the uvicorn comparison runs asyncio "
+                     "only (uvicorn --loop asyncio); leave it out with --only")
+    return options
 
 
 def targets_of(comparisons: Sequence[str]) -> list[str]:
@@ -189,16 +204,18 @@ class Tools:
 
 
 def start_hostkit(tools: Tools, name: str) -> Target:
-    """``python -m bench.hostkit_server`` in a folder with its own hostkit.toml; ready once
+    """``python -m bench.hostkit_server [ARGUMENTS] --urls=...`` (the arguments of
+    ``bench.modes``) in a folder with its own hostkit.toml; ready once
     the supervisor has logged its own "Application started." and every worker ready (a plain
     host: its "Application started."), then checked to run the processes its settings say
     (supervisor, workers, their children)."""
     folder = tools.folder(name)
     port = free_port()
     settings = HOSTKIT_SETTINGS[name]
-    write_settings(folder, {"urls": [loopback_url(port, "")], **settings})
-    server = tools.bench.start(name, [sys.executable, "-m", PROGRAM], "", hostkit_environment(),
-                               str(folder), wait=False)
+    write_settings(folder, settings)
+    argv = [sys.executable, "-m", PROGRAM, *tools.bench.modes.hostkit_arguments(),
+            f"--urls={loopback_url(port, '')}"]  # the URL last: the leftover check looks for it
+    server = tools.bench.start(name, argv, "", hostkit_environment(), str(folder), wait=False)
     workers = settings.get("workers", {}).get("processes", 0)
 
     def started() -> None:
@@ -218,10 +235,13 @@ def start_hostkit(tools: Tools, name: str) -> Target:
 
 
 def start_hypercorn(tools: Tools, name: str) -> Target:
-    """``hypercorn --workers 2``: ready when both workers logged "Running on"."""
+    """``hypercorn --workers 2`` (the worker class of ``bench.modes``): ready when both
+    workers logged "Running on"."""
     port = free_port()
-    server = tools.bench.start(name, hypercorn_command(port, workers=WORKERS), "",
-                               server_environment(), str(tools.folder(name)), wait=False)
+    argv = hypercorn_command(port, workers=WORKERS,
+                             worker_class=tools.bench.modes.hypercorn_worker_class)
+    server = tools.bench.start(name, argv, "", server_environment(), str(tools.folder(name)),
+                               wait=False)
     wait_ready(server, f"Running on {loopback_url(port, '')}", START_TIMEOUT, count=WORKERS)
     return Target(name, loopback_url(port), [server])
 
@@ -416,8 +436,10 @@ def scaling_bound(many: dict[str, float], one: dict[str, float], cores: int) -> 
 
 def format_report(targets: list[Target], medians: dict[str, dict[str, float]],
                   comparisons: dict[str, list[dict[str, Any]]],
-                  options: argparse.Namespace) -> str:
+                  options: argparse.Namespace, modes: ServerModes,
+                  logged: dict[str, int]) -> str:
     lines = ["", cli.load_line(options, order="order reversed every other round"),
+             f"servers: {modes.describe()}",
              f"machine: {os.cpu_count()} CPUs, shared with wrk (and whatever else runs)", "",
              f"{'server':<{NAME_WIDTH}} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} "
              f"{'CPU us/req':>10} {'cores':>5} {'wrk us/req':>10} {'wrk cores':>9} "
@@ -461,7 +483,10 @@ def format_report(targets: list[Target], medians: dict[str, dict[str, float]],
     lines += ["", "CPU us per request by process (median; main: the process started, child "
               "N.M: child M of its child N):"]
     lines += [f"  {target.name:<{NAME_WIDTH}} {process_shares(target)}" for target in targets]
+    lines += ["", "request lines logged (every server's output file; nginx's access.log): "
+              + ", ".join(f"{name} {count}" for name, count in logged.items())]
     lines += cli.warnings(targets)
+    lines += access_log_warnings(modes, logged)
     lines += [f"WARNING: {target.name} closes the client connection after every response"
               for target in targets if target.keep_alive is False]
     return "\n".join(lines)
@@ -486,15 +511,17 @@ def process_shares(target: Target) -> str:
 def results_document(targets: list[Target], medians: dict[str, dict[str, float]],
                      comparisons: dict[str, list[dict[str, Any]]], bench: Bench,
                      source: dict[str, Any], options: argparse.Namespace, wrk: str,
-                     nginx: str | None) -> dict[str, Any]:
+                     nginx: str | None, logged: dict[str, int]) -> dict[str, Any]:
     tools = {"nginx": nginx_version(nginx)} if nginx else {}
     return {
         **cli.document_header("workers"),
+        "modes": bench.modes.settings(),
+        "request_lines_logged": logged,
         "comparisons": comparisons,
         "targets_met": {f"{result['candidate']} / {result['baseline']}": result["met"]
                         for results in comparisons.values() for result in results
                         if result["target"] is not None},
-        "settings": cli.load_settings(options, "only"),
+        "settings": cli.load_settings(options, "only", "access_log", "event_loop"),
         "environment": cli.environment(wrk, ("hostkit", "hostkit-uvicorn", "hypercorn",
                                              "uvicorn", "gunicorn", "httptools", "anyio",
                                              "h11"), **tools),
@@ -503,6 +530,7 @@ def results_document(targets: list[Target], medians: dict[str, dict[str, float]]
                 "commands": {process.name: process.args for process in target.processes},
                 "hostkit_toml": HOSTKIT_SETTINGS.get(target.name),
                 "client_keep_alive": target.keep_alive,
+                "uvloop_by_process": target.uvloop,
                 "median": medians[target.name],
                 "cpu_us_per_request": {"median": cli.median_cpu(target), "runs": target.cpu},
                 "machine": target.machine,
@@ -536,9 +564,11 @@ def start_all(tools: Tools, names: Sequence[str]) -> list[Target]:
         target = STARTERS[name](tools, name)
         check_answer(name, fetch(target.url))
         target.keep_alive = keeps_alive(target.url)
+        target.uvloop = cli.uvloop_processes(target)
         count = remember_processes(tools.bench, target)
         print(f"{name}: {target.url} ({count} processes, first pid {target.processes[0].pid}); "
-              f"client keep-alive: {'yes' if target.keep_alive else 'NO'}", flush=True)
+              f"client keep-alive: {'yes' if target.keep_alive else 'NO'}; "
+              f"{cli.loop_note(target)}", flush=True)
         targets.append(target)
     return targets
 
@@ -550,14 +580,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_installed(options.only)
     nginx = (ensure_program("nginx", "nginx-light", why=" (the reverse proxy compared with)")
              if "outofprocess" in options.only else None)
+    modes = cli.modes_of(options, hostkit_environment())
+    print(f"servers: {modes.describe()}", flush=True)
     source = {"at_start": source_state(*SOURCES)}
     targets: list[Target] = []
+    logged: dict[str, int] = {}
     failed = False
     with tempfile.TemporaryDirectory(prefix="hostkit-bench-workers-") as root_name:
         root = Path(root_name)
         root.chmod(0o755)
+        logs = root / "logs"
+        logs.mkdir()
         stack = contextlib.ExitStack()
-        bench = Bench(stack, root_name)
+        bench = Bench(stack, root_name, modes=modes, logs=logs)
         stack.callback(check_folders, bench, root)  # the last things done: after every stop
         stack.callback(bench.check_leftovers)
         try:
@@ -571,6 +606,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except BenchmarkError as error:
             print(f"benchmark failed: {error}", file=sys.stderr)
             failed = True
+        logged = {**request_lines(root, logs.iterdir()),
+                  **request_lines(root, root.glob("*/access.log"))}
     if failed:
         return 1
     source["at_end"] = source_state(*SOURCES)
@@ -586,7 +623,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if (result["candidate"], result["baseline"]) == (OUTOFPROCESS, NGINX_HYPERCORN):
             result["by_role"] = proxy_comparison(by_name[OUTOFPROCESS],
                                                  by_name[NGINX_HYPERCORN], GARDEN)
-    print(format_report(targets, medians, comparisons, options))
+    print(format_report(targets, medians, comparisons, options, modes, logged))
     if bench.leftovers:
         print(f"BUG: {len(bench.leftovers)} process(es) outlived the benchmark's stop; "
               "killed (see above)")
@@ -599,7 +636,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"WARNING: files under {', '.join(SOURCES)}/ changed during the run: the "
               "targets may have run different code (see 'source' in the JSON)")
     cli.write_results(results_document(targets, medians, comparisons, bench, source, options,
-                                       wrk, nginx), options.output)
+                                       wrk, nginx, logged), options.output)
     return 0
 
 
