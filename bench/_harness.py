@@ -16,6 +16,9 @@ from these pieces always ends by itself.
 - :class:`LogFileProgram`: a server whose output goes to a file, as nginx's access log does;
 - :class:`ServerModes` (:func:`server_modes`): what every server of a run is told, so both
   sides of a comparison do the same work: whether it writes an access log, which event loop;
+  the InProcess comparisons' access-log modes: :data:`ACCESS_LOG_MODES`; the request lines
+  each log holds afterwards: :func:`request_lines`, :func:`access_log_warnings`,
+  :func:`request_line_warnings`;
 - :func:`distribution_version`: the installed version of a package a benchmark measured (the
   code itself: :func:`tests.support.source.source_state`; processes, from ``/proc``:
   :mod:`tests.support.processes`);
@@ -87,15 +90,18 @@ def server_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]
 
 def start_server(name: str, argv: Sequence[str], ready_marker: str, *,
                  env: Mapping[str, str], cwd: str | Path,
-                 timeout: float = 30.0) -> Program:
+                 timeout: float = 30.0, log_file: Path | None = None) -> Program:
     """Start ``argv`` with exactly the environment ``env`` and wait (up to ``timeout`` s) for
-    ``ready_marker`` in its output.
+    ``ready_marker`` in its output: a pipe, or with ``log_file`` that file
+    (:class:`LogFileProgram`).
 
     It runs in a session of its own (a Ctrl+C reaches the benchmark only), and says so when
     its stop has to SIGKILL it.
     """
-    server = Program(argv, cwd, env, name=name, new_session=True, before_kill=say_killed,
-                     inherit_environment=False)
+    options: dict[str, Any] = {"name": name, "new_session": True, "before_kill": say_killed,
+                               "inherit_environment": False}
+    server = (Program(argv, cwd, env, **options) if log_file is None
+              else LogFileProgram(argv, cwd, env, log_file=log_file, **options))
     wait_ready(server, ready_marker, timeout)
     return server
 
@@ -201,6 +207,21 @@ class LogFileProgram(Program):
 #: ``--event-loop``: the asyncio event loop every server of a run runs.
 EVENT_LOOPS = ("asyncio", "uvloop")
 
+#: ``--access-log`` of the InProcess comparisons (:mod:`bench.inprocess`,
+#: :mod:`bench.instructions`): whether (hostkit, bare hypercorn) write an access log.
+#: ``both``: hostkit's default line, hypercorn told to write the same
+#: (:data:`HYPERCORN_ACCESS_LOG_FORMAT`); ``none``: neither; ``defaults``: each server's own
+#: default, hostkit's line and none from hypercorn.
+ACCESS_LOG_MODES: dict[str, tuple[bool, bool]] = {
+    "both": (True, True), "none": (False, False), "defaults": (True, False)}
+
+#: hypercorn's ``--access-logformat`` for hostkit's combined line (``REMOTE - USER [TIME]
+#: "METHOD TARGET PROTOCOL" STATUS BYTES "REFERER" "AGENT" DURATIONms REQUEST_ID``) as far as
+#: its atoms go: its remote is ``host:port``, its duration whole microseconds, it has no
+#: request id (``-``), and its log handler puts ``[DATE] [PID] [INFO]`` before each line.
+HYPERCORN_ACCESS_LOG_FORMAT = ('%(h)s - - %(t)s "%(m)s %(Uq)s HTTP/%(H)s" %(s)s %(b)s '
+                               '"%(f)s" "%(a)s" %(D)sus -')
+
 
 @dataclasses.dataclass(frozen=True)
 class ServerModes:
@@ -215,6 +236,10 @@ class ServerModes:
     #: whether the hostkit measured has the ``event_loop`` setting; without it hostkit runs
     #: asyncio and is told nothing.
     hostkit_event_loop: bool = False
+    #: whether bare hypercorn writes an access log too (:meth:`hypercorn_access_arguments`):
+    #: the InProcess comparisons' ``--access-log both`` (:data:`ACCESS_LOG_MODES`); the
+    #: hypercorns of the OutOfProcess ones never do.
+    hypercorn_access_log: bool = False
 
     def hostkit_arguments(self) -> list[str]:
         """hostkit's command-line arguments for these modes (none: hostkit's defaults)."""
@@ -227,6 +252,22 @@ class ServerModes:
     def hypercorn_worker_class(self) -> str:
         """hypercorn's ``--worker-class``: ``asyncio`` or ``uvloop``."""
         return self.event_loop
+
+    def hypercorn_access_arguments(self, log_file: str | Path) -> list[str]:
+        """Bare hypercorn's access-log arguments: ``--access-logfile LOG_FILE
+        --access-logformat FORMAT`` (:data:`HYPERCORN_ACCESS_LOG_FORMAT`) with
+        :attr:`hypercorn_access_log`; none otherwise (hypercorn's default: no access log)."""
+        if not self.hypercorn_access_log:
+            return []
+        return ["--access-logfile", str(log_file),
+                "--access-logformat", HYPERCORN_ACCESS_LOG_FORMAT]
+
+    @property
+    def access_log_mode(self) -> str | None:
+        """The name in :data:`ACCESS_LOG_MODES` of who writes an access log (hostkit and
+        bare hypercorn); None for hypercorn alone, which no mode asks for."""
+        logs = (self.access_log, self.hypercorn_access_log)
+        return next((name for name, each in ACCESS_LOG_MODES.items() if each == logs), None)
 
     def nginx_access_log(self, directory: str | Path) -> str:
         """nginx's ``access_log`` directive's value: ``DIRECTORY/access.log`` (nginx's own
@@ -250,6 +291,27 @@ class ServerModes:
         return (f"event loop {self.event_loop} (hostkit {told}; hypercorn "
                 f"--worker-class {self.hypercorn_worker_class})")
 
+    def describe_inprocess(self) -> str:
+        """The line the InProcess comparisons (hostkit InProcess against bare hypercorn)
+        print first and in their report: the access-log mode, then the event loop."""
+        hostkit = ("hostkit's default: combined, on its output" if self.access_log
+                   else "hostkit --logging:access_log=false")
+        hypercorn = ("hypercorn --access-logfile FILE, in hostkit's layout as far as its atoms "
+                     "go" if self.hypercorn_access_log
+                     else "hypercorn's default: none")
+        return (f"access log {self.access_log_mode} ({hostkit}; {hypercorn}); "
+                f"{self.describe_event_loop()}")
+
+    def inprocess_settings(self) -> dict[str, Any]:
+        """The modes for an InProcess comparison's results document."""
+        return {"access_log": self.access_log_mode, "hostkit_access_log": self.access_log,
+                "hypercorn_access_log": self.hypercorn_access_log,
+                "hypercorn_access_logformat": (HYPERCORN_ACCESS_LOG_FORMAT
+                                               if self.hypercorn_access_log else None),
+                "event_loop": self.event_loop, "hostkit_arguments": self.hostkit_arguments(),
+                "hypercorn_worker_class": self.hypercorn_worker_class,
+                "description": self.describe_inprocess()}
+
     def settings(self) -> dict[str, Any]:
         """The modes for a results document."""
         return {"access_log": self.access_log, "event_loop": self.event_loop,
@@ -260,7 +322,8 @@ class ServerModes:
 
 
 def server_modes(access_log: bool, event_loop: str, *, env: Mapping[str, str],
-                 python: str = sys.executable) -> ServerModes:
+                 python: str = sys.executable,
+                 hypercorn_access_log: bool = False) -> ServerModes:
     """The :class:`ServerModes` asked for, once ``python`` with exactly ``env`` (the
     servers' environment) can run them: asks that hostkit (``hostkit config``) whether it has
     the ``event_loop`` setting. Exits saying why when ``uvloop`` is asked for and ``python``
@@ -280,7 +343,8 @@ def server_modes(access_log: bool, event_loop: str, *, env: Mapping[str, str],
     if event_loop == "uvloop" and not known:
         raise SystemExit("--event-loop uvloop: this hostkit has no event_loop setting "
                          "(`hostkit config` lists none), so it runs asyncio only")
-    return ServerModes(access_log, event_loop, hostkit_event_loop=known)
+    return ServerModes(access_log, event_loop, hostkit_event_loop=known,
+                       hypercorn_access_log=hypercorn_access_log)
 
 
 def loads_uvloop(pid: int) -> bool | None:
@@ -296,7 +360,8 @@ def loads_uvloop(pid: int) -> bool | None:
 
 
 #: what every access-log line of the benchmarks' requests holds (the combined format's
-#: request line in quotes, hostkit's and nginx's alike).
+#: request line in quotes, hostkit's and nginx's alike, and hypercorn's in
+#: :data:`HYPERCORN_ACCESS_LOG_FORMAT`).
 REQUEST_LINE = '"GET / HTTP/1.1"'
 
 
@@ -321,6 +386,23 @@ def access_log_warnings(modes: ServerModes, counts: Mapping[str, int]) -> list[s
     logged = [f"{name} ({count})" for name, count in counts.items() if count]
     return ([f"WARNING: the access log is off, but request lines were logged: "
              f"{', '.join(logged)}"] if logged else [])
+
+
+def request_line_warnings(counts: Mapping[str, int], expected: Mapping[str, bool],
+                          mode: str) -> list[str]:
+    """What :func:`request_lines` found (``counts``) that does not fit access-log ``mode``:
+    a warning per file of ``expected`` (its name, and whether its server writes an access
+    log in that mode) with no request line although it should have some, or with some
+    although it should have none. A file missing from ``counts`` holds none."""
+    lines = []
+    for name, logs in expected.items():
+        count = counts.get(name, 0)
+        if logs and not count:
+            lines.append(f"WARNING: access log {mode}: {name} has no request line")
+        elif count and not logs:
+            lines.append(f"WARNING: access log {mode}: {name} has {count} request lines, "
+                         "expected none")
+    return lines
 
 
 def hostkit_setting_names(python: str, env: Mapping[str, str]) -> set[str]:

@@ -5,6 +5,7 @@ Run from the repository root::
     python -m bench.instructions                        # stage, inprocess, front
     python -m bench.instructions stage inprocess hypercorn
     python -m bench.instructions --event-loop uvloop inprocess hypercorn
+    python -m bench.instructions --access-log both inprocess hypercorn
     python -m bench.instructions --python /work/before/.venv/bin/python --root /work/before \\
         --stage hostkit.server_stage:ServerStage stage inprocess front
 
@@ -23,6 +24,12 @@ Measurements (each one process under ``valgrind --tool=callgrind --instr-atstart
 ``--event-loop`` (``asyncio`` by default, or ``uvloop``) is the loop of both servers: hostkit
 gets ``--event_loop=LOOP`` (when the measured hostkit has that setting: one without it runs
 asyncio and is told nothing; it cannot run uvloop), hypercorn ``--worker-class LOOP``.
+``--access-log`` says which servers write an access log (:data:`bench._harness.ACCESS_LOG_MODES`):
+``defaults`` (the default) each its own default, hostkit its combined line and bare hypercorn
+none; ``both`` hypercorn too, in hostkit's layout, to a file (``--access-logfile``); ``none``
+neither (hostkit ``--logging:access_log=false``: the measured environment has no
+``HOSTKIT_*`` but plugin autoload off, so hostkit is told on its command line). The request
+lines each server logged are counted after it stopped, with a warning when they do not fit.
 
 A server is started under callgrind with counting off, warmed up with one GET and a wrk run,
 then counted (``callgrind_control -i on PID``) for one wrk run and switched off again before
@@ -72,6 +79,8 @@ MEASUREMENTS = ("stage", "inprocess", "front", "hypercorn")
 #: ``--event-loop``; bench._harness.EVENT_LOOPS, which the command line does not import (see
 #: :func:`positive_int`).
 EVENT_LOOPS = ("asyncio", "uvloop")
+#: ``--access-log``: the names of bench._harness.ACCESS_LOG_MODES, for the same reason.
+ACCESS_LOG_MODES = ("both", "none", "defaults")
 DEFAULT_MEASUREMENTS = ("stage", "inprocess", "front")
 
 START_TIMEOUT = 60.0      # a Python server under valgrind starts in about 5-10 s
@@ -285,10 +294,21 @@ def measure_stage(options: argparse.Namespace, work: Path) -> Figure:
 
 
 def measure_server(options: argparse.Namespace, work: Path, name: str,
-                   program: Callable[[int], list[str]], ready: Callable[..., str]) -> Figure:
+                   program: Callable[[int], list[str]], ready: Callable[..., str], *,
+                   access_log: bool, access_log_file: Path | None = None) -> Figure:
     """One server under callgrind: ``program(port)`` started, ready once it logs
-    ``ready(port=port)``, warmed up, then counted for one wrk run."""
-    from bench._harness import check_answer, ensure_wrk, fetch, loopback_url, run_wrk, start_server
+    ``ready(port=port)``, warmed up, then counted for one wrk run. Once it has stopped, the
+    request lines in its output and its ``access_log_file`` are counted, with a warning when
+    there are some and it should write no ``access_log``, or none and it should."""
+    from bench._harness import (
+        REQUEST_LINE,
+        check_answer,
+        ensure_wrk,
+        fetch,
+        loopback_url,
+        run_wrk,
+        start_server,
+    )
     from tests.support.processes import free_port
 
     wrk = ensure_wrk()
@@ -308,28 +328,41 @@ def measure_server(options: argparse.Namespace, work: Path, name: str,
     if result.errors:
         raise MeasurementError(f"{name}: wrk saw {result.socket_errors} socket errors and "
                                f"{result.non_2xx_3xx} non-2xx/3xx answers")
+    lines = list(server.lines)
+    if access_log_file is not None and access_log_file.exists():
+        lines += access_log_file.read_text(errors="replace").splitlines()
+    logged = sum(REQUEST_LINE in line for line in lines)
+    if access_log and not logged:
+        print(f"WARNING: {name} should write an access log but logged no request line",
+              file=sys.stderr)
+    elif logged and not access_log:
+        print(f"WARNING: {name} should write no access log but logged {logged} request lines",
+              file=sys.stderr)
     return Figure(name, count.instructions / result.requests, count.instructions,
-                  result.requests, {"requests_per_sec_under_callgrind": result.requests_per_sec})
+                  result.requests, {"requests_per_sec_under_callgrind": result.requests_per_sec,
+                                    "request_lines_logged": logged})
 
 
 def _hostkit(options: argparse.Namespace, modes: ServerModes,
              *arguments: str) -> Callable[[int], list[str]]:
     """The measured checkout's hostkit program (``--program``) on 127.0.0.1:PORT, told
-    ``modes``' event loop (its front's child too: it runs the same command line)."""
+    ``modes``' event loop and access log (its front's child too: it runs the same command
+    line)."""
     def program(port: int) -> list[str]:
         return [options.python, "-m", options.program, *arguments,
                 *modes.hostkit_arguments(), f"--urls=http://127.0.0.1:{port}"]
     return program
 
 
-def _bare_hypercorn(options: argparse.Namespace,
-                    modes: ServerModes) -> Callable[[int], list[str]]:
+def _bare_hypercorn(options: argparse.Namespace, modes: ServerModes,
+                    access_log_file: Path) -> Callable[[int], list[str]]:
     """hypercorn serving ``--app`` in one process on 127.0.0.1:PORT, as bench.inprocess
-    runs it, with ``modes``' worker class (``asyncio`` or ``uvloop``)."""
+    runs it, with ``modes``' worker class (``asyncio`` or ``uvloop``) and access log (to
+    ``access_log_file``)."""
     def program(port: int) -> list[str]:
         return [options.python, "-m", "hypercorn", "--bind", f"127.0.0.1:{port}",
                 "--worker-class", modes.hypercorn_worker_class, "--workers", "0",
-                options.app]
+                *modes.hypercorn_access_arguments(access_log_file), options.app]
     return program
 
 
@@ -338,17 +371,19 @@ def measure(options: argparse.Namespace, measurement: str, work: Path,
     """One measurement by name (:data:`MEASUREMENTS`), its servers run as ``modes`` says."""
     if measurement == "stage":
         return measure_stage(options, work)
+    access_log_file = work / "hypercorn-access.log"
     servers = {
         "inprocess": ("hostkit InProcess (hypercorn)", _hostkit(options, modes),
-                      "Now listening on: http://127.0.0.1:{port}"),
+                      "Now listening on: http://127.0.0.1:{port}", modes.access_log),
         "front": ("hostkit OutOfProcess front",
                   _hostkit(options, modes, "--hosting_model=OutOfProcess"),
-                  "Now listening on: http://127.0.0.1:{port}"),
-        "hypercorn": ("bare hypercorn", _bare_hypercorn(options, modes),
-                      "Running on http://127.0.0.1:{port}"),
+                  "Now listening on: http://127.0.0.1:{port}", modes.access_log),
+        "hypercorn": ("bare hypercorn", _bare_hypercorn(options, modes, access_log_file),
+                      "Running on http://127.0.0.1:{port}", modes.hypercorn_access_log),
     }
-    name, program, ready = servers[measurement]
-    return measure_server(options, work, name, program, ready.format)
+    name, program, ready, access_log = servers[measurement]
+    return measure_server(options, work, name, program, ready.format, access_log=access_log,
+                          access_log_file=access_log_file)
 
 
 # --- command line --------------------------------------------------------------------------
@@ -388,6 +423,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="the event loop of hostkit (--event_loop=LOOP, when the measured "
                              "hostkit has that setting) and of bare hypercorn (--worker-class "
                              "LOOP) (default: asyncio)")
+    parser.add_argument("--access-log", choices=ACCESS_LOG_MODES, default="defaults",
+                        help="defaults: each server's own (hostkit's combined line, none from "
+                             "bare hypercorn); both: hypercorn too, --access-logfile in "
+                             "hostkit's layout; none: neither (hostkit "
+                             "--logging:access_log=false) (default: defaults)")
     parser.add_argument("measurements", nargs="*", metavar="MEASUREMENT",
                         help=f"any of {', '.join(MEASUREMENTS)} "
                              f"(default: {' '.join(DEFAULT_MEASUREMENTS)})")
@@ -436,11 +476,13 @@ def _source(root: Path) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
     _ensure_valgrind()
+    from bench._harness import ACCESS_LOG_MODES as LOGS_BY_MODE
     from bench._harness import server_modes
 
-    modes = server_modes(True, options.event_loop, env=measured_environment(options),
-                         python=options.python)
-    print(f"servers: {modes.describe_event_loop()}", flush=True)
+    hostkit_log, hypercorn_log = LOGS_BY_MODE[options.access_log]
+    modes = server_modes(hostkit_log, options.event_loop, env=measured_environment(options),
+                         python=options.python, hypercorn_access_log=hypercorn_log)
+    print(f"servers: {modes.describe_inprocess()}", flush=True)
     results: dict[str, Any] = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "settings": {key: str(value) for key, value in vars(options).items()
@@ -449,6 +491,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                        "hostkit_arguments": modes.hostkit_arguments(),
                        "hypercorn_worker_class": modes.hypercorn_worker_class,
                        "description": modes.describe_event_loop()},
+        "modes": modes.inprocess_settings(),
         "platform": platform.platform(), "cpus": os.cpu_count(),
         "source": _source(options.root), "measurements": {}}
     failed = False
