@@ -32,7 +32,6 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import sniffio
 from anyio.abc import TaskGroup, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
@@ -42,6 +41,7 @@ from hostkit.configuration.sources import reload_configuration
 from hostkit.context import Features
 from hostkit.environment import HostEnvironment
 from hostkit.errors import HostkitError, InvalidOperationError
+from hostkit.event_loop import choose_event_loop, running_event_loop
 from hostkit.gateway import DRAINING, READY, START_FAILED, Gateway
 from hostkit.gateway_stage import GatewayStage
 from hostkit.lifespan import AppStartError, AppStartFailure, Lifespan
@@ -198,7 +198,8 @@ class Host:
             self._stop_requested.set()
 
     def run(self) -> None:
-        """Serve until SIGINT/SIGTERM or :meth:`stop`, then drain and return.
+        """Serve until SIGINT/SIGTERM or :meth:`stop`, then drain and return, on the loop
+        ``async_backend`` and ``event_loop`` choose (:func:`hostkit.event_loop.choose_event_loop`).
 
         Raises :class:`hostkit.HostkitError` for a startup error the user must fix (an
         address in use, say); left uncaught in a program made with
@@ -209,14 +210,17 @@ class Host:
         is where an exit status is chosen (:meth:`run_async` raises
         :class:`~hostkit.lifespan.AppStartError` instead).
         """
-        configure_default_logging(self.configuration.options.logging)
+        options = self.configuration.options
+        configure_default_logging(options.logging)
+        loop = choose_event_loop(options.async_backend, options.event_loop)
         try:
-            anyio.run(self.run_async, backend=self.configuration.options.async_backend)
+            anyio.run(self.run_async, backend=loop.backend, backend_options=loop.backend_options)
         except AppStartError as error:
             raise SystemExit(error.exit_status) from None
 
     async def run_async(self) -> None:
-        """:meth:`run` as a coroutine, on asyncio or trio; errors propagate as raised."""
+        """:meth:`run` as a coroutine, on asyncio or trio; errors propagate as raised. It runs
+        on the caller's loop: ``event_loop`` is for :meth:`run`."""
         if self._running:
             raise InvalidOperationError("this host is already running")
         self._running = True
@@ -306,8 +310,7 @@ class Host:
         self._set_readiness(START_FAILED if failure is not None else READY)
 
         logger.info("Hosting model: %s; server: %s; async backend: %s",
-                    options.hosting_model.value, self.server.name,
-                    sniffio.current_async_library())
+                    options.hosting_model.value, self.server.name, running_event_loop())
         logger.info("Hosting environment: %s", self.configuration.environment_name)
         logger.info("Content root path: %s", self.configuration.content_root)
         logger.info("Application started. Press Ctrl+C to shut down.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import sys
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -65,6 +66,7 @@ def test_defaults_without_any_source(tmp_path: Path) -> None:
     assert options.hosting_model is HostingModel.IN_PROCESS
     assert options.urls == ("http://127.0.0.1:5000",)
     assert options.async_backend == "asyncio"
+    assert options.event_loop == "asyncio"
     assert options.server == "hypercorn"
     assert options.shutdown_timeout == 30
     assert options.server_options.max_request_body_size == 30_000_000
@@ -180,6 +182,7 @@ def test_unknown_hosting_model_names_both_valid_values(tmp_path: Path) -> None:
     ("[module]\nprocesses_per_application = 0\n", "module.processes_per_application", "0",
      "at least 1"),
     ('async_backend = "curio"\n', "async_backend", "'curio'", '"asyncio" or "trio"'),
+    ('event_loop = "tokio"\n', "event_loop", "'tokio'", '"auto" or "asyncio" or "uvloop"'),
     ('urls = ["ftp://x"]\n', "urls", "['ftp://x']", "http://HOST:PORT"),
     ("[server]\nallow_synchronous_io = 1\n", "server.allow_synchronous_io", "1",
      "true or false"),
@@ -227,6 +230,49 @@ def test_https_without_tls_names_what_is_missing(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError,
                        match=r"hostkit.toml.*tls.certificate and tls.private_key are not set"):
         load_configuration([], {}, content_root=tmp_path)
+
+
+def test_event_loop_from_every_source_in_any_case(tmp_path: Path) -> None:
+    write(tmp_path, "hostkit.toml", 'event_loop = "UVLoop"\n')
+    assert load_configuration([], {}, content_root=tmp_path).options.event_loop == "uvloop"
+    configuration = load_configuration([], {"HOSTKIT_EVENT_LOOP": "Auto"}, content_root=tmp_path)
+    assert configuration.options.event_loop == "auto"
+    assert str(configuration.source_of("event_loop")) == "environment variable HOSTKIT_EVENT_LOOP"
+    configuration = load_configuration(["--event_loop=ASYNCIO"], {}, content_root=tmp_path)
+    assert configuration.options.event_loop == "asyncio"
+
+
+def test_uvloop_with_trio_names_both_keys_and_their_sources(tmp_path: Path) -> None:
+    path = write(tmp_path, "hostkit.toml", 'async_backend = "trio"\nevent_loop = "uvloop"\n')
+    with pytest.raises(ConfigurationError) as raised:
+        load_configuration([], {}, content_root=tmp_path)
+    assert str(raised.value).startswith(
+        f"file {path}, line 2: event_loop = 'uvloop' cannot run with async_backend = 'trio' "
+        f"(set by file {path}, line 1): uvloop is an asyncio event loop")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ConfigurationError, match=r"^command-line argument --event_loop=uvloop: "
+                                                 r".*\(set by environment variable "
+                                                 r"HOSTKIT_ASYNC_BACKEND\)"):
+        load_configuration(["--event_loop=uvloop"], {"HOSTKIT_ASYNC_BACKEND": "trio"},
+                           content_root=empty)
+    for event_loop in ("auto", "asyncio"):  # trio's own loop
+        options = load_configuration([f"--event_loop={event_loop}", "--async_backend=trio"], {},
+                                     content_root=empty).options
+        assert (options.async_backend, options.event_loop) == ("trio", event_loop)
+
+
+def test_uvloop_that_cannot_be_imported_says_how_to_install_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # import uvloop now raises ImportError
+    with pytest.raises(ConfigurationError) as raised:
+        load_configuration([], {"HOSTKIT_EVENT_LOOP": "uvloop"}, content_root=tmp_path)
+    assert str(raised.value) == (
+        "environment variable HOSTKIT_EVENT_LOOP: invalid value 'uvloop' for 'event_loop'; "
+        "uvloop cannot be imported; install uvloop: pip install 'hostkit[uvloop]'")
+    # auto is the standard library's loop then, not an error
+    assert load_configuration(["--event_loop=auto"], {},
+                              content_root=tmp_path).options.event_loop == "auto"
 
 
 def test_bad_argument_shape_is_named(tmp_path: Path) -> None:

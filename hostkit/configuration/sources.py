@@ -40,6 +40,7 @@ from hostkit.configuration.key_lines import KeyPath, key_lines
 from hostkit.configuration.schema import HOST_SCHEMA, Schema, UnknownKey
 from hostkit.configuration.tables import HostOptions, InvalidValue, SettingsTable, field_default
 from hostkit.errors import ConfigurationError
+from hostkit.event_loop import EventLoopError, choose_event_loop
 from hostkit.listeners import parse_url
 
 logger = logging.getLogger("hostkit.configuration")
@@ -189,6 +190,7 @@ class Configuration(Mapping[str, Any]):
         self.options: HostOptions = schema.host_options(values)
         _https_check(self.options, self._entries, content_root)
         _health_paths_check(self.options, self._entries)
+        _event_loop_check(self.options, self._entries)
         self._plugin_options = {table.name.lower(): schema.options(table, values)
                                 for table in schema.plugin_tables if table.name is not None}
         self._app_tables = _app_tables(merged, schema)
@@ -620,6 +622,25 @@ def _health_paths_check(options: HostOptions, entries: Mapping[KeyPath, Entry]) 
                 "health path must be different: liveness_path and readiness_path are "
                 "answered by hostkit itself, app_path by the app")
         seen[path] = key
+
+
+def _event_loop_check(options: HostOptions, entries: Mapping[KeyPath, Entry]) -> None:
+    """``event_loop`` names a loop this process can run with ``async_backend``: not uvloop
+    with trio, nor uvloop when it cannot be imported (:func:`choose_event_loop` decides)."""
+    try:
+        choose_event_loop(options.async_backend, options.event_loop)
+    except EventLoopError as error:
+        entry = entries.get(("event_loop",))
+        where = entry.source if entry is not None else DEFAULT_SOURCE
+        if options.async_backend == "trio":
+            backend = entries.get(("async_backend",))
+            backend_where = f" (set by {backend.source})" if backend is not None else ""
+            raise ConfigurationError(
+                f"{where}: event_loop = {options.event_loop!r} cannot run with async_backend "
+                f"= 'trio'{backend_where}: {error}; with trio use \"auto\" or \"asyncio\" "
+                "(both run trio), or set async_backend = \"asyncio\"") from None
+        raise ConfigurationError(
+            f"{where}: invalid value {options.event_loop!r} for 'event_loop'; {error}") from None
 
 
 def _https_check(options: HostOptions, entries: Mapping[KeyPath, Entry],

@@ -21,6 +21,7 @@ from typing import Any, Generic, TypeVar
 
 from hostkit._compat import tomllib
 from hostkit.errors import ConfigurationError
+from hostkit.event_loop import EVENT_LOOPS
 from hostkit.listeners import parse_url
 
 T = TypeVar("T")
@@ -487,7 +488,12 @@ class HostOptions:
         "public listen addresses; https:// needs [tls]; unix:/path allowed; fd://N serves an "
         "inherited socket (systemd socket activation: the activated sockets when not set)")
     async_backend: str = setting("asyncio", Choice("asyncio", "trio"),
-                                 "the event loop: asyncio or trio")
+                                 "the async library: asyncio or trio")
+    event_loop: str = setting(
+        "asyncio", Choice(*EVENT_LOOPS),
+        "asyncio's event loop: auto (uvloop when it can be imported, else the standard "
+        "library's), asyncio or uvloop (pip install 'hostkit[uvloop]'); with trio, auto and "
+        "asyncio mean trio and uvloop is an error")
     server: str = setting("hypercorn", Text("a server plugin name", non_empty=True),
                           "which server plugin serves the pipeline")
     shutdown_timeout: float = setting(30, Number(0),
