@@ -73,6 +73,14 @@ _HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"u
 #: Response header name -> its lowercase bytes, for names already checked.
 _NAMES: dict[str, bytes] = {}
 _NAMES_MAX = 4096
+#: Response header ``(name, value)`` -> what is sent (lowercase name, value as bytes; None
+#: for a hop-by-hop header), for headers already checked; emptied when full, so headers
+#: seen once (cookies, ETags) do not keep the common ones out.
+_PAIRS: dict[tuple[str, str], tuple[bytes, bytes] | None] = {}
+_PAIRS_MAX = 4096
+#: Status line -> its code, for status lines already checked.
+_STATUSES: dict[str, int] = {}
+_STATUSES_MAX = 1024
 _END: Message = {"type": "http.response.body", "body": b"", "more_body": False}
 
 
@@ -124,6 +132,8 @@ class _ErrorStream:
     """``wsgi.errors``: text the app writes, logged on ``hostkit.wsgi.errors`` one line at a
     time (a line without its newline waits for the next write or :meth:`flush`)."""
 
+    __slots__ = ("_pending",)
+
     def __init__(self) -> None:
         self._pending = ""
 
@@ -144,25 +154,62 @@ class _ErrorStream:
             self._pending = ""
 
 
-class _Input(io.RawIOBase):
+class _Input:
     """``wsgi.input``: the request body, read from the ASGI ``receive`` in the app's thread.
 
     Starts with what was read before the thread (``buffered``); ``more`` says whether more
     of the body is to come. A disconnect ends the body early (EOF); a body past the limit
     raises :class:`RequestBodyTooLargeError` (``too_large`` remembers it for the response).
+
+    A raw binary stream as ``io.RawIOBase`` describes one (and registered as one), not
+    derived from it: an ``io`` object costs more to make and to free than the rest of a
+    request's environ, on every request, with a body or without.
     """
 
+    __slots__ = ("_receive", "_buffer", "_more", "too_large", "hop", "closed", "__weakref__")
+
     def __init__(self, receive: Receive, buffered: bytes, more: bool):
-        super().__init__()
         self._receive = receive
         self._buffer = bytearray(buffered)
         self._more = more
         self.too_large = False
         #: runs a coroutine function on the event loop from the app's thread (the call's)
         self.hop: Callable[..., Any] = _no_hop
+        self.closed = False
 
     def readable(self) -> bool:
         return True
+
+    def writable(self) -> bool:
+        return False
+
+    def seekable(self) -> bool:
+        return False
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        raise io.UnsupportedOperation("wsgi.input has no file descriptor")
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        raise io.UnsupportedOperation("wsgi.input is not seekable")
+
+    def tell(self) -> int:
+        raise io.UnsupportedOperation("wsgi.input is not seekable")
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        """Mark the stream closed (reading still works, as it did for ``io.RawIOBase``)."""
+        self.closed = True
+
+    def __enter__(self) -> _Input:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def _fill(self) -> bool:
         """Read one more ASGI message into the buffer; False when the body has ended."""
@@ -194,6 +241,9 @@ class _Input(io.RawIOBase):
         while len(self._buffer) < size and self._fill():
             pass
         return self._take(size)
+
+    def readall(self) -> bytes:
+        return self.read()
 
     def readinto(self, target: Any) -> int:
         data = self.read(len(target))
@@ -231,12 +281,17 @@ class _Input(io.RawIOBase):
             if 0 < hint <= total:
                 return lines
 
-    def __iter__(self) -> Iterator[bytes]:
-        while True:
-            line = self.readline()
-            if not line:
-                return
-            yield line
+    def __iter__(self) -> _Input:
+        return self
+
+    def __next__(self) -> bytes:
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+
+io.RawIOBase.register(_Input)
 
 
 def _no_hop(function: Callable[..., Any], *args: Any) -> Any:
@@ -249,11 +304,21 @@ class _Cancelled(BaseException):
     an app does not swallow it; the app's ``finally`` blocks and ``close()`` still run."""
 
 
+#: ``(Host header, scheme)`` -> its ``(SERVER_NAME, SERVER_PORT)``, for hosts already seen.
+_HOSTS: dict[tuple[bytes, str], tuple[str, str]] = {}
+_HOSTS_MAX = 1024
+
+
 def _server_name_and_port(scope: Scope, host: bytes | None) -> tuple[str, str]:
     """``SERVER_NAME`` and ``SERVER_PORT``: from the ``Host`` header, which names the public
     address in both models (a child's own socket is a private loopback port), else the
     socket the request came to."""
-    default_port = "443" if scope.get("scheme") == "https" else "80"
+    scheme = scope.get("scheme", "http")
+    if host:
+        known = _HOSTS.get((host, scheme))
+        if known is not None:
+            return known
+    default_port = "443" if scheme == "https" else "80"
     if host:
         text = host.decode("latin-1")
         if text.startswith("["):  # [v6]:port
@@ -261,7 +326,10 @@ def _server_name_and_port(scope: Scope, host: bytes | None) -> tuple[str, str]:
             port = rest[1:] if rest.startswith(":") else ""
         else:
             name, _, port = text.partition(":")
-        return name, port or default_port
+        known = name, port or default_port
+        if len(_HOSTS) < _HOSTS_MAX:
+            _HOSTS[host, scheme] = known
+        return known
     server = scope.get("server")
     if server:
         return str(server[0]), str(server[1] if server[1] is not None else default_port)
@@ -288,14 +356,15 @@ def _environ_key(raw_name: bytes) -> str:
     return key
 
 
-#: The environ keys whose values are the same for every request.
-_FIXED_ENVIRON: dict[str, Any] = {
+#: The environ keys whose values are the same for every request, by ``wsgi.multiprocess``.
+_FIXED_ENVIRON: dict[bool, dict[str, Any]] = {multiprocess: {
     "wsgi.version": (1, 0),
     "wsgi.multithread": True,
+    "wsgi.multiprocess": multiprocess,
     "wsgi.run_once": False,
     "wsgi.input_terminated": True,
     "wsgi.file_wrapper": FileWrapper,
-}
+} for multiprocess in (False, True)}
 _PROTOCOLS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0", "2": "HTTP/2"}
 
 
@@ -309,17 +378,17 @@ def build_environ(scope: Scope, body: IO[bytes] | None, *,
     if root and (path == root or path.startswith(root + "/")):
         path = path[len(root):]
     scheme = scope.get("scheme", "http")
-    environ = _FIXED_ENVIRON.copy()
+    version = scope.get("http_version", "1.1")
+    query = scope.get("query_string")
+    environ = _FIXED_ENVIRON[bool(multiprocess)].copy()
     environ["REQUEST_METHOD"] = scope["method"]
     environ["SCRIPT_NAME"] = root.encode("utf-8").decode("latin-1") if root else ""
     environ["PATH_INFO"] = path if path.isascii() else path.encode("utf-8").decode("latin-1")
-    environ["QUERY_STRING"] = scope.get("query_string", b"").decode("latin-1")
-    version = scope.get("http_version", "1.1")
+    environ["QUERY_STRING"] = query.decode("latin-1") if query else ""
     environ["SERVER_PROTOCOL"] = _PROTOCOLS.get(version) or "HTTP/" + version
     environ["wsgi.url_scheme"] = scheme
     environ["wsgi.input"] = body
     environ["wsgi.errors"] = _ErrorStream()
-    environ["wsgi.multiprocess"] = multiprocess
     if scheme == "https":
         environ["HTTPS"] = "on"
     client = scope.get("client")
@@ -344,10 +413,13 @@ def build_environ(scope: Scope, body: IO[bytes] | None, *,
     environ["SERVER_NAME"], environ["SERVER_PORT"] = _server_name_and_port(scope, host)
     user = scope.get("user")
     if isinstance(user, ClaimsPrincipal):
-        identity = user.identity
-        if identity.is_authenticated:
-            environ["REMOTE_USER"] = identity.name or ""
-            environ["AUTH_TYPE"] = identity.authentication_type
+        # The request stage's anonymous principal has no identities until one is asked for
+        # (as the access log reads it): not making them keeps an anonymous request cheap.
+        if type(user) is not ClaimsPrincipal or getattr(user, "_identities", None) is not None:
+            identity = user.identity
+            if identity.is_authenticated:
+                environ["REMOTE_USER"] = identity.name or ""
+                environ["AUTH_TYPE"] = identity.authentication_type
         environ["hostkit.user"] = user
     return environ
 
@@ -373,9 +445,46 @@ def _header_key(name: str) -> bytes:
     return key
 
 
+#: What ``_PAIRS.get`` gives for a header not checked yet (None means hop-by-hop).
+_UNKNOWN: Any = object()
+
+
+def _header_pair(header: Any) -> tuple[bytes, bytes] | None:
+    """What is sent for a response header ``(name, value)`` of the app: the lowercase name
+    and the value as bytes, or None for a hop-by-hop header (left out). ValueError,
+    TypeError or AttributeError for a header that cannot be sent."""
+    name, value = header
+    key = _NAMES.get(name)
+    if key is None:
+        key = _header_key(name)
+    if not value.isprintable() and _BAD_VALUE.search(value):
+        raise ValueError(f"the header {name!r}: {value!r} cannot be sent")
+    pair = None if key in _HOP_BY_HOP else (key, value.encode("latin-1"))
+    if pair is not None and key == b"content-length":
+        int(pair[1])  # a length that is not a number is not kept
+    if type(header) is tuple:
+        if len(_PAIRS) >= _PAIRS_MAX:
+            _PAIRS.clear()
+        _PAIRS[header] = pair
+    return pair
+
+
+def _status_code(status: object) -> int | None:
+    """The code of a status line like ``"200 OK"``; None when it is not one."""
+    if type(status) is not str or not _STATUS.match(status):
+        return None
+    code = int(status[:3])
+    if len(_STATUSES) < _STATUSES_MAX:
+        _STATUSES[status] = code
+    return code
+
+
 class _Call:
     """One request in the app's thread: ``start_response``, ``write`` and the iteration of
     the response. :meth:`run` returns the messages the event loop still has to send."""
+
+    __slots__ = ("app", "environ", "body", "state", "send", "token", "cancelled", "_hops",
+                 "start", "declared", "head_sent", "error")
 
     def __init__(self, app: WsgiCallable, environ: dict[str, Any], body: _Input, scope: Scope,
                  send: Send, token: anyio.lowlevel.EventLoopToken):
@@ -387,7 +496,7 @@ class _Call:
         self.send = send
         self.token = token
         self.cancelled = False
-        self._hops: set[anyio.CancelScope] = set()
+        self._hops: set[anyio.CancelScope] | None = None  # made by the first hop
         self.start: Message | None = None  # the head, once start_response gave it
         self.declared: int | None = None  # the app's Content-Length
         self.head_sent = False
@@ -405,28 +514,28 @@ class _Call:
                 exc_info = None
         elif self.start is not None:
             self._broken("start_response() was called a second time without exc_info")
-        if type(status) is not str or not _STATUS.match(status):
-            self._broken(f"start_response() got the status {status!r}, not a str like "
-                         "'200 OK'")
+        code = _STATUSES.get(status) if type(status) is str else None
+        if code is None:
+            code = _status_code(status)
+            if code is None:
+                self._broken(f"start_response() got the status {status!r}, not a str like "
+                             "'200 OK'")
         raw: list[tuple[bytes, bytes]] = []
         declared = None
+        pairs = _PAIRS
         try:
-            for name, value in headers:
-                key = _NAMES.get(name)
-                if key is None:
-                    key = _header_key(name)
-                if not value.isprintable() and _BAD_VALUE.search(value):
-                    raise ValueError(f"the header {name!r}: {value!r} cannot be sent")
-                if key in _HOP_BY_HOP:
+            for header in headers:
+                pair = pairs.get(header, _UNKNOWN) if type(header) is tuple else _UNKNOWN
+                if pair is _UNKNOWN:
+                    pair = _header_pair(header)
+                if pair is None:  # hop-by-hop
                     continue
-                encoded = value.encode("latin-1")
-                if key == b"content-length":
-                    declared = int(encoded)
-                raw.append((key, encoded))
+                if pair[0] == b"content-length":
+                    declared = int(pair[1])
+                raw.append(pair)
         except (TypeError, ValueError, AttributeError) as error:
             self._broken(f"start_response() got bad headers {headers!r}: {error}")
-        self.start = {"type": "http.response.start", "status": int(status[:3]),
-                      "headers": raw}
+        self.start = {"type": "http.response.start", "status": code, "headers": raw}
         self.declared = declared
         return self.write
 
@@ -446,19 +555,24 @@ class _Call:
         return anyio.from_thread.run(self._on_loop, function, args, token=self.token)
 
     async def _on_loop(self, function: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+        hops = self._hops
+        if hops is None:
+            hops = self._hops = set()
         with anyio.CancelScope() as scope:
-            self._hops.add(scope)
+            if self.cancelled:  # between the thread's look and now
+                scope.cancel()
+            hops.add(scope)
             try:
                 return await function(*args)
             finally:
-                self._hops.discard(scope)
+                hops.discard(scope)
         raise _Cancelled()
 
     def cancel(self) -> None:
         """On the event loop, when the request is cancelled while its thread runs: what the
         thread waits for on the loop is cancelled, and so is what it would wait for next."""
         self.cancelled = True
-        for scope in self._hops:
+        for scope in self._hops or ():
             scope.cancel()
 
     # -- the response ------------------------------------------------------------------------
@@ -467,6 +581,13 @@ class _Call:
         """Call the app and send its response; returns the messages still to send (the whole
         response when it was complete in its first chunk; else the end of the body)."""
         result = self.app(self.environ, self.start_response)
+        if (type(result) is list and len(result) == 1 and type(result[0]) is bytes
+                and self.start is not None and not self.head_sent
+                and self.error is None and not self.body.too_large):
+            # The common answer, [body] after start_response(): sent whole by the loop.
+            self.head_sent = True
+            return [self.start, {"type": "http.response.body", "body": result[0],
+                                 "more_body": False}]
         try:
             return self._respond(result)
         finally:
@@ -581,7 +702,7 @@ class WsgiApp:
         else:
             buffered, more = b"", False
         body = environ["wsgi.input"] = _Input(receive, buffered, more)
-        token = anyio.lowlevel.current_token()
+        token = self._threads.current_token()
         call = _Call(self.app, environ, body, scope, send, token)
         try:
             messages = await self._threads.run(call.run, on_cancel=call.cancel, token=token)

@@ -12,6 +12,7 @@ values.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import threading
@@ -125,6 +126,78 @@ async def test_remote_user_and_auth_type_come_from_the_principal() -> None:
     exchange = await call(stage(authenticated), http_scope("/"))
     facts = json.loads(exchange.body)
     assert (facts["REMOTE_USER"], facts["AUTH_TYPE"]) == ("alice", "Basic")
+
+
+async def test_wsgi_input_is_a_raw_binary_stream() -> None:
+    """``wsgi.input`` works as an ``io.RawIOBase``: ``readinto``, lines by ``next``, a context
+    manager, and ``io.BufferedReader`` around it reads the rest."""
+    seen: dict[str, Any] = {}
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        stream = environ["wsgi.input"]
+        seen["kind"] = (isinstance(stream, io.RawIOBase), stream.readable(), stream.seekable(),
+                        stream.writable())
+        target = bytearray(3)
+        seen["readinto"] = (stream.readinto(target), bytes(target))
+        seen["line"] = next(stream)
+        with stream:
+            seen["rest"] = io.BufferedReader(stream).read()
+        seen["closed"] = stream.closed
+        with pytest.raises(io.UnsupportedOperation):
+            stream.fileno()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    scope = http_scope("/", "POST", [(b"host", b"x"), (b"content-length", b"16")])
+    exchange = await call(served(app), scope, Exchange([b"abcdef\n", b"ghi", b"jklmno"]))
+    assert exchange.status == 200, exchange.body
+    assert seen == {"kind": (True, True, False, False), "readinto": (3, b"abc"),
+                    "line": b"def\n", "rest": b"ghijklmno", "closed": True}
+
+
+async def test_a_response_header_sent_again_is_treated_the_same(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The checked headers are remembered: the second response with the same headers is sent
+    the same (hop-by-hop left out, a list pair taken), a bad one refused every time."""
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        if environ["PATH_INFO"] == "/bad":
+            start_response("200 OK", [("X-Echo", "a\r\nSet-Cookie: session=stolen")])
+        else:
+            start_response("201 Created", [("Content-Type", "text/plain"), ("Connection", "close"),
+                                           ["X-List", "yes"], ("Content-Length", "2")])
+        return [b"ok"]
+
+    under_test = served(app)
+    for _ in range(3):
+        exchange = await call(under_test)
+        assert exchange.status == 201 and exchange.body == b"ok"
+        headers = exchange.headers
+        assert (headers[b"content-type"], headers[b"x-list"], headers[b"content-length"]) == (
+            b"text/plain", b"yes", b"2")
+        assert b"connection" not in headers
+    for _ in range(2):
+        caplog.clear()
+        assert (await call(under_test, http_scope("/bad"))).status == 500
+        assert "cannot be sent" in caplog.text
+
+
+def test_one_app_serves_one_event_loop_after_another_on_either_backend() -> None:
+    """The threads keep the last event loop's inbox and token; another loop (a new run, the
+    other backend) gets its own, and the requests of each come back to it."""
+    app = WsgiApp(facts_app, threads=2)
+
+    async def serve_some() -> list[int]:
+        async def one() -> None:
+            statuses.append((await call(app, http_scope("/"))).status)
+
+        statuses: list[int] = []
+        async with anyio.create_task_group() as group:
+            for _ in range(5):
+                group.start_soon(one)
+        return statuses
+
+    for backend in ("asyncio", "trio", "asyncio", "trio"):
+        assert anyio.run(serve_some, backend=backend) == [200] * 5
 
 
 # -- the body limit ----------------------------------------------------------------------------
