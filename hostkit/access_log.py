@@ -217,7 +217,11 @@ class AccessLog:
         a ``common`` or ``combined`` line that needs no escaping (nearly every line): the
         line in one format, its time text cached per second. Called by the gateway stage
         once per request."""
-        if not self._enabled_for(logging.INFO):
+        # logger.isEnabledFor(INFO) from the answer it keeps, without the call.
+        enabled = self._logger._cache.get(logging.INFO)  # type: ignore[attr-defined]
+        if enabled is None:
+            enabled = self._enabled_for(logging.INFO)
+        if not enabled or self._logger.disabled:
             return
         if not self._json:
             second = int(started)

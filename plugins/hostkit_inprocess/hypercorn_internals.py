@@ -20,14 +20,22 @@ what ``serve()`` uses inside:
   connections and the others after their current response;
 - ``hypercorn.protocol.ProtocolWrapper`` and ``hypercorn.protocol.h11.H11Protocol``: the
   ``TCPServer`` sets its connection's ``ProtocolWrapper`` as its ``protocol`` before it
-  reads a byte, and the wrapper's ``protocol`` is then an ``H11Protocol`` unless ALPN chose
-  HTTP/2. That protocol's ``h11.Connection`` (its ``connection``) writes every HTTP/1.1
-  response head, from ``h11.Response`` events hypercorn makes without a reason phrase (ASGI
-  has no field for one), so h11 writes ``HTTP/1.1 200 ``. The connections served here write
-  the standard phrase instead, as uvicorn, nginx and IIS do (:class:`_ReasonPhrases`). The
-  same ``h11.Connection`` reads the connection's requests: :func:`guard_http11` hands it to
-  hostkit's request guard (``request_guard.py``) first, and can skip the protocol's
-  ``_check_protocol`` (its switch to HTTP/2 by ``Upgrade: h2c`` or by the preface).
+  reads a byte (``_read_data``, where :class:`_ServedConnection` prepares it), and the
+  wrapper's ``protocol`` is then an ``H11Protocol`` unless ALPN chose HTTP/2. That
+  protocol's ``h11.Connection`` (its ``connection``) writes every HTTP/1.1 response head,
+  from ``h11.Response`` events hypercorn makes without a reason phrase (ASGI has no field for
+  one), so h11 writes ``HTTP/1.1 200 ``. The connections served here write the standard
+  phrase instead, as uvicorn, nginx and IIS do (:func:`_write_response`, h11's writer of a
+  head, in the connection's ``_writer``). The same ``h11.Connection`` reads the
+  connection's requests: :func:`guard_http11` puts hostkit's request guard
+  (``request_guard.py``) in its ``_reader`` while a head is awaited. Both are put back
+  from the protocol's ``_check_protocol`` (called with every request head, before its
+  stream is made; hypercorn's own, the switch to HTTP/2 by ``Upgrade: h2c`` or by the
+  preface, runs only for a head with an ``Upgrade`` header or a ``PRI`` method, or never)
+  and the connection's ``start_next_cycle``. Of h11 (0.16): the connection's ``_reader``,
+  ``_writer``, ``_cstate`` (its ``keep_alive`` and ``pending_switch_proposals``) and
+  ``_receive_buffer`` (a ``ReceiveBuffer``, whose ``_data`` is its bytes), and
+  ``_writers.write_headers``.
 - ``hypercorn.protocol.h2.H2Protocol``, the switch to it and ``hypercorn.events``: the
   wrapper's ``protocol`` is an ``H2Protocol`` from the start under ALPN ``h2``; an
   ``H11Protocol`` raises ``H2ProtocolAssumedError`` (the prior-knowledge preface) or
@@ -39,12 +47,13 @@ what ``serve()`` uses inside:
   (``http2.py``) between the ``TCPServer`` and every ``H2Protocol`` through them.
 - the ``TCPServer``'s ``protocol_send`` (called with every event a protocol sends: the
   ``RawData`` it writes under the ``TCPServer``'s ``send_lock``, to its asyncio ``writer`` or
-  trio ``stream``), and its read loop ``_read_data``: :class:`_EndsWithItsClient` writes
-  through a bounded buffer and ends the connection at once when its client has gone
+  trio ``stream``), its ``Updated`` handling (its ``idle_task``), and its read loop
+  ``_read_data``: :class:`_ServedConnection` writes through a bounded buffer and ends the connection at once when its client has gone
   (``sending.py``). An app is called in a task of its own (``hypercorn.asyncio.task_group``
   and its trio twin), in which :class:`_AppTask` marks it as an app's.
 - ``H11Protocol._create_stream`` (makes the ``stream`` of each request: a
-  ``hypercorn.protocol.ws_stream.WSStream`` for a WebSocket handshake), and of a ``WSStream``
+  ``hypercorn.protocol.ws_stream.WSStream`` for a WebSocket handshake, which has an
+  ``Upgrade`` header), and of a ``WSStream``
   its ``handle`` (given the client's bytes as ``Data`` events), ``state``, ``closed``,
   ``connection`` (wsproto's ``Connection``, whose ``events`` and ``_state`` are used),
   ``_send_wsproto_event`` and ``send``: :func:`_watch_websocket` closes a WebSocket with a
@@ -67,10 +76,12 @@ import anyio
 import h2.errors
 import h2.exceptions
 import h11
+from h11._receivebuffer import ReceiveBuffer
+from h11._writers import write_headers
 from hypercorn.asyncio.tcp_server import TCPServer as AsyncioTCPServer
 from hypercorn.asyncio.worker_context import WorkerContext as AsyncioWorkerContext
 from hypercorn.config import Config
-from hypercorn.events import Closed, RawData
+from hypercorn.events import Closed, RawData, Updated
 from hypercorn.protocol import ProtocolWrapper
 from hypercorn.protocol.events import Data, StreamClosed
 from hypercorn.protocol.h2 import H2Protocol
@@ -85,6 +96,7 @@ from wsproto.frame_protocol import CloseReason
 
 from hostkit.plugin import STANDARD_STATUS_LINES, ASGIApp
 
+from hostkit_inprocess.request_guard import Guard
 from hostkit_inprocess.sending import IN_APP, ClientGone, client_gone, write_bounded
 from hostkit_inprocess.websocket_frames import MessageLengths
 
@@ -177,44 +189,23 @@ def trio_worker_context() -> TrioWorkerContext:
     return TrioWorkerContext(None)
 
 
-#: For each standard status code: the status line h11 writes for a response without a reason
-#: phrase, and the line with the standard phrase.
-_STATUS_LINES = {code: (b"HTTP/1.1 %d \r\n" % code, line)
-                 for code, line in STANDARD_STATUS_LINES.items()}
+def _write_response(response: h11.Response | h11.InformationalResponse,
+                    write: Callable[[bytes], Any]) -> None:
+    """h11's writer of a response head (``_writers.write_any_response``, which it calls from
+    the connection's ``_writer`` while a response is due), writing the standard reason
+    phrase into the status line of a response without one (an unknown status keeps none).
 
-
-def _write_reason_phrases(connection: h11.Connection) -> None:
-    """Make ``connection`` (an ``h11.Connection``) write the standard reason phrase into the
-    status line of each response without one (an unknown status keeps none).
-
-    Its ``send`` is wrapped only while a response head is due: from the start of each cycle
-    (``start_next_cycle``) to the final ``h11.Response``; the body's events go to h11's own.
-    Called once the connection's other wrappers are in place (its ``start_next_cycle``)."""
-    send = connection.send
-    next_cycle = connection.start_next_cycle
-    response, informational = h11.Response, h11.InformationalResponse
-
-    def send_with_reason_phrase(event: Any) -> bytes | None:
-        data = send(event)
-        # type() rather than isinstance(): h11's event classes make isinstance take the
-        # slow abstract-class path.
-        kind = type(event)
-        if kind is response:
-            del connection.send  # h11's own for the rest of this response
-        elif kind is not informational:
-            return data
-        if data and not event.reason:
-            lines = _STATUS_LINES.get(event.status_code)
-            if lines is not None and data.startswith(lines[0]):
-                return lines[1] + data[len(lines[0]):]
-        return data
-
-    def start_next_cycle() -> None:
-        next_cycle()
-        connection.send = send_with_reason_phrase  # type: ignore[method-assign,assignment]
-
-    connection.send = send_with_reason_phrase  # type: ignore[method-assign,assignment]
-    connection.start_next_cycle = start_next_cycle  # type: ignore[method-assign]
+    hypercorn makes its ``h11.Response`` events without a phrase (ASGI has no field for
+    one), which h11 writes as ``HTTP/1.1 200 ``; the connections served here write the
+    standard phrase instead, as uvicorn, nginx and IIS do."""
+    if response.http_version != b"1.1":
+        raise h11.LocalProtocolError("I only send HTTP/1.1")
+    reason = response.reason
+    line = None if reason else STANDARD_STATUS_LINES.get(response.status_code)
+    if line is None:
+        line = b"HTTP/1.1 %s %s\r\n" % (str(response.status_code).encode("ascii"), reason)
+    write(line)
+    write_headers(response.headers, write)
 
 
 #: The attribute of hypercorn's ``Config`` under which :func:`guard_http11` keeps its guard.
@@ -225,39 +216,79 @@ _GUARD = "hostkit_http11_guard"
 class _Http11Guard:
     """What :func:`guard_http11` was given."""
 
-    prepare: Callable[[h11.Connection], None]
+    new_guard: Callable[[h11.Connection], Guard]
     http2: bool
 
 
-def guard_http11(config: Config, prepare: Callable[[h11.Connection], None], *,
+def guard_http11(config: Config, new_guard: Callable[[h11.Connection], Guard], *,
                  http2: bool) -> None:
-    """Make every HTTP/1.1 connection served here with ``config`` call ``prepare`` with its
-    ``h11.Connection`` (the parser of its requests, hypercorn's ``H11Protocol.connection``)
-    before its first byte is received (``request_guard.py`` wraps its methods).
+    """Make every HTTP/1.1 connection served here with ``config`` read its requests through
+    ``new_guard(connection)`` (``request_guard.py``), made with its ``h11.Connection`` (the
+    parser of its requests, hypercorn's ``H11Protocol.connection``) before its first byte is
+    received: h11 reads each request head with the guard's ``read_head`` (in the
+    connection's ``_reader`` whenever a head is awaited), and the guard's ``admitted`` is
+    called once h11 has taken it, before hypercorn looks at it.
 
     Without ``http2``, no request switches a connection to HTTP/2: hypercorn's
     ``H11Protocol._check_protocol``, which answers ``Upgrade: h2c`` with 101 and takes
     ``PRI * HTTP/2.0`` as the HTTP/2 preface, is skipped (an ``Upgrade: h2c`` request is
     then served as HTTP/1.1, as RFC 9110 §7.8 allows)."""
-    setattr(config, _GUARD, _Http11Guard(prepare, http2))
+    setattr(config, _GUARD, _Http11Guard(new_guard, http2))
 
 
-async def _no_protocol_switch(event: h11.Request) -> None:
-    """hypercorn's ``H11Protocol._check_protocol`` on a connection that stays HTTP/1.1."""
+def _prepare_http11(protocol: H11Protocol, guard: _Http11Guard | None,
+                    websocket_limit: int) -> None:
+    """Before a new HTTP/1.1 connection's first byte is read: make its ``h11.Connection``
+    write the standard reason phrases (:func:`_write_response`, in its ``_writer`` whenever
+    a response head is due) and read its heads through ``guard`` (:func:`guard_http11`), and
+    make its WebSockets watched (:func:`_watch_websocket`, ``websocket_limit`` bytes a
+    message).
 
+    All of it is done from two of hypercorn's calls: the ``h11.Connection``'s
+    ``start_next_cycle`` (h11 puts its own reader and writer back there), and the
+    protocol's ``_check_protocol``, which hypercorn calls with every request head h11
+    returns, before the stream that serves it is made. That one runs hypercorn's own
+    (a switch to HTTP/2) only for a head that could ask for one: a ``PRI`` request, or one
+    with an ``Upgrade`` header (h11 notes it as a switch proposal), which alone can also be
+    a WebSocket's; for it, the next stream made (``_create_stream``) is watched."""
+    connection = protocol.connection
+    assert isinstance(connection, h11.Connection)
+    read_head: Callable[[ReceiveBuffer], h11.Request | None] | None = None
+    admitted: Callable[[], None] | None = None
+    if guard is not None:
+        rules = guard.new_guard(connection)
+        read_head, admitted = rules.read_head, rules.admitted
+        connection._reader = read_head
+    switches = guard is None or guard.http2
+    connection._writer = _write_response
+    next_cycle = connection.start_next_cycle
+    check_protocol = protocol._check_protocol
+    create_stream = protocol._create_stream
+    state = connection._cstate
 
-def _prepare_http11(wrapper: ProtocolWrapper, guard: _Http11Guard | None) -> None:
-    """Make the HTTP/1.1 protocol of a new connection's ``wrapper`` (none under HTTP/2)
-    write the standard reason phrases, and give it ``guard`` (:func:`guard_http11`); called
-    before the connection's first byte is read."""
-    protocol = wrapper.protocol
-    if isinstance(protocol, H11Protocol) and isinstance(protocol.connection, h11.Connection):
-        connection = protocol.connection
-        if guard is not None:
-            guard.prepare(connection)
-            if not guard.http2:
-                protocol._check_protocol = _no_protocol_switch  # type: ignore[method-assign]
-        _write_reason_phrases(connection)
+    def start_next_cycle() -> None:
+        next_cycle()
+        connection._writer = _write_response
+        if read_head is not None:
+            connection._reader = read_head
+
+    async def head_taken(event: h11.Request) -> None:
+        connection._writer = _write_response  # h11 put its own back as the head came in
+        if admitted is not None:
+            admitted()
+        if state.pending_switch_proposals or event.method == b"PRI":
+            if switches:
+                await check_protocol(event)
+            protocol._create_stream = create_watched_stream  # type: ignore[method-assign]
+
+    async def create_watched_stream(request: h11.Request) -> None:
+        del protocol._create_stream  # the class's own for the next requests
+        await create_stream(request)
+        if isinstance(protocol.stream, WSStream):
+            _watch_websocket(protocol.stream, websocket_limit)
+
+    connection.start_next_cycle = start_next_cycle  # type: ignore[method-assign]
+    protocol._check_protocol = head_taken  # type: ignore[method-assign]
 
 
 class Http2Guard(Protocol):
@@ -377,23 +408,6 @@ async def _refuse_http2(wrapper: ProtocolWrapper) -> None:
     await wrapper.send(Closed())
 
 
-def _prepare_websockets(wrapper: ProtocolWrapper, limit: int) -> None:
-    """Make every WebSocket of a new HTTP/1.1 connection's ``wrapper`` (:func:`_watch_websocket`)
-    close with a Close frame on a protocol violation, and with 1009 as soon as a frame header
-    takes a message past ``limit`` bytes; called before the connection's first byte is read."""
-    protocol = wrapper.protocol
-    if not isinstance(protocol, H11Protocol):
-        return
-    create_stream = protocol._create_stream
-
-    async def create_watched_stream(request: h11.Request) -> None:
-        await create_stream(request)
-        if isinstance(protocol.stream, WSStream):
-            _watch_websocket(protocol.stream, limit)
-
-    protocol._create_stream = create_watched_stream  # type: ignore[method-assign]
-
-
 def _watch_websocket(stream: WSStream, limit: int) -> None:
     """Watch what the client of an accepted WebSocket sends, on its way to wsproto.
 
@@ -445,72 +459,70 @@ def _close_on_violations(connection: WSConnection) -> None:
     connection.events = events_closing_on_violations  # type: ignore[method-assign,assignment]
 
 
-class _ReasonPhrases:
-    """hypercorn's ``TCPServer`` (asyncio or trio) of one connection, whose HTTP/1.1 responses
-    carry the standard reason phrase and whose requests pass its config's guard
-    (:func:`guard_http11`): ``TCPServer.run`` sets ``protocol`` once, before it reads
-    (:func:`_prepare_http11`)."""
+class _ServedConnection:
+    """hypercorn's ``TCPServer`` (asyncio or trio) of one connection, as hostkit serves it.
 
-    _protocol: ProtocolWrapper
-    config: Config
+    ``TCPServer.run`` sets the connection's ``protocol`` (a ``ProtocolWrapper``) and calls
+    ``_read_data`` before it reads a byte; there the connection's HTTP/1.1 protocol is
+    prepared (:func:`_prepare_http11`: reason phrases, its config's guard, watched
+    WebSockets) and the flood guard put in front of HTTP/2 (:func:`_prepare_http2`).
 
-    @property
-    def protocol(self) -> ProtocolWrapper:
-        return self._protocol
-
-    @protocol.setter
-    def protocol(self, wrapper: ProtocolWrapper) -> None:
-        _prepare_http11(wrapper, getattr(self.config, _GUARD, None))
-        _prepare_http2(wrapper, getattr(self.config, _HTTP2_GUARD, None))
-        _prepare_websockets(wrapper, self.config.websocket_max_message_size)
-        self._protocol = wrapper
-
-
-class _EndsWithItsClient:
-    """hypercorn's ``TCPServer`` (asyncio or trio) of one connection that ends at once when its
-    client has gone (``sending.py``). hypercorn's own goes on: its ``protocol_send`` tells the
-    protocol ``Closed`` and returns, so the app's next sends "succeed" (on asyncio each
-    logging ``socket.send() raised exception`` and re-raising the reader's error, whose
-    traceback pins every chunk), the response "ends", and the next pipelined request is
-    served into the void.
-
-    Here ``protocol_send`` writes ``RawData`` through ``_write`` (asyncio: a bounded buffer,
-    ``sending.write_bounded``) under the ``TCPServer``'s ``send_lock``; the first write that
-    finds the client gone stops ``_read_data`` (the ``TCPServer``'s read loop, which waits on
-    the protocol while a request is answered and so never sees the client leave), tells the
-    protocol ``Closed`` (its streams close; the apps get ``http.disconnect``), and every
-    write from then on is refused (``sending.client_gone``). Other events go to hypercorn's
-    ``protocol_send``."""
+    It also ends at once when its client has gone (``sending.py``). hypercorn's own goes on:
+    its ``protocol_send`` tells the protocol ``Closed`` and returns, so the app's next sends
+    "succeed" (on asyncio each logging ``socket.send() raised exception`` and re-raising the
+    reader's error, whose traceback pins every chunk), the response "ends", and the next
+    pipelined request is served into the void. Here ``protocol_send`` writes ``RawData``
+    through ``_write`` (asyncio: a bounded buffer, ``sending.write_bounded``) under the
+    ``TCPServer``'s ``send_lock``; the first write that finds the client gone stops
+    ``_read_data`` (the ``TCPServer``'s read loop, which waits on the protocol while a
+    request is answered and so never sees the client leave), tells the protocol ``Closed``
+    (its streams close; the apps get ``http.disconnect``), and every write from then on is
+    refused (``sending.client_gone``). ``Updated`` is handled as hypercorn does; other
+    events go to hypercorn's ``protocol_send``."""
 
     departed = False
     _reading: anyio.CancelScope | None = None
     protocol: ProtocolWrapper
+    config: Config
     send_lock: Any
+    idle_task: Any
+    _task_group: Any
+    _idle_timeout: Any
 
     def _write(self, data: bytes) -> Awaitable[bool]:
         """Write ``data``; False when the client has gone."""
         raise NotImplementedError
 
-    def protocol_send(self, event: Any) -> Awaitable[None]:
-        """hypercorn's ``protocol_send``: a plain function returning the awaitable, so that
-        no coroutine of its own is on the path of every event."""
-        if type(event) is RawData:
-            return self._send_raw(event.data)
-        return super().protocol_send(event)  # type: ignore[misc,no-any-return]
-
-    async def _send_raw(self, data: bytes) -> None:
-        async with self.send_lock:
-            if not self.departed and await self._write(data):
-                return
-            leaving = not self.departed
-            self.departed = True
-        if leaving:
-            if self._reading is not None:
-                self._reading.cancel()
-            await self.protocol.handle(Closed())
-        client_gone()
+    async def protocol_send(self, event: Any) -> None:
+        """hypercorn's ``protocol_send``, called with every event a protocol sends."""
+        kind = type(event)
+        if kind is RawData:
+            async with self.send_lock:
+                if not self.departed and await self._write(event.data):
+                    return
+                leaving = not self.departed
+                self.departed = True
+            if leaving:
+                if self._reading is not None:
+                    self._reading.cancel()
+                await self.protocol.handle(Closed())
+            client_gone()
+        elif kind is Updated:  # as hypercorn's own (the same on asyncio and trio)
+            if event.idle:
+                await self.idle_task.restart(self._task_group, self._idle_timeout)
+            else:
+                await self.idle_task.stop()
+        else:
+            await super().protocol_send(event)  # type: ignore[misc]
 
     async def _read_data(self) -> None:
+        wrapper = self.protocol
+        config = self.config
+        protocol = wrapper.protocol
+        if isinstance(protocol, H11Protocol) and isinstance(protocol.connection, h11.Connection):
+            _prepare_http11(protocol, getattr(config, _GUARD, None),
+                            config.websocket_max_message_size)
+        _prepare_http2(wrapper, getattr(config, _HTTP2_GUARD, None))
         self._reading = reading = anyio.CancelScope()
         if self.departed:
             reading.cancel()
@@ -520,22 +532,24 @@ class _EndsWithItsClient:
             await self.protocol.handle(Closed())
 
 
-class _AsyncioTCPServer(_EndsWithItsClient, _ReasonPhrases, AsyncioTCPServer):
-    """One asyncio connection (:class:`_EndsWithItsClient`, :class:`_ReasonPhrases`)."""
+class _AsyncioTCPServer(_ServedConnection, AsyncioTCPServer):
+    """One asyncio connection (:class:`_ServedConnection`), writing through a bounded buffer
+    (``sending.write_bounded``)."""
 
-    def _write(self, data: bytes) -> Awaitable[bool]:
-        return write_bounded(self.writer, data)
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._write = functools.partial(write_bounded, self.writer)  # type: ignore[method-assign]
 
 
 @functools.cache
 def _trio_tcp_server() -> type[TrioTCPServer]:
-    """The class of one trio connection (:class:`_ReasonPhrases`), made on first use: an
+    """The class of one trio connection (:class:`_ServedConnection`), made on first use: an
     asyncio host does not load trio."""
     from hypercorn.trio.tcp_server import TCPServer as TrioTCPServer
 
     import trio
 
-    class _TrioTCPServer(_EndsWithItsClient, _ReasonPhrases, TrioTCPServer):
+    class _TrioTCPServer(_ServedConnection, TrioTCPServer):
         async def _write(self, data: bytes) -> bool:
             try:
                 # Shielded, as hypercorn's: a cancelled app does not cut a frame short.
