@@ -11,7 +11,8 @@ longest, once both are ready: it is stopped (SIGSTOP) for the moment it takes to
 while stopped), then SIGKILLed.
 
 A request is **in flight on the killed worker** when its connection is one of those, it was
-sent before the worker was dead and not answered before the kill. Figures: every failure must
+sent before the worker was dead (and its end had reached every client it held: see
+:func:`wait_dead`) and not answered before the kill. Figures: every failure must
 be in flight on a killed worker (so failures <= requests in flight there); none among the
 requests sent after a kill on a new or a surviving connection; every answer from a worker's
 pid; every killed worker replaced (kill -> the supervisor's "worker pid N ready" line).
@@ -41,6 +42,8 @@ from tests.support.processes import process_alive, process_state
 _TIMEOUT = 20.0
 _REQUEST = build("GET", "/features")
 _STOPPED_WITHIN = 2.0
+#: Seconds a killed worker's ends may take to reach its clients, at most.
+_ENDS_SEEN_WITHIN = 0.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,11 +201,34 @@ def kill_worker(pid: int, port: int) -> Kill:
     return Kill(pid, at, ports)
 
 
-async def wait_dead(kill: Kill) -> None:
-    """Wait until the killed worker is dead (its sockets closed); note when."""
+def _clients_still_established(server_port: int, ports: set[int]) -> bool:
+    """Whether a client connection to ``server_port`` from one of ``ports`` is still
+    established on the client's side (``/proc/net/tcp``: the client's end is the local
+    address; state ``01``): the server's end has not reached it yet."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote, state = fields[1], fields[2], fields[3]
+        if state == "01" and int(remote.split(":")[1], 16) == server_port \
+                and int(local.split(":")[1], 16) in ports:
+            return True
+    return False
+
+
+async def wait_dead(kill: Kill, port: int) -> None:
+    """Wait until the killed worker is dead and every client connection it held on ``port``
+    has seen its end; note when.
+
+    A zombie's sockets are closed, but the kernel can hand their FINs to the clients' sockets
+    a moment later (with the loopback's softirq work deferred): until then a client sees
+    an idle connection open and may send on it, and that request is in flight on the dead
+    worker. The wait for the ends does not await, so no client connects meanwhile (and so
+    none takes a port of ``kill.ports``)."""
     with anyio.fail_after(_TIMEOUT):
         while process_alive(kill.pid):
             await anyio.sleep(0.001)
+    deadline = now() + _ENDS_SEEN_WITHIN
+    while _clients_still_established(port, kill.ports) and now() < deadline:
+        time.sleep(0.0002)
     kill.dead_at = now()
 
 
@@ -288,7 +314,7 @@ async def run(supervisor: Supervised, settings: Settings, workers: int = 2) -> F
             kill = kill_worker(await _victim(supervisor, workers), supervisor.port)
             last = kill.at
             kills.append(kill)
-            await wait_dead(kill)
+            await wait_dead(kill, supervisor.port)
         await anyio.sleep(settings.interval)  # requests after the last kill count too
         await _victim(supervisor, workers)    # ...and its replacement is ready
         stop.set()
