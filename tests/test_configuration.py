@@ -66,7 +66,7 @@ def test_defaults_without_any_source(tmp_path: Path) -> None:
     assert options.hosting_model is HostingModel.IN_PROCESS
     assert options.urls == ("http://127.0.0.1:5000",)
     assert options.async_backend == "asyncio"
-    assert options.event_loop == "asyncio"
+    assert options.event_loop == "auto"
     assert options.server == "hypercorn"
     assert options.shutdown_timeout == 30
     assert options.server_options.max_request_body_size == 30_000_000

@@ -490,7 +490,7 @@ class HostOptions:
     async_backend: str = setting("asyncio", Choice("asyncio", "trio"),
                                  "the async library: asyncio or trio")
     event_loop: str = setting(
-        "asyncio", Choice(*EVENT_LOOPS),
+        "auto", Choice(*EVENT_LOOPS),
         "asyncio's event loop: auto (uvloop when it can be imported, else the standard "
         "library's), asyncio or uvloop (pip install 'hostkit[uvloop]'); with trio, auto and "
         "asyncio mean trio and uvloop is an error")
