@@ -157,6 +157,14 @@ def _inbox(token: anyio.lowlevel.EventLoopToken) -> _Inbox:
     return _TrioInbox(token)  # trio's token (anyio has no other backend)
 
 
+def _ran() -> Any:
+    """What a job's function is once it ran (:meth:`_Job.run`)."""
+    raise RuntimeError("this call ran already")
+
+
+_EMPTY_CONTEXT = contextvars.Context()
+
+
 class _Job(Generic[T]):
     """One call: the function, the context it runs in, its outcome, and where it goes back
     to. ``state`` (under the pool's lock) is ``"queued"``, ``"running"`` or ``"dropped"``
@@ -177,11 +185,17 @@ class _Job(Generic[T]):
         self.waiter: Any = None
 
     def run(self) -> None:
-        """In a worker thread: call the function and keep its outcome."""
+        """In a worker thread: call the function and keep its outcome. The function and its
+        context are let go here, before the outcome is posted: the thread holds the job a
+        moment longer, and what the call was made with (a request's objects) must not wait
+        for it."""
         try:
             self.result = self.context.run(self.function)
         except BaseException as error:  # handed to the waiting task, which raises it
             self.error = error
+        finally:
+            self.function = _ran
+            self.context = _EMPTY_CONTEXT
 
 
 class WorkerThreads:

@@ -48,8 +48,8 @@ what ``serve()`` uses inside:
 - the ``TCPServer``'s ``protocol_send`` (called with every event a protocol sends: the
   ``RawData`` it writes under the ``TCPServer``'s ``send_lock``, to its asyncio ``writer`` or
   trio ``stream``), its ``Updated`` handling (its ``idle_task``), and its read loop
-  ``_read_data``: :class:`_ServedConnection` writes through a bounded buffer and ends the connection at once when its client has gone
-  (``sending.py``). An app is called in a task of its own (``hypercorn.asyncio.task_group``
+  ``_read_data``: :class:`_ServedConnection` writes through a bounded buffer and ends the
+  connection at once when its client has gone (``sending.py``). An app is called in a task of its own (``hypercorn.asyncio.task_group``
   and its trio twin), in which :class:`_AppTask` marks it as an app's.
 - ``H11Protocol._create_stream`` (makes the ``stream`` of each request: a
   ``hypercorn.protocol.ws_stream.WSStream`` for a WebSocket handshake, which has an
