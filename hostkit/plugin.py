@@ -117,6 +117,7 @@ from hostkit.server_contract import (
     ServerRequest,
     check_server_choice,
 )
+from hostkit.caches import remember
 from hostkit.status_lines import STANDARD_STATUS_LINES, status_line
 from hostkit.tls import TLSConnection, server_context, tls_extension, tls_extension_of
 
@@ -129,7 +130,7 @@ __all__ = [
     "MEMORY_CHECK_INTERVAL", "REQUEST_ID", "REQUEST_ID_HEADER", "RETRY_AFTER_HEADER", "RapidFailBudget", "Readiness", "RequestLimit", "RecyclePolicy", "Receive", "ReloadableServer", "reload_configuration", "Scope", "Send", "Server", "ServerInfo", "ServerRequest",
     "SettingsTable", "TLSConnection", "TOKEN_HEADER", "TOKEN_VARIABLE", "Text", "TextList",
     "TextTable", "bind_all", "check_server_choice", "close_all", "configuration_files",
-    "free_loopback_port", "hookimpl", "render_error_page", "request_rules", "resolve_path", "send_refusal",
+    "free_loopback_port", "hookimpl", "remember", "render_error_page", "request_rules", "resolve_path", "send_refusal",
     "server_context", "setting", "status_line", "tls_extension", "tls_extension_of",
     "this_program",
 ]

@@ -42,6 +42,7 @@ import anyio.from_thread
 import anyio.lowlevel
 
 from hostkit.asgi import Message, Receive, Scope, Send
+from hostkit.caches import remember
 from hostkit.context import request_state
 from hostkit.errors import RequestBodyTooLargeError
 from hostkit.identity import ClaimsPrincipal
@@ -74,8 +75,8 @@ _HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"u
 _NAMES: dict[str, bytes] = {}
 _NAMES_MAX = 4096
 #: Response header ``(name, value)`` -> what is sent (lowercase name, value as bytes; None
-#: for a hop-by-hop header), for headers already checked; emptied when full, so headers
-#: seen once (cookies, ETags) do not keep the common ones out.
+#: for a hop-by-hop header), for headers already checked. Like every table here, kept by
+#: :func:`hostkit.caches.remember` (emptied when full).
 _PAIRS: dict[tuple[str, str], tuple[bytes, bytes] | None] = {}
 _PAIRS_MAX = 4096
 #: Status line -> its code, for status lines already checked.
@@ -326,10 +327,7 @@ def _server_name_and_port(scope: Scope, host: bytes | None) -> tuple[str, str]:
             port = rest[1:] if rest.startswith(":") else ""
         else:
             name, _, port = text.partition(":")
-        known = name, port or default_port
-        if len(_HOSTS) < _HOSTS_MAX:
-            _HOSTS[host, scheme] = known
-        return known
+        return remember(_HOSTS, (host, scheme), (name, port or default_port), _HOSTS_MAX)
     server = scope.get("server")
     if server:
         return str(server[0]), str(server[1] if server[1] is not None else default_port)
@@ -351,8 +349,7 @@ def _environ_key(raw_name: bytes) -> str:
         key = "" if "_" in name else name.replace("-", "_")
         if key and key != "CONTENT_TYPE" and key != "CONTENT_LENGTH":
             key = "HTTP_" + key
-        if len(_KEYS) < _KEYS_MAX:
-            _KEYS[raw_name] = key
+        remember(_KEYS, raw_name, key, _KEYS_MAX)
     return key
 
 
@@ -439,10 +436,7 @@ def _header_key(name: str) -> bytes:
     be sent (TypeError for one that is not a str)."""
     if not name or _BAD_NAME.search(name):
         raise ValueError(f"the header name {name!r} cannot be sent")
-    key = name.lower().encode("latin-1")
-    if len(_NAMES) < _NAMES_MAX:
-        _NAMES[name] = key
-    return key
+    return remember(_NAMES, name, name.lower().encode("latin-1"), _NAMES_MAX)
 
 
 #: What ``_PAIRS.get`` gives for a header not checked yet (None means hop-by-hop).
@@ -463,9 +457,7 @@ def _header_pair(header: Any) -> tuple[bytes, bytes] | None:
     if pair is not None and key == b"content-length":
         int(pair[1])  # a length that is not a number is not kept
     if type(header) is tuple:
-        if len(_PAIRS) >= _PAIRS_MAX:
-            _PAIRS.clear()
-        _PAIRS[header] = pair
+        remember(_PAIRS, header, pair, _PAIRS_MAX)
     return pair
 
 
@@ -473,10 +465,7 @@ def _status_code(status: object) -> int | None:
     """The code of a status line like ``"200 OK"``; None when it is not one."""
     if type(status) is not str or not _STATUS.match(status):
         return None
-    code = int(status[:3])
-    if len(_STATUSES) < _STATUSES_MAX:
-        _STATUSES[status] = code
-    return code
+    return remember(_STATUSES, status, int(status[:3]), _STATUSES_MAX)
 
 
 class _Call:

@@ -33,6 +33,7 @@ from hostkit.plugin import (
     REQUEST_ID_HEADER,
     RESERVED_HEADER_PREFIX,
     TOKEN_HEADER,
+    remember,
 )
 
 Header = tuple[bytes, bytes]
@@ -159,11 +160,8 @@ def _request_key(name: bytes) -> bytes:
 
 def _remember(known: dict[bytes, bytes], name: bytes, key: bytes) -> bytes:
     """Keep ``key`` as what ``known`` (:data:`_REQUEST_KEYS`, :data:`_RESPONSE_KEYS`) holds
-    for ``name``, clearing it first when full; returns ``key``."""
-    if len(known) >= _MAX_KNOWN_NAMES:
-        known.clear()
-    known[name] = key
-    return key
+    for ``name`` (``hostkit.plugin.remember``: emptied when full); returns ``key``."""
+    return remember(known, name, key, _MAX_KNOWN_NAMES)
 
 
 def response_headers(headers: Sequence[Header], request_id: Header) -> list[Header]:
