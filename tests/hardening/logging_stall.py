@@ -13,7 +13,9 @@ output that could be slow. The modes:
   (``tests/programs/stderr_reader.py``, as a terminal would; not the suite's own process,
   which measures);
 - ``unread``: the same, but nobody reads the front's stderr once it started: the relay drops
-  what does not fit;
+  what does not fit. The front's own access log is off here: its lines go to the same pipe,
+  and a process whose stdout is never read blocks on its own log once the pipe is full, as any
+  server's would (the relay leaves them half the pipe, which a few thousand lines fill);
 - ``file``: ``stdout_log_enabled`` on: the child writes its log file itself.
 
 Figures, per mode: the requests that failed or timed out (none may), and the normal clients'
@@ -138,9 +140,11 @@ def front_for(backend: str, mode: str) -> Front:
     """The front of ``mode`` (one of :data:`MODES`)."""
     module = {**MODES[mode], "request_timeout": _TIMEOUT}
     if mode in ("relay", "unread"):
+        unread = mode == "unread"
         return Front(backend, module=module, program=_STDERR_READER, environment={
             "STDERR_READER_PROGRAM": str(APP),
-            "STDERR_READER_MODE": "count" if mode == "relay" else "unread"})
+            "STDERR_READER_MODE": "unread" if unread else "count"},
+            tables={"logging": {"access_log": False}} if unread else None)
     return Front(backend, module=module)
 
 
