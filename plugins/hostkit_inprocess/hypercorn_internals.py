@@ -49,8 +49,13 @@ what ``serve()`` uses inside:
   ``RawData`` it writes under the ``TCPServer``'s ``send_lock``, to its asyncio ``writer`` or
   trio ``stream``), its ``Updated`` handling (its ``idle_task``), and its read loop
   ``_read_data``: :class:`_ServedConnection` writes through a bounded buffer and ends the
-  connection at once when its client has gone (``sending.py``). An app is called in a task of its own (``hypercorn.asyncio.task_group``
-  and its trio twin), in which :class:`_AppTask` marks it as an app's.
+  connection at once when its client has gone (``sending.py``). On asyncio, its
+  ``idle_task`` (an object with ``restart(task_group, action)`` and ``stop()``, which its
+  ``run``, ``protocol_send`` and ``_close`` await) is an :class:`_IdleTimer`, which closes an
+  idle connection with the ``TCPServer``'s ``_initiate_server_close`` in its ``_task_group``
+  (whose ``_task_group`` is an ``asyncio.TaskGroup``), as hypercorn's idle task does. An app
+  is called in a task of its own (``hypercorn.asyncio.task_group`` and its trio twin), in
+  which :class:`_AppTask` marks it as an app's.
 - ``H11Protocol._create_stream`` (makes the ``stream`` of each request: a
   ``hypercorn.protocol.ws_stream.WSStream`` for a WebSocket handshake, which has an
   ``Upgrade`` header), and of a ``WSStream``
@@ -176,9 +181,19 @@ def with_extension(app: AppWrapper, name: str, describe: Callable[[], dict[str, 
     return _WithExtension(app, name, describe, on_first_request)
 
 
+class _AsyncioContext(AsyncioWorkerContext):
+    """hypercorn's asyncio worker context, which also knows the idle timers armed
+    (:class:`_IdleTimer`), so that :func:`terminate` closes those connections at once, as
+    hypercorn's idle tasks do when ``terminated`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+        self.idle_timers: set[_IdleTimer] = set()
+
+
 def asyncio_worker_context() -> AsyncioWorkerContext:
     """What the connections of one asyncio worker share (see :func:`terminate`)."""
-    return AsyncioWorkerContext(None)
+    return _AsyncioContext()
 
 
 def trio_worker_context() -> TrioWorkerContext:
@@ -534,11 +549,60 @@ class _ServedConnection:
 
 class _AsyncioTCPServer(_ServedConnection, AsyncioTCPServer):
     """One asyncio connection (:class:`_ServedConnection`), writing through a bounded buffer
-    (``sending.write_bounded``)."""
+    (``sending.write_bounded``), its idle time kept by an :class:`_IdleTimer`."""
+
+    context: _AsyncioContext
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self._write = functools.partial(write_bounded, self.writer)  # type: ignore[method-assign]
+        self.idle_task = _IdleTimer(self)
+
+
+class _IdleTimer:
+    """The idle task of one asyncio connection, as a timer: what the ``TCPServer`` awaits
+    ``restart`` (as it starts, and as each response ends) and ``stop`` of (as each request
+    starts, and as it closes).
+
+    hypercorn's (``AsyncioSingleTask``) runs a task per idle time, which waits for the
+    keep-alive timeout or the worker context's ``terminated``; each ``restart`` or ``stop``
+    cancels the last one and waits for it to end: two tasks and several turns of the loop
+    per request. This arms a ``loop.call_later`` instead; when it fires, or when the context
+    terminates while it is armed (:func:`terminate`), the connection closes as hypercorn's
+    does (its ``_initiate_server_close``, in the connection's task group)."""
+
+    __slots__ = ("_server", "_handle")
+
+    def __init__(self, server: _AsyncioTCPServer):
+        self._server = server
+        self._handle: asyncio.TimerHandle | None = None
+
+    async def restart(self, task_group: Any, action: Any) -> None:
+        """The connection is idle: close it after the keep-alive timeout, or now when its
+        worker is terminating (``action``, hypercorn's idle task, is not needed)."""
+        self._disarm()
+        server = self._server
+        if server.context.terminated.is_set():
+            self.expire()
+            return
+        self._handle = server.loop.call_later(server.config.keep_alive_timeout, self.expire)
+        server.context.idle_timers.add(self)
+
+    async def stop(self) -> None:
+        """The connection is busy, or closing: no idle timeout."""
+        self._disarm()
+
+    def expire(self) -> None:
+        """The idle time is over: start the connection's close."""
+        self._disarm()
+        server = self._server
+        server._task_group._task_group.create_task(server._initiate_server_close())
+
+    def _disarm(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+            self._server.context.idle_timers.discard(self)
 
 
 @functools.cache
@@ -598,3 +662,6 @@ async def terminate(context: AsyncioWorkerContext | TrioWorkerContext) -> None:
     """Tell every connection of a worker that it stops: idle keep-alive connections close,
     the others after their current response."""
     await context.terminated.set()
+    if isinstance(context, _AsyncioContext):
+        for timer in list(context.idle_timers):
+            timer.expire()
