@@ -4,7 +4,8 @@ A connection waiting for its next request head is closed ``keep_alive_timeout`` 
 last response ended (each request's answer starts that wait anew), and at once, whatever
 that timeout, when the server stops: an idle connection owes nobody an answer, so the
 server does not wait for it (SIGTERM: idle keep-alive connections close, the others after
-their current response).
+their current response). A connection whose client has ended its side closes as soon as its
+last response is written, not after the keep-alive timeout with its socket in CLOSE_WAIT.
 """
 
 from __future__ import annotations
@@ -98,3 +99,15 @@ async def test_stopping_closes_idle_connections_at_once(anyio_backend: str,
                 assert await _closed_after(answered) <= 3
                 assert await _closed_after(silent) <= 3
         assert server.wait_exit(TIMEOUT) == 0
+
+
+async def test_a_connection_its_client_ended_closes_at_once(anyio_backend: str,
+                                                            tmp_path: Path) -> None:
+    with _serve(tmp_path, anyio_backend, keep_alive_timeout=60) as server:
+        with anyio.fail_after(TIMEOUT):
+            stream = await connect(server.urls[0])
+            async with stream:
+                client = h11.Connection(h11.CLIENT)
+                assert (await request_on(stream, client, "GET", "/features"))[0] == 200
+                await stream.send_eof()
+                assert await _closed_after(stream) <= 2

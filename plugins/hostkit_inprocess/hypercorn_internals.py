@@ -74,6 +74,7 @@ import asyncio
 import dataclasses
 import functools
 import logging
+import math
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -543,6 +544,10 @@ class _ServedConnection:
             reading.cancel()
         with reading:
             await super()._read_data()  # type: ignore[misc]
+        # Nothing more is read, so nothing is waited for: the connection closes once its
+        # last response is written (hypercorn's idle task kept its task group open, and the
+        # socket in CLOSE_WAIT, until the keep-alive timeout).
+        self.idle_task.end()
         if reading.cancelled_caught:
             await self.protocol.handle(Closed())
 
@@ -571,17 +576,20 @@ class _IdleTimer:
     terminates while it is armed (:func:`terminate`), the connection closes as hypercorn's
     does (its ``_initiate_server_close``, in the connection's task group)."""
 
-    __slots__ = ("_server", "_handle")
+    __slots__ = ("_server", "_handle", "_ended")
 
     def __init__(self, server: _AsyncioTCPServer):
         self._server = server
         self._handle: asyncio.TimerHandle | None = None
+        self._ended = False
 
     async def restart(self, task_group: Any, action: Any) -> None:
         """The connection is idle: close it after the keep-alive timeout, or now when its
         worker is terminating (``action``, hypercorn's idle task, is not needed)."""
         self._disarm()
         server = self._server
+        if self._ended:
+            return
         if server.context.terminated.is_set():
             self.expire()
             return
@@ -590,6 +598,11 @@ class _IdleTimer:
 
     async def stop(self) -> None:
         """The connection is busy, or closing: no idle timeout."""
+        self._disarm()
+
+    def end(self) -> None:
+        """The connection's read loop has ended: no idle timeout from now on."""
+        self._ended = True
         self._disarm()
 
     def expire(self) -> None:
@@ -614,6 +627,10 @@ def _trio_tcp_server() -> type[TrioTCPServer]:
     import trio
 
     class _TrioTCPServer(_ServedConnection, TrioTCPServer):
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args)
+            self.idle_task = _TrioIdleWatch(self)
+
         async def _write(self, data: bytes) -> bool:
             try:
                 # Shielded, as hypercorn's: a cancelled app does not cut a frame short.
@@ -622,6 +639,70 @@ def _trio_tcp_server() -> type[TrioTCPServer]:
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return False
             return True
+
+    class _TrioIdleWatch:
+        """The idle task of one trio connection: one task for the connection's life, in its
+        task group, waiting in a cancel scope whose deadline ``restart`` and ``stop`` move.
+
+        hypercorn's (``TrioSingleTask``) starts a task per idle time (``nursery.start``),
+        which waits for the keep-alive timeout or the worker context's ``terminated``, and
+        cancels it as the next request starts. Here the deadline passing while the
+        connection is idle, or ``terminated`` while it is idle (or at the end of the response
+        in flight), closes the connection as hypercorn's does (its
+        ``_initiate_server_close``, shielded)."""
+
+        __slots__ = ("_server", "_scope", "_deadline", "_idle", "_ended", "_started")
+
+        def __init__(self, server: _TrioTCPServer):
+            self._server = server
+            self._scope: trio.CancelScope | None = None
+            self._deadline = math.inf
+            self._idle = False
+            self._ended = False
+            self._started = False
+
+        async def restart(self, task_group: Any, action: Any) -> None:
+            """The connection is idle: close it after the keep-alive timeout, or now when
+            its worker is terminating (``action``, hypercorn's idle task, is not needed)."""
+            if self._ended:
+                return
+            server = self._server
+            self._idle = True
+            self._move(-math.inf if server.context.terminated.is_set() else
+                       trio.current_time() + server.config.keep_alive_timeout)
+            if not self._started:
+                self._started = True
+                await task_group._nursery.start(self._watch)
+
+        async def stop(self) -> None:
+            """The connection is busy: no idle timeout."""
+            self._idle = False
+            self._move(math.inf)
+
+        def end(self) -> None:
+            """The connection's read loop has ended: the watch ends, closing nothing."""
+            self._ended = True
+            if self._scope is not None:
+                self._scope.cancel()
+
+        def _move(self, deadline: float) -> None:
+            self._deadline = deadline
+            if self._scope is not None:
+                self._scope.deadline = deadline
+
+        async def _watch(self, *, task_status: Any) -> None:
+            task_status.started()
+            terminated = self._server.context.terminated
+            while not self._ended:
+                with trio.CancelScope(deadline=self._deadline) as self._scope:
+                    await terminated.wait()
+                    if not self._idle:  # busy: its ``restart`` sets a past deadline
+                        await trio.sleep_forever()
+                # A request may have started between the deadline and this task's turn.
+                if self._idle and not self._ended:
+                    with trio.CancelScope(shield=True):
+                        await self._server._initiate_server_close()
+                    return
 
     return _TrioTCPServer
 
