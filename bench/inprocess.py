@@ -14,7 +14,8 @@ a shared machine hits both alike. What each server is told is a
 access log, hostkit its default combined line and hypercorn the same layout to a file
 (``--access-logfile``); ``none`` neither; ``defaults`` each its own default (hostkit logs,
 hypercorn does not); both run asyncio (``--event-loop``: or uvloop). Prints the medians, the
-hostkit/hypercorn ratios and the request lines each log holds, and writes them with every
+hostkit/hypercorn ratios (req/s, p50, p99, and each server process's CPU time per request,
+from ``/proc``: steadier than req/s on a shared machine) and the request lines each log holds, and writes them with every
 run to ``bench/results/inprocess.json``.
 """
 
@@ -149,8 +150,16 @@ def first_request_lines(logs: Path) -> dict[str, str]:
 # --- reporting -----------------------------------------------------------------------------
 
 def ratios(baseline: Target, candidate: Target) -> dict[str, float]:
-    """candidate/baseline for the medians: req/s (higher is better), p50 and p99 (lower)."""
-    return {field: candidate.median(field) / baseline.median(field) for field in cli.FIELDS}
+    """candidate/baseline for the medians: req/s (higher is better), p50, p99 and the server
+    process's CPU microseconds per request (lower)."""
+    ratio = {field: candidate.median(field) / baseline.median(field) for field in cli.FIELDS}
+    ratio["cpu_us_per_request"] = cpu_per_request(candidate) / cpu_per_request(baseline)
+    return ratio
+
+
+def cpu_per_request(target: Target) -> float:
+    """The server process's median CPU microseconds per request over the measured runs."""
+    return sum(cli.median_cpu(target).values())
 
 
 def format_report(targets: list[Target], ratio: dict[str, float],
@@ -167,6 +176,9 @@ def format_report(targets: list[Target], ratio: dict[str, float],
         f"({'MET' if met else 'NOT MET'}: target >= {TARGET_RATIO:.2f}x)",
         f"hostkit/hypercorn p50:   {ratio['p50_ms']:.3f}x",
         f"hostkit/hypercorn p99:   {ratio['p99_ms']:.3f}x",
+        f"hostkit/hypercorn CPU per request: {ratio['cpu_us_per_request']:.3f}x ("
+        + ", ".join(f"{target.name} {cpu_per_request(target):.0f} us" for target in targets)
+        + ")",
         "",
         "request lines logged (each server's output file; hypercorn's access log): "
         + ", ".join(f"{name} {count}" for name, count in logged.items()),
@@ -195,6 +207,7 @@ def results_document(targets: list[Target], ratio: dict[str, float],
         "environment": cli.environment(wrk, ("hostkit", "hypercorn", "anyio", "h11")),
         "servers": {
             target.name: {"command": target.processes[0].args, "median": cli.medians(target),
+                          "cpu_us_per_request": cpu_per_request(target),
                           "uvloop_by_process": target.uvloop, "runs": cli.runs(target)}
             for target in targets
         },
@@ -227,7 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print(f"{target.name}: pid {target.processes[0].pid}, {target.url}; "
                           f"{cli.loop_note(target)}", flush=True)
                     targets.append(target)
-                cli.measure(wrk, targets, options, name_width=NAME_WIDTH, count_cpu=False)
+                cli.measure(wrk, targets, options, name_width=NAME_WIDTH, count_cpu=True)
             logged = request_lines(logs, logs.iterdir())  # once every server has stopped
             samples = first_request_lines(logs)
     except BenchmarkError as error:
