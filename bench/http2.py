@@ -3,16 +3,20 @@ OutOfProcess front against nginx (``http2``) in front of a hostkit child over HT
 
 Run from the repository root::
 
-    python -m bench.http2                      # both pairs, 3 rounds x 10 s, h2load -c10 -m10
+    python -m bench.http2                      # both pairs, 5 rounds, h2load -c10 -m10
     python -m bench.http2 --pairs inprocess    # only InProcess against bare hypercorn
     python -m bench.http2 --floods             # other clients' p99 during each flood instead
 
 Every server serves :data:`bench.trivial_app.app` on a free 127.0.0.1 port with one
 certificate (a throwaway CA's, made by ``trustme``), for the whole run. Each round loads the
-two servers of a pair one after the other with ``h2load`` (a warmup, then the measured
-period), the order alternating between rounds; the CPU time every serving process used
-during the measured period gives the CPU per request. Prints the medians and the ratios and
-writes everything to ``bench/results/http2.json`` (``http2_floods.json`` for ``--floods``).
+two servers of a pair one after the other with ``h2load`` (a warm-up run, then the measured
+run), the order alternating between rounds; the CPU time every serving process used during
+the measured run gives the CPU per request. Each run is a number of requests per connection
+(``-n``), below the 1000 that nginx (``keepalive_requests``) and hypercorn
+(``keep_alive_max_requests``) let one connection make by default: both then end it with a
+GOAWAY, and h2load does not reconnect, so a timed run (``-D``) would measure connections that
+had stopped. Prints the medians and the ratios and writes everything to
+``bench/results/http2.json`` (``http2_floods.json`` for ``--floods``).
 
 ``--floods`` starts hostkit InProcess (and the front, with ``--pairs outofprocess`` or
 ``all``), measures one client's p99 over HTTP/2 alone and then while another process floods
@@ -34,7 +38,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -81,11 +84,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                     f"{INPROCESS_TARGET:.2f}x bare hypercorn; the OutOfProcess front >= "
                     f"{OUTOFPROCESS_TARGET:.2f}x nginx http2 in front of a hostkit child.")
     parser.add_argument("--pairs", choices=("inprocess", "outofprocess", "all"), default="all")
-    parser.add_argument("--rounds", type=cli.positive_int, default=3)
-    parser.add_argument("--duration", type=cli.positive_int, default=10,
-                        help="seconds of each measured period (h2load -D)")
-    parser.add_argument("--warmup", type=cli.count, default=2,
-                        help="seconds of h2load's warm-up before each measured period")
+    parser.add_argument("--rounds", type=cli.positive_int, default=5)
+    parser.add_argument("--requests-per-connection", type=cli.positive_int, default=900,
+                        help="requests each connection makes in a measured run (h2load -n is "
+                             "this times -c); keep it below 1000, where nginx and hypercorn "
+                             "end a connection")
+    parser.add_argument("--warmup", type=cli.count, default=100,
+                        help="requests per connection of the warm-up run before each measured "
+                             "run (0: none)")
     parser.add_argument("--connections", type=cli.positive_int, default=10, help="h2load -c")
     parser.add_argument("--streams", type=cli.positive_int, default=10,
                         help="h2load -m: concurrent streams per connection")
@@ -237,28 +243,21 @@ def _ms(text: str) -> float:
 
 def run_h2load(h2load: str, url: str, processes: list[Any], options: argparse.Namespace
                ) -> H2loadRun:
-    """One h2load run (``--warm-up-time``, then ``-D`` seconds measured)."""
-    command = [h2load, f"-c{options.connections}", f"-m{options.streams}", "-t1",
-               f"-D{options.duration}", f"--warm-up-time={options.warmup}", url]
+    """One warm-up h2load run (``--warmup`` requests per connection), then the measured one
+    (``--requests-per-connection``), with the CPU time of every serving process counted
+    around it."""
+    def command(per_connection: int) -> list[str]:
+        return [h2load, f"-c{options.connections}", f"-m{options.streams}", "-t1",
+                f"-n{options.connections * per_connection}", url]
+
+    if options.warmup:
+        subprocess.run(command(options.warmup), capture_output=True, timeout=120)
     pids = {process.pid for process in processes}
     for process in processes:
         pids.update(cli._descendants(process.pid, "").values())
-    before: dict[int, float] = {}
-    timer = None
-    if options.warmup:
-        # The measured period begins after the warm-up: the CPU count begins then too.
-        def mark() -> None:
-            before.update({pid: cpu_seconds(pid) for pid in pids})
-        timer = threading.Timer(options.warmup, mark)
-        timer.start()
-    else:
-        before.update({pid: cpu_seconds(pid) for pid in pids})
-    try:
-        done = subprocess.run(command, capture_output=True, text=True,
-                              timeout=options.duration + options.warmup + 60)
-    finally:
-        if timer is not None:
-            timer.join()
+    before = {pid: cpu_seconds(pid) for pid in pids}
+    measured = command(options.requests_per_connection)
+    done = subprocess.run(measured, capture_output=True, text=True, timeout=300)
     after = {pid: cpu_seconds(pid) for pid in pids}
     output = done.stdout
     rate = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", output)
@@ -266,7 +265,7 @@ def run_h2load(h2load: str, url: str, processes: list[Any], options: argparse.Na
                        r"(\d+) failed", output)
     timing = re.search(r"time for request:\s+(\S+)\s+(\S+)\s+(\S+)", output)
     if done.returncode != 0 or rate is None or counts is None or timing is None:
-        raise BenchmarkError(f"h2load failed ({done.returncode}): {' '.join(command)}\n"
+        raise BenchmarkError(f"h2load failed ({done.returncode}): {' '.join(measured)}\n"
                              f"{output}{done.stderr}")
     succeeded = int(counts.group(1))
     cpu = sum(after[pid] - before.get(pid, after[pid]) for pid in pids)
@@ -469,9 +468,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     document["source"]["at_end"] = source_state(*SOURCES)
     document["stop_hangs"], document["leftovers"] = bench.hangs, bench.leftovers
     if not options.floods:
-        print(f"\nload: h2load -c{options.connections} -m{options.streams} -D{options.duration} "
-              f"--warm-up-time={options.warmup}, TLS; median of {options.rounds} rounds, "
-              "order alternating")
+        print(f"\nload: h2load -c{options.connections} -m{options.streams} "
+              f"-n{options.connections * options.requests_per_connection} (after "
+              f"{options.warmup} requests per connection to warm up), TLS; median of "
+              f"{options.rounds} rounds, order alternating")
     print("\n".join(report))
     if document["source"]["at_start"]["sha256"] != document["source"]["at_end"]["sha256"]:
         print(f"WARNING: files under {', '.join(SOURCES)}/ changed during the run")
