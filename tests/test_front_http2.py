@@ -215,6 +215,17 @@ def test_many_concurrent_streams_on_one_connection(front: Front) -> None:
     assert [seen(bytes(a.body))["query"] for a in answers] == [f"n={n}" for n in range(60)]
 
 
+def test_request_ids_are_never_indexed(front: Front) -> None:
+    # Each response's id is new: indexed, every one would take room in the client's HPACK
+    # table (and the front's encoder would search them all for every header it sends).
+    with front.client() as client:
+        answers = [client.get(b"/headers") for _ in range(20)]
+        table = list(client.h2.decoder.header_table.dynamic_entries)
+    ids = {answer.header(b"x-request-id") for answer in answers}
+    assert len(ids) == 20 and None not in ids
+    assert table and all(name != b"x-request-id" for name, _ in table), table
+
+
 def test_h2load_many_streams(front: Front) -> None:
     done = subprocess.run(["h2load", "-n", "400", "-c", "4", "-m", "20",
                            front.http_url + "/"], capture_output=True, text=True,

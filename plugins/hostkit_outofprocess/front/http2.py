@@ -49,6 +49,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 import h11
+from hpack import NeverIndexedHeaderTuple
 
 from hostkit.plugin import HTTP_VERSION_HEADER, REQUEST_ID_HEADER, FloodLimits, FrameWatch, Gateway
 
@@ -345,7 +346,7 @@ class Http2Connection(ServedConnection):
                             raw_head: bytes) -> None:
         """Run one stream's exchange, then forget the stream."""
         # A _Stream has every part of a ClientConnection an exchange uses (see _Stream).
-        exchange = Http2Exchange(stream, request, b"2")  # type: ignore[arg-type]
+        exchange = Http2Exchange(stream, request, b"2")
         try:
             with stream.cancel_scope:
                 try:
@@ -656,6 +657,13 @@ class Http2Exchange(Exchange):
     __slots__ = ()
 
     connection: _Stream  # type: ignore[assignment]
+
+    def __init__(self, connection: _Stream, request: h11.Request, client_version: bytes):
+        super().__init__(connection, request, client_version)  # type: ignore[arg-type]
+        # A request id is new in every response: HPACK would add each one to the dynamic
+        # table, which then holds little but stale ids, and the encoder searches all of it
+        # for every header of every response. Never indexed, it is sent as a literal.
+        self.request_id_header = NeverIndexedHeaderTuple(*self.request_id_header)
 
     async def _continue_if_expected(self) -> None:
         """``expect: 100-continue``: a 100 HEADERS frame before the body is read."""
