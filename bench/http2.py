@@ -50,7 +50,6 @@ from bench._harness import BenchmarkError, ensure_program, server_environment, w
 from bench.outofprocess import (
     Bench,
     hostkit_environment,
-    listening_marker,
     start_hand_child,
 )
 from tests.support.processes import cpu_seconds, free_port

@@ -20,8 +20,9 @@ import h11
 import pytest
 from anyio.abc import ByteStream
 
-from hostkit.testing import Program, connect, python, write_settings
+from hostkit.testing import Program, connect
 from hostkit.testing.client import request_on
+from tests.support.models import serve_in
 from tests.support.paths import PROGRAMS
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
@@ -31,16 +32,8 @@ TIMEOUT = 10
 
 
 def _serve(root: Path, backend: str, keep_alive_timeout: float) -> Program:
-    write_settings(root, {"hosting_model": "InProcess", "shutdown_timeout": 5,
-                          "server": {"keep_alive_timeout": keep_alive_timeout}})
-    server = Program(python(str(PROGRAMS / "probe.py"), "--urls=http://127.0.0.1:0",
-                            f"--async_backend={backend}"), cwd=root)
-    try:
-        server.wait_started()
-    except BaseException:
-        server.stop()
-        raise
-    return server
+    return serve_in("InProcess", PROGRAMS / "probe.py", backend, root,
+                    server={"keep_alive_timeout": keep_alive_timeout})
 
 
 @pytest.fixture

@@ -30,11 +30,11 @@ import pytest
 import hostkit
 from hostkit import Claim, ClaimsIdentity, ClaimsPrincipal, ClaimTypes
 from hostkit.cli import load_target
-from hostkit.testing import Program, python, write_settings
+from hostkit.testing import Program
 from hostkit.wsgi import WsgiApp, is_wsgi_app
 from tests.support.asgi import Exchange, call, http_scope, stage
-from tests.support.fronts import child_log, child_program, front_settings
-from tests.support.models import MODELS
+from tests.support.fronts import child_log
+from tests.support.models import MODELS, serve_in
 from tests.support.paths import PROGRAMS
 
 pytestmark = pytest.mark.anyio
@@ -513,27 +513,6 @@ def test_hostkit_run_takes_a_wsgi_function_and_a_flask_app(tmp_path: Path,
 
 # -- over real sockets, in both models ---------------------------------------------------------
 
-def serve_wsgi(model: str, program: Path, backend: str, root: Path,
-               **settings: Any) -> Program:
-    """``program`` in ``model`` on ``backend`` with ``settings`` (top-level keys and tables;
-    ``module`` for the front's) in its ``hostkit.toml``; started, its URL ``urls[0]``."""
-    module = settings.pop("module", {})
-    if model == "InProcess":
-        write_settings(root, {"hosting_model": "InProcess", "shutdown_timeout": 5, **settings})
-    else:
-        top = {key: value for key, value in settings.items() if key != "server"}
-        write_settings(root, front_settings(module={**child_program(program), **module},
-                                            server=settings.get("server"), **top))
-    server = Program(python(str(program), "--urls=http://127.0.0.1:0",
-                            f"--async_backend={backend}"), cwd=root)
-    try:
-        server.wait_started()
-    except BaseException:
-        server.stop()
-        raise
-    return server
-
-
 def app_log(model: str, program: Program, root: Path) -> str:
     """What the process that runs the app logged: the program InProcess, its children
     OutOfProcess."""
@@ -546,7 +525,7 @@ def probe(request: pytest.FixtureRequest, anyio_backend: str,
     model = request.param
     root = tmp_path_factory.mktemp(f"wsgi-{model}")
     module = {"path_base": "/app"} if model == "OutOfProcess" else {}
-    with serve_wsgi(model, PROGRAMS / "wsgi_probe.py", anyio_backend, root,
+    with serve_in(model, PROGRAMS / "wsgi_probe.py", anyio_backend, root,
                     server={"max_request_body_size": 1_000_000}, module=module) as program:
         yield model, program, root
 

@@ -19,9 +19,9 @@ import pytest
 from hostkit.authentication.passwords import hash_password
 from hostkit.authentication.users_file import set_user
 from hostkit.testing import Program, python
-from tests.support.models import MODELS
+from tests.support.models import MODELS, serve_in
 from tests.support.paths import PROGRAMS, SAMPLES
-from tests.test_wsgi import app_log, serve_wsgi
+from tests.test_wsgi import app_log
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -59,7 +59,7 @@ def served(request: pytest.FixtureRequest, anyio_backend: str,
     set_user(root / "users.txt", USER, hash_password(PASSWORD, 1000))
     module = {"path_base": "/app"} if model == "OutOfProcess" else {}
     program_file, _ = FRAMEWORKS[framework]
-    with serve_wsgi(model, PROGRAMS / program_file, anyio_backend, root,
+    with serve_in(model, PROGRAMS / program_file, anyio_backend, root,
                     server={"max_request_body_size": LIMIT},
                     authentication={"schemes": ["basic"]}, module=module) as program:
         yield Served(framework, model, program, root)
