@@ -542,12 +542,14 @@ class _ServedConnection:
         self._reading = reading = anyio.CancelScope()
         if self.departed:
             reading.cancel()
-        with reading:
-            await super()._read_data()  # type: ignore[misc]
-        # Nothing more is read, so nothing is waited for: the connection closes once its
-        # last response is written (hypercorn's idle task kept its task group open, and the
-        # socket in CLOSE_WAIT, until the keep-alive timeout).
-        self.idle_task.end()
+        try:
+            with reading:
+                await super()._read_data()  # type: ignore[misc]
+        finally:
+            # Nothing more is read, so nothing is waited for: the connection closes once its
+            # last response is written (hypercorn's idle task kept its task group open, and
+            # the socket in CLOSE_WAIT, until the keep-alive timeout).
+            self.idle_task.end()
         if reading.cancelled_caught:
             await self.protocol.handle(Closed())
 
@@ -606,10 +608,15 @@ class _IdleTimer:
         self._disarm()
 
     def expire(self) -> None:
-        """The idle time is over: start the connection's close."""
+        """The idle time is over: start the connection's close (unless its task group is
+        ending already, after an error: then the connection closes with it)."""
         self._disarm()
         server = self._server
-        server._task_group._task_group.create_task(server._initiate_server_close())
+        close = server._initiate_server_close()
+        try:
+            server._task_group._task_group.create_task(close)
+        except RuntimeError:
+            close.close()
 
     def _disarm(self) -> None:
         if self._handle is not None:
