@@ -526,7 +526,7 @@ def probe(request: pytest.FixtureRequest, anyio_backend: str,
     root = tmp_path_factory.mktemp(f"wsgi-{model}")
     module = {"path_base": "/app"} if model == "OutOfProcess" else {}
     with serve_in(model, PROGRAMS / "wsgi_probe.py", anyio_backend, root,
-                    server={"max_request_body_size": 1_000_000}, module=module) as program:
+                  server={"max_request_body_size": 1_000_000}, module=module) as program:
         yield model, program, root
 
 

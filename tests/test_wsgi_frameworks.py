@@ -60,8 +60,8 @@ def served(request: pytest.FixtureRequest, anyio_backend: str,
     module = {"path_base": "/app"} if model == "OutOfProcess" else {}
     program_file, _ = FRAMEWORKS[framework]
     with serve_in(model, PROGRAMS / program_file, anyio_backend, root,
-                    server={"max_request_body_size": LIMIT},
-                    authentication={"schemes": ["basic"]}, module=module) as program:
+                  server={"max_request_body_size": LIMIT},
+                  authentication={"schemes": ["basic"]}, module=module) as program:
         yield Served(framework, model, program, root)
 
 
