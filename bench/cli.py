@@ -347,6 +347,17 @@ def _load(wrk: str, target: Target, options: argparse.Namespace, duration_s: int
                    connections=options.connections, duration_s=duration_s)
 
 
+def cpu_totals(target: Target) -> list[float]:
+    """Per measured run: CPU microseconds per request, summed over the target's processes."""
+    return [sum(per_process.values()) for per_process in target.cpu]
+
+
+def median_cpu_total(target: Target) -> float:
+    """The median over the measured runs of :func:`cpu_totals`; 0 when no CPU was counted."""
+    totals = cpu_totals(target)
+    return statistics.median(totals) if totals else 0.0
+
+
 def median_cpu(target: Target) -> dict[str, float]:
     """Each process's median CPU microseconds per request over the measured runs."""
     names = {name for run in target.cpu for name in run}

@@ -153,13 +153,10 @@ def ratios(baseline: Target, candidate: Target) -> dict[str, float]:
     """candidate/baseline for the medians: req/s (higher is better), p50, p99 and the server
     process's CPU microseconds per request (lower)."""
     ratio = {field: candidate.median(field) / baseline.median(field) for field in cli.FIELDS}
-    ratio["cpu_us_per_request"] = cpu_per_request(candidate) / cpu_per_request(baseline)
+    ratio["cpu_us_per_request"] = (cli.median_cpu_total(candidate)
+                                   / cli.median_cpu_total(baseline))
     return ratio
 
-
-def cpu_per_request(target: Target) -> float:
-    """The server process's median CPU microseconds per request over the measured runs."""
-    return sum(cli.median_cpu(target).values())
 
 
 def format_report(targets: list[Target], ratio: dict[str, float],
@@ -177,7 +174,8 @@ def format_report(targets: list[Target], ratio: dict[str, float],
         f"hostkit/hypercorn p50:   {ratio['p50_ms']:.3f}x",
         f"hostkit/hypercorn p99:   {ratio['p99_ms']:.3f}x",
         f"hostkit/hypercorn CPU per request: {ratio['cpu_us_per_request']:.3f}x ("
-        + ", ".join(f"{target.name} {cpu_per_request(target):.0f} us" for target in targets)
+        + ", ".join(f"{target.name} {cli.median_cpu_total(target):.0f} us"
+                    for target in targets)
         + ")",
         "",
         "request lines logged (each server's output file; hypercorn's access log): "
@@ -207,7 +205,7 @@ def results_document(targets: list[Target], ratio: dict[str, float],
         "environment": cli.environment(wrk, ("hostkit", "hypercorn", "anyio", "h11")),
         "servers": {
             target.name: {"command": target.processes[0].args, "median": cli.medians(target),
-                          "cpu_us_per_request": cpu_per_request(target),
+                          "cpu_us_per_request": cli.median_cpu_total(target),
                           "uvloop_by_process": target.uvloop, "runs": cli.runs(target)}
             for target in targets
         },

@@ -142,10 +142,6 @@ def check_features(targets: list[Target], metrics_urls: dict[str, str]) -> dict[
 
 # --- reporting -----------------------------------------------------------------------------
 
-def cpu_per_run(target: Target) -> list[float]:
-    """The target's CPU microseconds per request in each measured run, all its processes."""
-    return [sum(per_process.values()) for per_process in target.cpu]
-
 
 def compute_ratios(by_name: dict[str, Target], models: Sequence[str]) -> dict[str, Any]:
     """Per model: the feature on / off for req/s (the target), per round and of the
@@ -163,8 +159,8 @@ def compute_ratios(by_name: dict[str, Target], models: Sequence[str]) -> dict[st
                 "rps": on.median("requests_per_sec") / off.median("requests_per_sec"),
                 "rps_per_round": per_round,
                 "rps_median_of_rounds": statistics.median(per_round),
-                "cpu_per_request": (statistics.median(cpu_per_run(on))
-                                    / statistics.median(cpu_per_run(off))),
+                "cpu_per_request": (cli.median_cpu_total(on)
+                                    / cli.median_cpu_total(off)),
             }
     return ratios
 
@@ -175,7 +171,7 @@ def format_report(targets: list[Target], ratios: dict[str, Any],
              cli.load_line(options, order="order reversed every other round"), "",
              *cli.medians_table(targets, NAME_WIDTH), "",
              "server CPU per request (median): " + ", ".join(
-                 f"{target.name} {statistics.median(cpu_per_run(target)):.0f} us"
+                 f"{target.name} {cli.median_cpu_total(target):.0f} us"
                  for target in targets), ""]
     for key, ratio in ratios.items():
         met = ratio["rps"] >= TARGET_RATIO
@@ -205,7 +201,7 @@ def results_document(targets: list[Target], ratios: dict[str, Any], seen: dict[s
                 "command": target.processes[0].args,
                 "median": cli.medians(target),
                 "runs": cli.runs(target),
-                "cpu_us_per_request": cpu_per_run(target),
+                "cpu_us_per_request": cli.cpu_totals(target),
                 "checked": seen[target.name],
             }
             for target in targets

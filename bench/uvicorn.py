@@ -103,12 +103,6 @@ def start(name: str, cwd: str) -> Target:
 
 # --- measuring -----------------------------------------------------------------------------
 
-def cpu_per_run(target: Target) -> list[float]:
-    """The server's CPU microseconds per request in each measured run (as
-    :func:`bench.cli.measure` noted it, summed over its processes): what it costs,
-    whatever else the machine is doing (req/s also depends on how much CPU it got)."""
-    return [sum(per_process.values()) for per_process in target.cpu]
-
 
 # --- reporting -----------------------------------------------------------------------------
 
@@ -211,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 check_answer(name, fetch(target.url))
                 targets.append(target)
             cli.measure(wrk, targets, options, name_width=22, count_cpu=True)
-            cpu = {target.name: cpu_per_run(target) for target in targets}
+            cpu = {target.name: cli.cpu_totals(target) for target in targets}
     except BenchmarkError as error:
         print(f"benchmark failed: {error}", file=sys.stderr)
         return 1

@@ -373,10 +373,6 @@ def connections_by_process(target: Target) -> dict[str, int]:
 
 # --- figures -------------------------------------------------------------------------------
 
-def cpu_totals(target: Target) -> list[float]:
-    """Per measured run: CPU microseconds per request, summed over the target's processes."""
-    return [sum(per_process.values()) for per_process in target.cpu]
-
 
 def wrk_cpu(target: Target) -> list[float]:
     """Per measured run: wrk's own CPU microseconds per request."""
@@ -387,10 +383,10 @@ def figures(target: Target, duration_s: int) -> dict[str, float]:
     """The target's medians: req/s, p50, p99, CPU per request (server, wrk), the cores the
     server and wrk kept busy, and the machine's busy, interrupt and stolen cores."""
     cores = [total * run.requests_per_sec / 1e6
-             for total, run in zip(cpu_totals(target), target.runs)]
+             for total, run in zip(cli.cpu_totals(target), target.runs)]
     return {
         **cli.medians(target),
-        "cpu_us_per_request": statistics.median(cpu_totals(target)),
+        "cpu_us_per_request": cli.median_cpu_total(target),
         "wrk_cpu_us_per_request": statistics.median(wrk_cpu(target)),
         "server_cores": statistics.median(cores),
         "wrk_cores": statistics.median(run.wrk_cpu_s / duration_s for run in target.runs),

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
-import statistics
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
@@ -108,10 +107,6 @@ def start_targets(cwd: str, granian: bool, hostkit_args: Sequence[str] = ()) -> 
     return targets
 
 
-def cpu_per_request(target: Any) -> float:
-    """The median over the runs of the CPU microseconds per request of all its processes."""
-    return statistics.median(sum(run.values()) for run in target.cpu) if target.cpu else 0.0
-
 
 def format_report(targets: list[Any], options: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     """The table, the ratios to gunicorn and the verdict; and the ratios as data."""
@@ -122,7 +117,8 @@ def format_report(targets: list[Any], options: argparse.Namespace) -> tuple[str,
     ratios = {target.name: {
         "requests_per_sec": target.median("requests_per_sec")
         / gunicorn.median("requests_per_sec"),
-        "cpu_us_per_request": cpu_per_request(target) / max(cpu_per_request(gunicorn), 1e-9)}
+        "cpu_us_per_request": (cli.median_cpu_total(target)
+                               / max(cli.median_cpu_total(gunicorn), 1e-9))}
         for target in targets if target is not gunicorn}
     met = ratios[HOSTKIT]["requests_per_sec"] >= TARGET_RATIO
     lines = ["", f"target: {TARGET}", cli.load_line(options, rotated=True), "",
@@ -131,7 +127,7 @@ def format_report(targets: list[Any], options: argparse.Namespace) -> tuple[str,
     for target in targets:
         lines.append(f"{target.name:<{NAME_WIDTH}} {target.median('requests_per_sec'):>10.0f} "
                      f"{target.median('p50_ms'):>8.2f} {target.median('p99_ms'):>8.2f} "
-                     f"{cpu_per_request(target):>10.0f}")
+                     f"{cli.median_cpu_total(target):>10.0f}")
     lines.append("")
     for name, ratio in ratios.items():
         verdict = (f"  ({'MET' if met else 'NOT MET'}: target >= {TARGET_RATIO:.2f}x)"
@@ -172,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                              "anyio")),
         "servers": {target.name: {"command": target.processes[0].args,
                                   "median": cli.medians(target),
-                                  "cpu_us_per_request": cpu_per_request(target),
+                                  "cpu_us_per_request": cli.median_cpu_total(target),
                                   "runs": cli.runs(target)} for target in targets},
     }, options.output)
     return 0
